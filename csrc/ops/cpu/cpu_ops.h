@@ -1,0 +1,80 @@
+// CPU implementations of every op: plain pointers and sizes, storage type T (float or bf16),
+// math in fp32. These are the reference the CUDA kernels are checked against, and they are checked
+// against PyTorch autograd (tests/unit). Layouts: activations are row-major [rows, features];
+// q/k/v are [B, T, heads, D] (the natural output of the projections).
+#pragma once
+#include <cstdint>
+
+#include "llamatron/dtype.h"
+
+namespace llamatron::cpu {
+
+// y = x * rsqrt(mean(x^2) + eps) * w, per row; saves rstd (fp32) for the backward.
+template <typename T>
+void rmsnorm_fwd(const T* x, const T* w, T* y, float* rstd, int64_t rows, int64_t c, float eps);
+// dx (= or += when accumulate) and dw += (fp32); dw is reduced in a fixed order (deterministic).
+template <typename T>
+void rmsnorm_bwd(const T* dy, const T* x, const T* w, const float* rstd, T* dx, float* dw, int64_t rows,
+                 int64_t c, bool accumulate_dx);
+
+// In-place rotate-half RoPE on x [B, T, H, D] at positions offset + t. cos/sin tables are
+// [>= offset + T, D/2]. The backward is the rotation by the negative angle.
+template <typename T>
+void rope_fwd(T* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset);
+template <typename T>
+void rope_bwd(T* dx, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset);
+// cos/sin[p, i] = cos/sin(p * theta^(-2i/D)), computed in double and rounded once.
+void rope_table(float* cos, float* sin, int64_t max_pos, int64_t d, double theta);
+
+// Causal grouped-query attention, flash style: tiles of block_q query rows against block_k keys
+// with an online softmax, so extra memory is O(block_q * (block_k + D)) per thread, never T x T.
+struct AttentionShape {
+  int64_t b, t, h, kv, d;
+  int64_t block_q = 64, block_k = 64;
+};
+template <typename T>
+void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const AttentionShape& s);
+// One task per (batch, KV head) owns dK, dV and the dQ of its query heads: no races, deterministic.
+template <typename T>
+void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* lse, const T* dout, T* dq,
+                   T* dk, T* dv, const AttentionShape& s);
+
+// y = silu(gate) * up, and its backward (dgate, dup).
+template <typename T>
+void swiglu_fwd(const T* gate, const T* up, T* y, int64_t n);
+template <typename T>
+void swiglu_bwd(const T* dy, const T* gate, const T* up, T* dgate, T* dup, int64_t n);
+
+// y[i] = table[ids[i]]; dtable[ids[i]] += dy[i] (fp32; parallel over columns, so deterministic).
+template <typename T>
+void embedding_fwd(const int32_t* ids, const T* table, T* y, int64_t n, int64_t c);
+template <typename T>
+void embedding_bwd(const int32_t* ids, const T* dy, float* dtable, int64_t n, int64_t c);
+
+// Fused cross-entropy, one pass per row: returns the summed loss over rows whose target is not
+// ignore_index and writes dlogits = scale * (softmax - onehot) (0 for ignored rows). dlogits may
+// alias logits. Computes in fp32 row by row; never stores full-vocab fp32 probabilities.
+template <typename T>
+double cross_entropy_fwd_bwd(const T* logits, const int32_t* targets, T* dlogits, int64_t n, int64_t v,
+                             int32_t ignore_index, float scale);
+
+// y += x (residual add).
+template <typename T>
+void add_inplace(T* y, const T* x, int64_t n);
+// sum of squares in fp64 partials (the global grad norm); deterministic for a fixed thread count.
+double sum_squares(const float* x, int64_t n);
+void scale_inplace(float* x, int64_t n, float s);
+template <typename T>
+void convert(const float* src, T* dst, int64_t n);
+
+// One AdamW step on a contiguous range (torch.optim.AdamW semantics, decoupled weight decay):
+// master (fp32) is updated, then written to param (T; skipped when param aliases master).
+struct AdamWParams {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t step;  // 1-based, for bias correction
+  float grad_scale = 1.0f;  // global-norm clipping factor, fused
+};
+template <typename T>
+void adamw_step(float* master, const float* grad, float* m, float* v, T* param, int64_t n, const AdamWParams& p);
+
+}  // namespace llamatron::cpu

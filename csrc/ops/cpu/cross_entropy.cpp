@@ -1,0 +1,46 @@
+#include <cmath>
+#include <limits>
+
+#include "ops/cpu/cpu_ops.h"
+
+namespace llamatron::cpu {
+
+// Per row: an online max / sum-exp pass (the same recurrence the GPU kernel and the
+// vocab-parallel loss use), then one pass writing dlogits = scale * (softmax - onehot).
+template <typename T>
+double cross_entropy_fwd_bwd(const T* logits, const int32_t* targets, T* dlogits, int64_t n, int64_t v,
+                             int32_t ignore_index, float scale) {
+  double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+  for (int64_t r = 0; r < n; ++r) {
+    const T* x = logits + r * v;
+    T* dx = dlogits + r * v;
+    const int32_t target = targets[r];
+    if (target == ignore_index) {
+      for (int64_t j = 0; j < v; ++j) dx[j] = from_f32<T>(0.f);
+      continue;
+    }
+    float m = -std::numeric_limits<float>::infinity(), s = 0.f;
+    for (int64_t j = 0; j < v; ++j) {
+      const float xj = to_f32(x[j]);
+      if (xj > m) {
+        s = s * std::exp(m - xj) + 1.f;
+        m = xj;
+      } else {
+        s += std::exp(xj - m);
+      }
+    }
+    const float logz = m + std::log(s);
+    const float target_logit = to_f32(x[target]);
+    total += static_cast<double>(logz - target_logit);
+#pragma omp simd
+    for (int64_t j = 0; j < v; ++j) dx[j] = from_f32<T>(scale * std::exp(to_f32(x[j]) - logz));
+    dx[target] = from_f32<T>(scale * (std::exp(target_logit - logz) - 1.f));
+  }
+  return total;
+}
+
+template double cross_entropy_fwd_bwd<float>(const float*, const int32_t*, float*, int64_t, int64_t, int32_t, float);
+template double cross_entropy_fwd_bwd<bf16>(const bf16*, const int32_t*, bf16*, int64_t, int64_t, int32_t, float);
+
+}  // namespace llamatron::cpu

@@ -1,0 +1,197 @@
+#include "llamatron/ops.h"
+
+#include "llamatron/errors.h"
+#include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/gemm.h"
+
+namespace llamatron::ops {
+namespace {
+
+void same_shape(const Tensor& a, const Tensor& b, const char* what) {
+  LT_CHECK(a.shape() == b.shape(), std::string(what) + ": " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
+}
+void same_dtype(const Tensor& a, const Tensor& b, const char* what) {
+  LT_CHECK(a.dtype() == b.dtype(), std::string(what) + ": " + dtype_name(a.dtype()) + " vs " + dtype_name(b.dtype()));
+}
+void on_cpu(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts)
+    LT_CHECK(t->device() == Device::CPU, "this build has the CPU backend only; tensor is on " + device_name(t->device()));
+}
+
+// Calls f(T{}) with T the storage type (float or bf16) of t.
+template <typename F>
+void dispatch_float(const Tensor& t, F&& f) {
+  switch (t.dtype()) {
+    case DType::F32: f(float{}); break;
+    case DType::BF16: f(bf16{}); break;
+    default: LT_CHECK(false, "expected a floating tensor, got " + dtype_name(t.dtype()));
+  }
+}
+
+int64_t rows_of(const Tensor& t) { return t.numel() / t.dim(-1); }
+
+}  // namespace
+
+void linear_fwd(const Tensor& x, const Tensor& w, Tensor& y) {
+  on_cpu({&x, &w, &y});
+  same_dtype(x, w, "linear_fwd x/w");
+  const int64_t m = rows_of(x), k = x.dim(-1), n = w.dim(0);
+  LT_CHECK(w.dim(1) == k && rows_of(y) == m && y.dim(-1) == n, "linear_fwd shapes");
+  cpu::gemm({x.dtype(), y.dtype(), false, true, m, n, k, x.raw(), k, w.raw(), k, y.raw(), n});
+}
+
+void linear_bwd_data(const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate) {
+  on_cpu({&dy, &w, &dx});
+  same_dtype(dy, w, "linear_bwd_data dy/w");
+  const int64_t m = rows_of(dy), n = dy.dim(-1), k = w.dim(1);
+  LT_CHECK(w.dim(0) == n && rows_of(dx) == m && dx.dim(-1) == k, "linear_bwd_data shapes");
+  cpu::gemm({dy.dtype(), dx.dtype(), false, false, m, k, n, dy.raw(), n, w.raw(), k, dx.raw(), k, 1.0f, accumulate});
+}
+
+void linear_bwd_weight(const Tensor& dy, const Tensor& x, Tensor& dw) {
+  on_cpu({&dy, &x, &dw});
+  same_dtype(dy, x, "linear_bwd_weight dy/x");
+  LT_CHECK(dw.dtype() == DType::F32, "weight gradients are fp32");
+  const int64_t m = rows_of(dy), n = dy.dim(-1), k = x.dim(-1);
+  LT_CHECK(rows_of(x) == m && dw.dim(0) == n && dw.dim(1) == k, "linear_bwd_weight shapes");
+  cpu::gemm({dy.dtype(), DType::F32, true, false, n, k, m, dy.raw(), n, x.raw(), k, dw.raw(), k, 1.0f, true});
+}
+
+void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd) {
+  on_cpu({&x, &w, &y, &rstd});
+  same_shape(x, y, "rmsnorm_fwd x/y");
+  LT_CHECK(w.numel() == x.dim(-1) && rstd.numel() == rows_of(x), "rmsnorm_fwd shapes");
+  dispatch_float(x, [&](auto t) {
+    using T = decltype(t);
+    cpu::rmsnorm_fwd<T>(x.data<T>(), w.data<T>(), y.data<T>(), rstd.data<float>(), rows_of(x), x.dim(-1), eps);
+  });
+}
+
+void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dx, Tensor& dw,
+                 bool accumulate_dx) {
+  on_cpu({&dy, &x, &w, &rstd, &dx, &dw});
+  same_shape(dy, x, "rmsnorm_bwd dy/x");
+  same_shape(dx, x, "rmsnorm_bwd dx/x");
+  dispatch_float(x, [&](auto t) {
+    using T = decltype(t);
+    cpu::rmsnorm_bwd<T>(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<float>(), dx.data<T>(), dw.data<float>(),
+                        rows_of(x), x.dim(-1), accumulate_dx);
+  });
+}
+
+namespace {
+void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
+  on_cpu({&x, &cos, &sin});
+  LT_CHECK(x.ndim() == 4 && x.dim(3) % 2 == 0, "rope expects [B,T,H,D] with even D");
+  LT_CHECK(cos.dim(1) == x.dim(3) / 2 && cos.dim(0) >= offset + x.dim(1), "rope table too small");
+  dispatch_float(x, [&](auto t) {
+    using T = decltype(t);
+    auto f = forward ? cpu::rope_fwd<T> : cpu::rope_bwd<T>;
+    f(x.data<T>(), cos.data<float>(), sin.data<float>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), offset);
+  });
+}
+}  // namespace
+
+void rope_fwd(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(x, cos, sin, offset, true); }
+void rope_bwd(Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(dx, cos, sin, offset, false); }
+
+namespace {
+cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t block_q, int64_t block_k) {
+  LT_CHECK(q.ndim() == 4 && k.ndim() == 4, "attention expects [B,T,heads,D]");
+  LT_CHECK(k.dim(0) == q.dim(0) && k.dim(1) == q.dim(1) && k.dim(3) == q.dim(3), "attention q/k shapes");
+  LT_CHECK(q.dim(2) % k.dim(2) == 0, "n_heads must be a multiple of n_kv_heads");
+  return {q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k};
+}
+}  // namespace
+
+void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse, int64_t block_q,
+                   int64_t block_k) {
+  on_cpu({&q, &k, &v, &o, &lse});
+  const auto s = attention_shape(q, k, block_q, block_k);
+  same_shape(k, v, "attention k/v");
+  same_shape(q, o, "attention q/o");
+  LT_CHECK(lse.numel() == s.b * s.h * s.t && lse.dtype() == DType::F32, "attention lse");
+  dispatch_float(q, [&](auto t) {
+    using T = decltype(t);
+    cpu::attention_fwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), s);
+  });
+}
+
+void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                   const Tensor& dout, Tensor& dq, Tensor& dk, Tensor& dv, int64_t block_q, int64_t block_k) {
+  on_cpu({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
+  const auto s = attention_shape(q, k, block_q, block_k);
+  same_shape(q, dq, "attention q/dq");
+  same_shape(q, dout, "attention q/dout");
+  same_shape(k, dk, "attention k/dk");
+  same_shape(v, dv, "attention v/dv");
+  dispatch_float(q, [&](auto t) {
+    using T = decltype(t);
+    cpu::attention_bwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), dout.data<T>(),
+                          dq.data<T>(), dk.data<T>(), dv.data<T>(), s);
+  });
+}
+
+void swiglu_fwd(const Tensor& gate, const Tensor& up, Tensor& y) {
+  on_cpu({&gate, &up, &y});
+  same_shape(gate, up, "swiglu gate/up");
+  same_shape(gate, y, "swiglu gate/y");
+  dispatch_float(gate, [&](auto t) {
+    using T = decltype(t);
+    cpu::swiglu_fwd<T>(gate.data<T>(), up.data<T>(), y.data<T>(), gate.numel());
+  });
+}
+
+void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup) {
+  on_cpu({&dy, &gate, &up, &dgate, &dup});
+  same_shape(gate, dy, "swiglu gate/dy");
+  same_shape(gate, dgate, "swiglu gate/dgate");
+  same_shape(up, dup, "swiglu up/dup");
+  dispatch_float(gate, [&](auto t) {
+    using T = decltype(t);
+    cpu::swiglu_bwd<T>(dy.data<T>(), gate.data<T>(), up.data<T>(), dgate.data<T>(), dup.data<T>(), gate.numel());
+  });
+}
+
+void embedding_fwd(const Tensor& ids, const Tensor& table, Tensor& y) {
+  on_cpu({&ids, &table, &y});
+  LT_CHECK(ids.dtype() == DType::I32 && y.numel() == ids.numel() * table.dim(1), "embedding_fwd shapes");
+  dispatch_float(table, [&](auto t) {
+    using T = decltype(t);
+    cpu::embedding_fwd<T>(ids.data<int32_t>(), table.data<T>(), y.data<T>(), ids.numel(), table.dim(1));
+  });
+}
+
+void embedding_bwd(const Tensor& ids, const Tensor& dy, Tensor& dtable) {
+  on_cpu({&ids, &dy, &dtable});
+  LT_CHECK(dtable.dtype() == DType::F32 && dy.numel() == ids.numel() * dtable.dim(1), "embedding_bwd shapes");
+  dispatch_float(dy, [&](auto t) {
+    using T = decltype(t);
+    cpu::embedding_bwd<T>(ids.data<int32_t>(), dy.data<T>(), dtable.data<float>(), ids.numel(), dtable.dim(1));
+  });
+}
+
+double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, Tensor& dlogits, float scale,
+                             int32_t ignore_index) {
+  on_cpu({&logits, &targets, &dlogits});
+  same_shape(logits, dlogits, "cross_entropy logits/dlogits");
+  LT_CHECK(targets.dtype() == DType::I32 && targets.numel() == rows_of(logits), "cross_entropy targets");
+  double loss = 0;
+  dispatch_float(logits, [&](auto t) {
+    using T = decltype(t);
+    loss = cpu::cross_entropy_fwd_bwd<T>(logits.data<T>(), targets.data<int32_t>(), dlogits.data<T>(),
+                                         rows_of(logits), logits.dim(-1), ignore_index, scale);
+  });
+  return loss;
+}
+
+void add_inplace(Tensor& y, const Tensor& x) {
+  on_cpu({&y, &x});
+  same_shape(y, x, "add y/x");
+  dispatch_float(y, [&](auto t) {
+    using T = decltype(t);
+    cpu::add_inplace<T>(y.data<T>(), x.data<T>(), y.numel());
+  });
+}
+
+}  // namespace llamatron::ops

@@ -1,0 +1,49 @@
+// The op interface the model calls: one function per op and direction, on Tensors. Each checks
+// shapes and dtypes, then dispatches on the device (the CPU implementations live in
+// csrc/ops/cpu; the CUDA kernels of #4 plug in behind the same functions).
+// Conventions: activations [rows, features]; q/k/v [B, T, heads, D]; weights [out, in], y = x W^T;
+// weight/norm gradients are fp32 and accumulate (+=) so micro-batches add up.
+#pragma once
+#include <cstdint>
+
+#include "llamatron/tensor.h"
+
+namespace llamatron::ops {
+
+// y = x W^T.  x [M, K], w [N, K] -> y [M, N].
+void linear_fwd(const Tensor& x, const Tensor& w, Tensor& y);
+// dx (=, or += when accumulate) dy W.  dy [M, N], w [N, K] -> dx [M, K].
+void linear_bwd_data(const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate);
+// dw += dy^T x (fp32).  dy [M, N], x [M, K] -> dw [N, K].
+void linear_bwd_weight(const Tensor& dy, const Tensor& x, Tensor& dw);
+
+void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
+void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dx, Tensor& dw,
+                 bool accumulate_dx);
+
+// In place on x [B, T, H, D]; cos/sin tables [max_pos, D/2] fp32.
+void rope_fwd(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset);
+void rope_bwd(Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset);
+
+// Causal GQA. q [B,T,H,D], k/v [B,T,KV,D] -> o [B,T,H,D], lse [B,H,T] fp32.
+void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse,
+                   int64_t block_q = 64, int64_t block_k = 64);
+void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                   const Tensor& dout, Tensor& dq, Tensor& dk, Tensor& dv, int64_t block_q = 64,
+                   int64_t block_k = 64);
+
+void swiglu_fwd(const Tensor& gate, const Tensor& up, Tensor& y);
+void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup);
+
+// ids int32 [N] (any shape), table [V, C] -> y [N, C]; dtable (fp32) += scatter of dy.
+void embedding_fwd(const Tensor& ids, const Tensor& table, Tensor& y);
+void embedding_bwd(const Tensor& ids, const Tensor& dy, Tensor& dtable);
+
+// Fused loss and gradient: returns the summed loss over targets != ignore_index and writes
+// dlogits = scale * (softmax - onehot). dlogits may be logits itself.
+double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, Tensor& dlogits, float scale,
+                             int32_t ignore_index = -100);
+
+void add_inplace(Tensor& y, const Tensor& x);
+
+}  // namespace llamatron::ops

@@ -1,0 +1,154 @@
+// Every op, forward and backward, against the float64 PyTorch autograd reference
+// (tests/reference/make_cases.py), in fp32 mode and bf16 mode.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "llamatron/ops.h"
+#include "ops/cpu/cpu_ops.h"
+#include "reference.h"
+
+namespace llamatron::test {
+namespace {
+
+struct OpCase {
+  std::string stem, prec;
+};
+std::string case_name(const testing::TestParamInfo<OpCase>& info) { return info.param.stem + "_" + info.param.prec; }
+std::vector<OpCase> cases(const std::string& op, std::vector<std::string> names) {
+  std::vector<OpCase> out;
+  for (const auto& n : names)
+    for (const char* p : {"fp32", "bf16"}) out.push_back({op + "_" + n, p});
+  return out;
+}
+
+class OpTest : public testing::TestWithParam<OpCase> {
+ protected:
+  RefCase c = load_case(GetParam().stem, GetParam().prec);
+};
+
+// ---- linear (oneDNN GEMM): fp32 accumulation; y and dx are rounded once to bf16, dw is fp32.
+// In bf16 mode dy is rounded to bf16 by the reference too, so dw sees no rounding of ours at all.
+using Linear = OpTest;
+TEST_P(Linear, MatchesTorch) {
+  Tensor x = c.input("x"), w = c.input("w"), dy = c.input("dy");
+  const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  Tensor y = Tensor::empty({m, n}, c.dtype), dx = Tensor::empty({m, k}, c.dtype), dw = Tensor::zeros({n, k}, DType::F32);
+  ops::linear_fwd(x, w, y);
+  ops::linear_bwd_data(dy, w, dx, false);
+  ops::linear_bwd_weight(dy, x, dw);
+  EXPECT_MATCHES(y, c, "y", c.tol(1));
+  EXPECT_MATCHES(dx, c, "dx", c.tol(1));
+  EXPECT_MATCHES(dw, c, "dw", kFp32Tol);
+}
+INSTANTIATE_TEST_SUITE_P(Ref, Linear, testing::ValuesIn(cases("linear", {"m7k5n3", "m33k64n130", "m128k256n96"})), case_name);
+
+// ---- RMSNorm: y, dx rounded once; dw accumulates in fp32.
+using RmsNorm = OpTest;
+TEST_P(RmsNorm, MatchesTorch) {
+  Tensor x = c.input("x"), w = c.input("w"), dy = c.input("dy");
+  const int64_t n = x.dim(0), ch = x.dim(1);
+  Tensor y = Tensor::empty(x.shape(), c.dtype), rstd = Tensor::empty({n}, DType::F32);
+  Tensor dx = Tensor::empty(x.shape(), c.dtype), dw = Tensor::zeros({ch}, DType::F32);
+  ops::rmsnorm_fwd(x, w, static_cast<float>(c.meta("eps")), y, rstd);
+  ops::rmsnorm_bwd(dy, x, w, rstd, dx, dw, false);
+  EXPECT_MATCHES(y, c, "y", c.tol(1));
+  EXPECT_MATCHES(dx, c, "dx", c.tol(1));
+  EXPECT_MATCHES(dw, c, "dw", kFp32Tol);
+}
+INSTANTIATE_TEST_SUITE_P(Ref, RmsNorm, testing::ValuesIn(cases("rmsnorm", {"n7c64", "n33c130", "n1c512", "n64c1000"})), case_name);
+
+// ---- RoPE (in place): one rounding.
+using Rope = OpTest;
+TEST_P(Rope, MatchesTorch) {
+  Tensor x = c.input("x"), dy = c.input("dy");
+  const int64_t offset = static_cast<int64_t>(c.meta("offset")), t = x.dim(1), d = x.dim(3);
+  Tensor cos = Tensor::empty({offset + t, d / 2}, DType::F32), sin = Tensor::empty({offset + t, d / 2}, DType::F32);
+  cpu::rope_table(cos.data<float>(), sin.data<float>(), offset + t, d, c.meta("theta"));
+  ops::rope_fwd(x, cos, sin, offset);
+  ops::rope_bwd(dy, cos, sin, offset);
+  EXPECT_MATCHES(x, c, "y", c.tol(1));
+  EXPECT_MATCHES(dy, c, "dx", c.tol(1));
+}
+INSTANTIATE_TEST_SUITE_P(Ref, Rope, testing::ValuesIn(cases("rope", {"t1d64", "t17d64", "t33d128"})), case_name);
+
+// ---- Attention. Forward: P rounded to bf16 before P*V, then the output: 2 roundings; lse is
+// fp32 math on bf16 inputs (exact inputs): fp32 bound. Backward: P and dS are rounded before
+// their GEMMs and the result once more: 3 roundings.
+struct AttentionCase {
+  std::string name, prec;
+  int64_t block;  // tile size for both q and k blocks
+};
+class Attention : public testing::TestWithParam<AttentionCase> {};
+TEST_P(Attention, MatchesTorch) {
+  const auto& p = GetParam();
+  RefCase c = load_case("attention_" + p.name, p.prec);
+  Tensor q = c.input("q"), k = c.input("k"), v = c.input("v"), dy = c.input("dy");
+  Tensor o = Tensor::empty(q.shape(), c.dtype), lse = Tensor::empty({q.dim(0), q.dim(2), q.dim(1)}, DType::F32);
+  Tensor dq = Tensor::empty(q.shape(), c.dtype), dk = Tensor::empty(k.shape(), c.dtype), dv = Tensor::empty(v.shape(), c.dtype);
+  ops::attention_fwd(q, k, v, o, lse, p.block, p.block);
+  ops::attention_bwd(q, k, v, o, lse, dy, dq, dk, dv, p.block, p.block);
+  EXPECT_MATCHES(o, c, "y", c.tol(2));
+  EXPECT_MATCHES(lse, c, "lse", kFp32Tol);
+  EXPECT_MATCHES(dq, c, "dq", c.tol(3));
+  EXPECT_MATCHES(dk, c, "dk", c.tol(3));
+  EXPECT_MATCHES(dv, c, "dv", c.tol(3));
+}
+std::vector<AttentionCase> attention_cases() {
+  std::vector<AttentionCase> out;
+  for (int t : {1, 17, 64, 130})
+    for (auto [h, kv] : {std::pair{4, 4}, {4, 2}, {4, 1}})
+      for (int d : {64, 128})
+        for (const char* prec : {"fp32", "bf16"}) {
+          const std::string name = "t" + std::to_string(t) + "h" + std::to_string(h) + "kv" + std::to_string(kv) + "d" + std::to_string(d);
+          out.push_back({name, prec, 64});
+          if (t >= 17) out.push_back({name, prec, 16});  // many tiles: exercises the online rescaling
+        }
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Ref, Attention, testing::ValuesIn(attention_cases()),
+                         [](const testing::TestParamInfo<AttentionCase>& i) {
+                           return i.param.name + "_" + i.param.prec + "_block" + std::to_string(i.param.block);
+                         });
+
+// ---- SwiGLU: one rounding each.
+using SwiGlu = OpTest;
+TEST_P(SwiGlu, MatchesTorch) {
+  Tensor gate = c.input("gate"), up = c.input("up"), dy = c.input("dy");
+  Tensor y = Tensor::empty(gate.shape(), c.dtype), dg = Tensor::empty(gate.shape(), c.dtype), du = Tensor::empty(gate.shape(), c.dtype);
+  ops::swiglu_fwd(gate, up, y);
+  ops::swiglu_bwd(dy, gate, up, dg, du);
+  EXPECT_MATCHES(y, c, "y", c.tol(1));
+  EXPECT_MATCHES(dg, c, "dgate", c.tol(1));
+  EXPECT_MATCHES(du, c, "dup", c.tol(1));
+}
+INSTANTIATE_TEST_SUITE_P(Ref, SwiGlu, testing::ValuesIn(cases("swiglu", {"n5f7", "n40f200", "n3f1408"})), case_name);
+
+// ---- Embedding: a copy (exact) and an fp32 scatter-add of bf16-exact values.
+using Embedding = OpTest;
+TEST_P(Embedding, MatchesTorch) {
+  Tensor ids = c.input("ids"), table = c.input("table"), dy = c.input("dy");
+  Tensor y = Tensor::empty({ids.numel(), table.dim(1)}, c.dtype), dt = Tensor::zeros(table.shape(), DType::F32);
+  ops::embedding_fwd(ids, table, y);
+  ops::embedding_bwd(ids, dy, dt);
+  EXPECT_MATCHES(y, c, "y", 0.0);
+  EXPECT_MATCHES(dt, c, "dtable", kFp32Tol);
+}
+INSTANTIATE_TEST_SUITE_P(Ref, Embedding, testing::ValuesIn(cases("embedding", {"v11c8", "v97c64"})), case_name);
+
+// ---- Cross-entropy: the loss is fp32 math (fp64 sum); dlogits is rounded once.
+using CrossEntropy = OpTest;
+TEST_P(CrossEntropy, MatchesTorch) {
+  Tensor logits = c.input("logits"), targets = c.input("targets");
+  const int32_t ignore = static_cast<int32_t>(c.meta("ignore_index"));
+  int64_t valid = 0;
+  for (int64_t i = 0; i < targets.numel(); ++i) valid += targets.data<int32_t>()[i] != ignore;
+  Tensor dlogits = Tensor::empty(logits.shape(), c.dtype);
+  const double loss = ops::cross_entropy_fwd_bwd(logits, targets, dlogits, 1.0f / valid, ignore) / valid;
+  EXPECT_NEAR(loss, c.ref("loss")[0], kFp32Tol * std::abs(c.ref("loss")[0]));
+  EXPECT_MATCHES(dlogits, c, "dlogits", c.tol(1));
+}
+INSTANTIATE_TEST_SUITE_P(Ref, CrossEntropy, testing::ValuesIn(cases("cross_entropy", {"n5v7", "n33v101", "n17v1000"})), case_name);
+
+}  // namespace
+}  // namespace llamatron::test
