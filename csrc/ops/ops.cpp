@@ -32,32 +32,32 @@ int64_t rows_of(const Tensor& t) { return t.numel() / t.dim(-1); }
 
 }  // namespace
 
-void linear_fwd(const Tensor& x, const Tensor& w, Tensor& y) {
+void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) {
   on_cpu({&x, &w, &y});
   same_dtype(x, w, "linear_fwd x/w");
-  const int64_t m = rows_of(x), k = x.dim(-1), n = w.dim(0);
-  LT_CHECK(w.dim(1) == k && rows_of(y) == m && y.dim(-1) == n, "linear_fwd shapes");
+  const int64_t k = w.dim(1), n = w.dim(0), m = x.numel() / k;
+  LT_CHECK(x.numel() == m * k && y.numel() == m * n, "linear_fwd shapes");
   cpu::gemm({x.dtype(), y.dtype(), false, true, m, n, k, x.raw(), k, w.raw(), k, y.raw(), n});
 }
 
-void linear_bwd_data(const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate) {
+void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) {
   on_cpu({&dy, &w, &dx});
   same_dtype(dy, w, "linear_bwd_data dy/w");
-  const int64_t m = rows_of(dy), n = dy.dim(-1), k = w.dim(1);
-  LT_CHECK(w.dim(0) == n && rows_of(dx) == m && dx.dim(-1) == k, "linear_bwd_data shapes");
+  const int64_t n = w.dim(0), k = w.dim(1), m = dy.numel() / n;
+  LT_CHECK(dy.numel() == m * n && dx.numel() == m * k, "linear_bwd_data shapes");
   cpu::gemm({dy.dtype(), dx.dtype(), false, false, m, k, n, dy.raw(), n, w.raw(), k, dx.raw(), k, 1.0f, accumulate});
 }
 
-void linear_bwd_weight(const Tensor& dy, const Tensor& x, Tensor& dw) {
+void linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) {
   on_cpu({&dy, &x, &dw});
   same_dtype(dy, x, "linear_bwd_weight dy/x");
   LT_CHECK(dw.dtype() == DType::F32, "weight gradients are fp32");
-  const int64_t m = rows_of(dy), n = dy.dim(-1), k = x.dim(-1);
-  LT_CHECK(rows_of(x) == m && dw.dim(0) == n && dw.dim(1) == k, "linear_bwd_weight shapes");
+  const int64_t n = dw.dim(0), k = dw.dim(1), m = dy.numel() / n;
+  LT_CHECK(dy.numel() == m * n && x.numel() == m * k, "linear_bwd_weight shapes");
   cpu::gemm({dy.dtype(), DType::F32, true, false, n, k, m, dy.raw(), n, x.raw(), k, dw.raw(), k, 1.0f, true});
 }
 
-void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd) {
+void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) {
   on_cpu({&x, &w, &y, &rstd});
   same_shape(x, y, "rmsnorm_fwd x/y");
   LT_CHECK(w.numel() == x.dim(-1) && rstd.numel() == rows_of(x), "rmsnorm_fwd shapes");
@@ -67,7 +67,7 @@ void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor&
   });
 }
 
-void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dx, Tensor& dw,
+void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                  bool accumulate_dx) {
   on_cpu({&dy, &x, &w, &rstd, &dx, &dw});
   same_shape(dy, x, "rmsnorm_bwd dy/x");
@@ -80,7 +80,7 @@ void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tenso
 }
 
 namespace {
-void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
+void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
   on_cpu({&x, &cos, &sin});
   LT_CHECK(x.ndim() == 4 && x.dim(3) % 2 == 0, "rope expects [B,T,H,D] with even D");
   LT_CHECK(cos.dim(1) == x.dim(3) / 2 && cos.dim(0) >= offset + x.dim(1), "rope table too small");
@@ -92,8 +92,8 @@ void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool 
 }
 }  // namespace
 
-void rope_fwd(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(x, cos, sin, offset, true); }
-void rope_bwd(Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(dx, cos, sin, offset, false); }
+void rope_fwd(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(x, cos, sin, offset, true); }
+void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(dx, cos, sin, offset, false); }
 
 namespace {
 cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t block_q, int64_t block_k) {
@@ -104,7 +104,7 @@ cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t bl
 }
 }  // namespace
 
-void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse, int64_t block_q,
+void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, int64_t block_q,
                    int64_t block_k) {
   on_cpu({&q, &k, &v, &o, &lse});
   const auto s = attention_shape(q, k, block_q, block_k);
@@ -118,7 +118,7 @@ void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o,
 }
 
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& dout, Tensor& dq, Tensor& dk, Tensor& dv, int64_t block_q, int64_t block_k) {
+                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) {
   on_cpu({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
   const auto s = attention_shape(q, k, block_q, block_k);
   same_shape(q, dq, "attention q/dq");
@@ -132,7 +132,7 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   });
 }
 
-void swiglu_fwd(const Tensor& gate, const Tensor& up, Tensor& y) {
+void swiglu_fwd(const Tensor& gate, const Tensor& up, const Tensor& y) {
   on_cpu({&gate, &up, &y});
   same_shape(gate, up, "swiglu gate/up");
   same_shape(gate, y, "swiglu gate/y");
@@ -142,7 +142,7 @@ void swiglu_fwd(const Tensor& gate, const Tensor& up, Tensor& y) {
   });
 }
 
-void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup) {
+void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, const Tensor& dgate, const Tensor& dup) {
   on_cpu({&dy, &gate, &up, &dgate, &dup});
   same_shape(gate, dy, "swiglu gate/dy");
   same_shape(gate, dgate, "swiglu gate/dgate");
@@ -153,7 +153,7 @@ void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& 
   });
 }
 
-void embedding_fwd(const Tensor& ids, const Tensor& table, Tensor& y) {
+void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) {
   on_cpu({&ids, &table, &y});
   LT_CHECK(ids.dtype() == DType::I32 && y.numel() == ids.numel() * table.dim(1), "embedding_fwd shapes");
   dispatch_float(table, [&](auto t) {
@@ -162,7 +162,7 @@ void embedding_fwd(const Tensor& ids, const Tensor& table, Tensor& y) {
   });
 }
 
-void embedding_bwd(const Tensor& ids, const Tensor& dy, Tensor& dtable) {
+void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
   on_cpu({&ids, &dy, &dtable});
   LT_CHECK(dtable.dtype() == DType::F32 && dy.numel() == ids.numel() * dtable.dim(1), "embedding_bwd shapes");
   dispatch_float(dy, [&](auto t) {
@@ -171,7 +171,7 @@ void embedding_bwd(const Tensor& ids, const Tensor& dy, Tensor& dtable) {
   });
 }
 
-double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, Tensor& dlogits, float scale,
+double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                              int32_t ignore_index) {
   on_cpu({&logits, &targets, &dlogits});
   same_shape(logits, dlogits, "cross_entropy logits/dlogits");
@@ -185,7 +185,7 @@ double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, Tensor
   return loss;
 }
 
-void add_inplace(Tensor& y, const Tensor& x) {
+void add_inplace(const Tensor& y, const Tensor& x) {
   on_cpu({&y, &x});
   same_shape(y, x, "add y/x");
   dispatch_float(y, [&](auto t) {

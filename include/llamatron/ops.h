@@ -3,6 +3,7 @@
 // csrc/ops/cpu; the CUDA kernels of #4 plug in behind the same functions).
 // Conventions: activations [rows, features]; q/k/v [B, T, heads, D]; weights [out, in], y = x W^T;
 // weight/norm gradients are fp32 and accumulate (+=) so micro-batches add up.
+// Tensors are handles: outputs are passed as const handles and written through.
 #pragma once
 #include <cstdint>
 
@@ -10,40 +11,41 @@
 
 namespace llamatron::ops {
 
+// Linear: leading dimensions flatten to rows (q [B,T,H,D] is [B*T, H*D]).
 // y = x W^T.  x [M, K], w [N, K] -> y [M, N].
-void linear_fwd(const Tensor& x, const Tensor& w, Tensor& y);
+void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y);
 // dx (=, or += when accumulate) dy W.  dy [M, N], w [N, K] -> dx [M, K].
-void linear_bwd_data(const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate);
+void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate);
 // dw += dy^T x (fp32).  dy [M, N], x [M, K] -> dw [N, K].
-void linear_bwd_weight(const Tensor& dy, const Tensor& x, Tensor& dw);
+void linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw);
 
-void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
-void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dx, Tensor& dw,
+void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd);
+void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                  bool accumulate_dx);
 
 // In place on x [B, T, H, D]; cos/sin tables [max_pos, D/2] fp32.
-void rope_fwd(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset);
-void rope_bwd(Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset);
+void rope_fwd(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset);
+void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset);
 
 // Causal GQA. q [B,T,H,D], k/v [B,T,KV,D] -> o [B,T,H,D], lse [B,H,T] fp32.
-void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse,
+void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    int64_t block_q = 64, int64_t block_k = 64);
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& dout, Tensor& dq, Tensor& dk, Tensor& dv, int64_t block_q = 64,
+                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q = 64,
                    int64_t block_k = 64);
 
-void swiglu_fwd(const Tensor& gate, const Tensor& up, Tensor& y);
-void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup);
+void swiglu_fwd(const Tensor& gate, const Tensor& up, const Tensor& y);
+void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, const Tensor& dgate, const Tensor& dup);
 
 // ids int32 [N] (any shape), table [V, C] -> y [N, C]; dtable (fp32) += scatter of dy.
-void embedding_fwd(const Tensor& ids, const Tensor& table, Tensor& y);
-void embedding_bwd(const Tensor& ids, const Tensor& dy, Tensor& dtable);
+void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y);
+void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable);
 
 // Fused loss and gradient: returns the summed loss over targets != ignore_index and writes
 // dlogits = scale * (softmax - onehot). dlogits may be logits itself.
-double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, Tensor& dlogits, float scale,
+double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                              int32_t ignore_index = -100);
 
-void add_inplace(Tensor& y, const Tensor& x);
+void add_inplace(const Tensor& y, const Tensor& x);
 
 }  // namespace llamatron::ops

@@ -14,8 +14,8 @@ namespace llamatron::test {
 
 // Tolerances. fp32 mode: the reference is float64, so what is left is fp32 rounding, amplified
 // at most modestly by the op: 1e-5 of the tensor's scale (the bound).
-// bf16 mode: one bf16 rounding is a relative error of at most 2^-9 (round to nearest, 8 bits of
-// mantissa); a result that passed through r roundings stored in bf16 is held to r * 2^-8 of the
+// bf16 mode: one bf16 rounding is a relative error of at most 2^-8 (round to nearest with 8
+// significant bits); a result that passed through r roundings stored in bf16 is held to r * 2^-8 of the
 // tensor's scale, so each test states how many bf16 roundings its result went through.
 constexpr double kFp32Tol = 1e-5;
 constexpr double kBf16Ulp = 1.0 / 256;
@@ -77,7 +77,7 @@ inline double scaled_error(const std::vector<double>& a, const std::vector<doubl
     const double err_ = ::llamatron::test::scaled_error(::llamatron::test::to_f64(actual_tensor), \
                                                        (c).ref(name));                        \
     EXPECT_LE(err_, (tolerance)) << (name) << " scaled error " << err_;                       \
-    RecordProperty(std::string("err_") + (name), std::to_string(err_));                      \
+    RecordProperty(std::string("err_") + (name), ::testing::PrintToString(err_));                      \
   } while (0)
 
 }  // namespace llamatron::test

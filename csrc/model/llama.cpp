@@ -1,0 +1,218 @@
+#include "llamatron/model.h"
+
+#include <cmath>
+
+#include "llamatron/errors.h"
+#include "llamatron/ops.h"
+#include "llamatron/random.h"
+#include "ops/cpu/cpu_ops.h"
+
+namespace llamatron {
+
+std::vector<ParamSpec> llama_param_specs(const ModelConfig& c) {
+  const int64_t C = c.dim, D = c.head_dim(), F = c.resolved_ffn_dim();
+  std::vector<ParamSpec> s;
+  s.push_back({"model.embed_tokens.weight", {c.vocab_size, C}, false, true});
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    s.push_back({p + "input_layernorm.weight", {C}, true, false});
+    s.push_back({p + "self_attn.q_proj.weight", {c.n_heads * D, C}});
+    s.push_back({p + "self_attn.k_proj.weight", {c.n_kv_heads * D, C}});
+    s.push_back({p + "self_attn.v_proj.weight", {c.n_kv_heads * D, C}});
+    s.push_back({p + "self_attn.o_proj.weight", {C, c.n_heads * D}});
+    s.push_back({p + "post_attention_layernorm.weight", {C}, true, false});
+    s.push_back({p + "mlp.gate_proj.weight", {F, C}});
+    s.push_back({p + "mlp.up_proj.weight", {F, C}});
+    s.push_back({p + "mlp.down_proj.weight", {C, F}});
+  }
+  s.push_back({"model.norm.weight", {C}, true, false});
+  if (!c.tie_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, C}, false, true});
+  return s;
+}
+
+// A weight and its gradient, side by side.
+struct Param {
+  Tensor w, g;
+};
+
+struct LlamaModel::Weights {
+  struct Layer {
+    Param attn_norm, wq, wk, wv, wo, mlp_norm, wgate, wup, wdown;
+  };
+  Param embed, final_norm, head;
+  std::vector<Layer> layers;
+};
+
+// Saved for the backward, per layer; buffers are kept between steps and re-made if (B, T) changes.
+struct LlamaModel::Activations {
+  struct Layer {
+    Tensor in, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate, up, act;
+  };
+  int64_t batch = 0, seq = 0;
+  Tensor ids, targets;         // [B*T] int32
+  std::vector<Layer> layers;
+  Tensor out, rstd_f, xn_f;    // final residual stream, final norm
+  Tensor logits;               // [B*T, V]; becomes dlogits in place
+  // backward scratch, shared by all layers
+  Tensor dres, dxn, datt, dq, dk, dv, dact, dgate, dup;
+};
+
+LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype) : cfg_(cfg), dtype_(dtype) {
+  cfg_.validate();
+  params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_), dtype);
+  w_ = std::make_unique<Weights>();
+  act_ = std::make_unique<Activations>();
+  auto p = [&](const std::string& n) { return Param{params_->param(n), params_->grad(n)}; };
+  w_->embed = p("model.embed_tokens.weight");
+  w_->final_norm = p("model.norm.weight");
+  w_->head = cfg_.tie_embeddings ? w_->embed : p("lm_head.weight");
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    const std::string pre = "model.layers." + std::to_string(l) + ".";
+    w_->layers.push_back({p(pre + "input_layernorm.weight"), p(pre + "self_attn.q_proj.weight"),
+                          p(pre + "self_attn.k_proj.weight"), p(pre + "self_attn.v_proj.weight"),
+                          p(pre + "self_attn.o_proj.weight"), p(pre + "post_attention_layernorm.weight"),
+                          p(pre + "mlp.gate_proj.weight"), p(pre + "mlp.up_proj.weight"), p(pre + "mlp.down_proj.weight")});
+  }
+  const int64_t half = cfg_.head_dim() / 2;
+  rope_cos_ = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
+  rope_sin_ = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
+  cpu::rope_table(rope_cos_.data<float>(), rope_sin_.data<float>(), cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta);
+}
+
+LlamaModel::~LlamaModel() = default;
+
+void LlamaModel::init_weights(uint64_t seed) {
+  Rng rng(mix_seed(seed, 1));
+  const double out_std = 0.02 / std::sqrt(2.0 * cfg_.n_layers);
+  for (const ParamSpec& s : params_->specs()) {
+    Tensor m = params_->master(s.name);
+    float* x = m.data<float>();
+    const bool residual_out = s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos;
+    const double std = residual_out ? out_std : 0.02;
+    for (int64_t i = 0; i < m.numel(); ++i) x[i] = s.is_norm ? 1.0f : static_cast<float>(std * rng.normal());
+  }
+  params_->sync_params_from_master();
+}
+
+namespace {
+Tensor make(const Shape& s, DType t) { return Tensor::empty(s, t); }
+}  // namespace
+
+double LlamaModel::forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale) {
+  const double loss = forward(tokens, batch, seq, true, loss_scale);
+  backward(batch, seq);
+  return loss;
+}
+
+double LlamaModel::forward_loss(const int32_t* tokens, int64_t batch, int64_t seq) {
+  return forward(tokens, batch, seq, false, 0.0f);
+}
+
+double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool for_backward, float loss_scale) {
+  if (T > cfg_.max_seq_len)
+    throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
+  const int64_t C = cfg_.dim, H = cfg_.n_heads, KV = cfg_.n_kv_heads, D = cfg_.head_dim(),
+                F = cfg_.resolved_ffn_dim(), V = cfg_.vocab_size, N = B * T;
+  Activations& a = *act_;
+  const DType dt = dtype_;
+  if (a.batch != B || a.seq != T) {  // (re)allocate for this micro-batch shape
+    a = Activations{};
+    a.batch = B, a.seq = T;
+    a.ids = make({N}, DType::I32), a.targets = make({N}, DType::I32);
+    for (int64_t l = 0; l < cfg_.n_layers; ++l)
+      a.layers.push_back({make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt), make({B, T, H, D}, dt),
+                          make({B, T, KV, D}, dt), make({B, T, KV, D}, dt), make({B, T, H, D}, dt),
+                          make({B, H, T}, DType::F32), make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt),
+                          make({N, F}, dt), make({N, F}, dt), make({N, F}, dt)});
+    a.out = make({N, C}, dt), a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt);
+    a.logits = make({N, V}, dt);
+    a.dres = make({N, C}, dt), a.dxn = make({N, C}, dt), a.datt = make({N, H * D}, dt);
+    a.dq = make({B, T, H, D}, dt), a.dk = make({B, T, KV, D}, dt), a.dv = make({B, T, KV, D}, dt);
+    a.dact = make({N, F}, dt), a.dgate = make({N, F}, dt), a.dup = make({N, F}, dt);
+  }
+  int32_t* ids = a.ids.data<int32_t>();
+  int32_t* tgt = a.targets.data<int32_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t x = tokens[b * (T + 1) + t], y = tokens[b * (T + 1) + t + 1];
+      if (x < 0 || x >= V) throw Error("token id " + std::to_string(x) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+      if (y != kIgnoreIndex && (y < 0 || y >= V))
+        throw Error("target id " + std::to_string(y) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+      ids[b * T + t] = x;
+      tgt[b * T + t] = y;
+    }
+
+  const float eps = static_cast<float>(cfg_.norm_eps);
+  ops::embedding_fwd(a.ids, w_->embed.w, a.layers.empty() ? a.out : a.layers[0].in);
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    auto& x = a.layers[l];
+    const auto& w = w_->layers[l];
+    Tensor& out = l + 1 < cfg_.n_layers ? a.layers[l + 1].in : a.out;
+    // attention block: mid = in + o(attention(rope(q), rope(k), v))
+    ops::rmsnorm_fwd(x.in, w.attn_norm.w, eps, x.xn1, x.rstd1);
+    ops::linear_fwd(x.xn1, w.wq.w, x.q);
+    ops::linear_fwd(x.xn1, w.wk.w, x.k);
+    ops::linear_fwd(x.xn1, w.wv.w, x.v);
+    ops::rope_fwd(x.q, rope_cos_, rope_sin_, 0);
+    ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0);
+    ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, block_q_, block_k_);
+    ops::linear_fwd(x.att, w.wo.w, x.mid);
+    ops::add_inplace(x.mid, x.in);
+    // MLP block: out = mid + down(silu(gate(xn2)) * up(xn2))
+    ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, eps, x.xn2, x.rstd2);
+    ops::linear_fwd(x.xn2, w.wgate.w, x.gate);
+    ops::linear_fwd(x.xn2, w.wup.w, x.up);
+    ops::swiglu_fwd(x.gate, x.up, x.act);
+    ops::linear_fwd(x.act, w.wdown.w, out);
+    ops::add_inplace(out, x.mid);
+  }
+  ops::rmsnorm_fwd(a.out, w_->final_norm.w, eps, a.xn_f, a.rstd_f);
+  ops::linear_fwd(a.xn_f, w_->head.w, a.logits);
+  if (keep_logits_) {
+    kept_logits_ = make(a.logits.shape(), a.logits.dtype());
+    kept_logits_.copy_from(a.logits);
+  }
+  // Loss and dlogits in one pass, in place: the logits are not needed after this.
+  (void)for_backward;
+  return ops::cross_entropy_fwd_bwd(a.logits, a.targets, a.logits, loss_scale, kIgnoreIndex);
+}
+
+void LlamaModel::backward(int64_t B, int64_t T) {
+  (void)B, (void)T;
+  Activations& a = *act_;
+  // head and final norm
+  ops::linear_bwd_data(a.logits, w_->head.w, a.dxn, false);
+  ops::linear_bwd_weight(a.logits, a.xn_f, w_->head.g);
+  ops::rmsnorm_bwd(a.dxn, a.out, w_->final_norm.w, a.rstd_f, a.dres, w_->final_norm.g, false);
+  // a.dres now holds d(loss)/d(residual stream) and flows down through the layers.
+  for (int64_t l = cfg_.n_layers - 1; l >= 0; --l) {
+    auto& x = a.layers[l];
+    const auto& w = w_->layers[l];
+    // MLP block
+    ops::linear_bwd_data(a.dres, w.wdown.w, a.dact, false);
+    ops::linear_bwd_weight(a.dres, x.act, w.wdown.g);
+    ops::swiglu_bwd(a.dact, x.gate, x.up, a.dgate, a.dup);
+    ops::linear_bwd_data(a.dgate, w.wgate.w, a.dxn, false);
+    ops::linear_bwd_data(a.dup, w.wup.w, a.dxn, true);
+    ops::linear_bwd_weight(a.dgate, x.xn2, w.wgate.g);
+    ops::linear_bwd_weight(a.dup, x.xn2, w.wup.g);
+    ops::rmsnorm_bwd(a.dxn, x.mid, w.mlp_norm.w, x.rstd2, a.dres, w.mlp_norm.g, true);
+    // attention block
+    ops::linear_bwd_data(a.dres, w.wo.w, a.datt, false);
+    ops::linear_bwd_weight(a.dres, x.att, w.wo.g);
+    Tensor datt4 = a.datt.reshape(x.att.shape());
+    ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, a.dq, a.dk, a.dv, block_q_, block_k_);
+    ops::rope_bwd(a.dq, rope_cos_, rope_sin_, 0);
+    ops::rope_bwd(a.dk, rope_cos_, rope_sin_, 0);
+    ops::linear_bwd_data(a.dq, w.wq.w, a.dxn, false);
+    ops::linear_bwd_data(a.dk, w.wk.w, a.dxn, true);
+    ops::linear_bwd_data(a.dv, w.wv.w, a.dxn, true);
+    ops::linear_bwd_weight(a.dq, x.xn1, w.wq.g);
+    ops::linear_bwd_weight(a.dk, x.xn1, w.wk.g);
+    ops::linear_bwd_weight(a.dv, x.xn1, w.wv.g);
+    ops::rmsnorm_bwd(a.dxn, x.in, w.attn_norm.w, x.rstd1, a.dres, w.attn_norm.g, true);
+  }
+  ops::embedding_bwd(a.ids, a.dres, w_->embed.g);
+}
+
+}  // namespace llamatron

@@ -1,0 +1,40 @@
+#include "llamatron/params.h"
+
+#include "llamatron/errors.h"
+#include "ops/cpu/cpu_ops.h"
+
+namespace llamatron {
+
+// Every view starts on a 64-element boundary: 128-byte (bf16) / 256-byte (fp32) aligned rows for
+// vectorized kernels, and shard boundaries that never split a cache line.
+constexpr int64_t kAlign = 64;
+
+ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype) : specs_(std::move(specs)), dtype_(dtype) {
+  LT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "parameters are fp32 or bf16");
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    specs_[i].offset = numel_;
+    numel_ += (specs_[i].numel() + kAlign - 1) / kAlign * kAlign;
+    LT_CHECK(index_.emplace(specs_[i].name, i).second, "duplicate parameter " + specs_[i].name);
+  }
+  master_ = Tensor::zeros({numel_}, DType::F32);
+  params_ = dtype == DType::F32 ? master_ : Tensor::zeros({numel_}, DType::BF16);
+  grads_ = Tensor::zeros({numel_}, DType::F32);
+}
+
+const ParamSpec& ParamStore::spec(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw Error("no parameter named '" + name + "'");
+  return specs_[it->second];
+}
+
+Tensor ParamStore::view(const Tensor& flat, const std::string& name) const {
+  const ParamSpec& s = spec(name);
+  return flat.view(s.offset, s.shape);
+}
+
+void ParamStore::sync_params_from_master() {
+  if (master_is_params()) return;
+  cpu::convert<bf16>(master_.data<float>(), params_.data<bf16>(), numel_);
+}
+
+}  // namespace llamatron

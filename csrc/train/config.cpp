@@ -1,0 +1,237 @@
+#include "llamatron/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "llamatron/errors.h"
+
+namespace llamatron {
+
+int64_t ModelConfig::resolved_ffn_dim() const {
+  if (ffn_dim > 0) return ffn_dim;
+  int64_t hidden = 2 * (4 * dim) / 3;
+  hidden = static_cast<int64_t>(ffn_dim_multiplier * hidden);
+  return multiple_of * ((hidden + multiple_of - 1) / multiple_of);
+}
+
+void ModelConfig::validate() const {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw Error("invalid model config: " + msg);
+  };
+  need(vocab_size > 0 && dim > 0 && n_layers > 0 && n_heads > 0 && n_kv_heads > 0 && max_seq_len > 0,
+       "vocab_size, dim, n_layers, n_heads, n_kv_heads and max_seq_len must be positive");
+  need(dim % n_heads == 0, "dim (" + std::to_string(dim) + ") must be divisible by n_heads (" +
+                               std::to_string(n_heads) + ")");
+  need(n_heads % n_kv_heads == 0, "n_heads (" + std::to_string(n_heads) + ") must be a multiple of n_kv_heads (" +
+                                      std::to_string(n_kv_heads) + ")");
+  need(head_dim() % 2 == 0, "head_dim = dim / n_heads = " + std::to_string(head_dim()) + " must be even for RoPE");
+  need(ffn_dim > 0 || (multiple_of > 0 && ffn_dim_multiplier > 0), "set ffn_dim, or a positive multiple_of and ffn_dim_multiplier");
+  need(rope_theta > 0 && norm_eps > 0, "rope_theta and norm_eps must be positive");
+}
+
+int64_t ModelConfig::num_params() const {
+  const int64_t d = head_dim(), f = resolved_ffn_dim();
+  const int64_t layer = 2 * dim + dim * n_heads * d * 2 + dim * n_kv_heads * d * 2 + 3 * dim * f;
+  return vocab_size * dim * (tie_embeddings ? 1 : 2) + n_layers * layer + dim;
+}
+
+void RunConfig::validate() const {
+  model.validate();
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw Error("invalid config: " + msg);
+  };
+  need(train.steps >= 0 && train.batch_size > 0 && train.seq_len > 0 && train.grad_accum_steps > 0,
+       "train.steps must be >= 0 and train.batch_size, train.seq_len, train.grad_accum_steps positive");
+  need(train.seq_len <= model.max_seq_len, "train.seq_len (" + std::to_string(train.seq_len) +
+                                               ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
+  need(train.precision == "bf16" || train.precision == "fp32", "train.precision must be bf16 or fp32, got '" + train.precision + "'");
+  need(optim.schedule == "constant" || optim.schedule == "linear" || optim.schedule == "cosine" || optim.schedule == "wsd",
+       "optim.schedule must be constant, linear, cosine or wsd, got '" + optim.schedule + "'");
+  need(optim.lr > 0 && optim.min_lr >= 0 && optim.min_lr <= optim.lr, "need 0 < optim.lr and 0 <= optim.min_lr <= optim.lr");
+  need(optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0");
+  need(optim.decay_fraction >= 0 && optim.decay_fraction <= 1, "optim.decay_fraction must be in [0, 1]");
+  need(optim.beta1 >= 0 && optim.beta1 < 1 && optim.beta2 >= 0 && optim.beta2 < 1 && optim.eps > 0,
+       "optim.beta1 and optim.beta2 must be in [0, 1) and optim.eps positive");
+  need(optim.weight_decay >= 0 && optim.max_grad_norm >= 0, "optim.weight_decay and optim.max_grad_norm must be >= 0");
+  need(data.source == "synthetic" || data.source == "llmc", "data.source must be synthetic or llmc, got '" + data.source + "'");
+  need(data.source != "llmc" || !data.paths.empty(), "data.source is llmc but data.paths is empty: list the shard files");
+  need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
+       "data.markov_order must be >= 1 and data.markov_branching in [1, vocab_size]");
+}
+
+namespace {
+
+// One table of every key: its path and how to set it from text.
+using Setter = std::function<void(RunConfig&, const std::string&)>;
+
+template <typename T>
+T parse_value(const std::string& key, const std::string& text);
+
+template <>
+int64_t parse_value<int64_t>(const std::string& key, const std::string& text) {
+  size_t used = 0;
+  try {
+    const long long v = std::stoll(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error("config key '" + key + "' expects an integer, got '" + text + "'");
+}
+template <>
+uint64_t parse_value<uint64_t>(const std::string& key, const std::string& text) {
+  const int64_t v = parse_value<int64_t>(key, text);
+  if (v < 0) throw Error("config key '" + key + "' expects a non-negative integer, got '" + text + "'");
+  return static_cast<uint64_t>(v);
+}
+template <>
+double parse_value<double>(const std::string& key, const std::string& text) {
+  size_t used = 0;
+  try {
+    const double v = std::stod(text, &used);
+    if (used == text.size() && std::isfinite(v)) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error("config key '" + key + "' expects a number, got '" + text + "'");
+}
+template <>
+bool parse_value<bool>(const std::string& key, const std::string& text) {
+  if (text == "true" || text == "1") return true;
+  if (text == "false" || text == "0") return false;
+  throw Error("config key '" + key + "' expects true or false, got '" + text + "'");
+}
+template <>
+std::string parse_value<std::string>(const std::string&, const std::string& text) {
+  return text;
+}
+template <>
+std::vector<std::string> parse_value<std::vector<std::string>>(const std::string&, const std::string& text) {
+  std::vector<std::string> out;  // comma-separated (YAML lists are joined with commas on load)
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+template <typename S, typename T>
+std::pair<std::string, Setter> field(const std::string& key, S RunConfig::*section, T S::*member) {
+  return {key, [=](RunConfig& c, const std::string& text) { (c.*section).*member = parse_value<T>(key, text); }};
+}
+
+const std::map<std::string, Setter>& fields() {
+  using R = RunConfig;
+  static const std::map<std::string, Setter> table = {
+      field("model.vocab_size", &R::model, &ModelConfig::vocab_size),
+      field("model.dim", &R::model, &ModelConfig::dim),
+      field("model.n_layers", &R::model, &ModelConfig::n_layers),
+      field("model.n_heads", &R::model, &ModelConfig::n_heads),
+      field("model.n_kv_heads", &R::model, &ModelConfig::n_kv_heads),
+      field("model.ffn_dim", &R::model, &ModelConfig::ffn_dim),
+      field("model.multiple_of", &R::model, &ModelConfig::multiple_of),
+      field("model.ffn_dim_multiplier", &R::model, &ModelConfig::ffn_dim_multiplier),
+      field("model.max_seq_len", &R::model, &ModelConfig::max_seq_len),
+      field("model.rope_theta", &R::model, &ModelConfig::rope_theta),
+      field("model.norm_eps", &R::model, &ModelConfig::norm_eps),
+      field("model.tie_embeddings", &R::model, &ModelConfig::tie_embeddings),
+      field("optim.lr", &R::optim, &OptimConfig::lr),
+      field("optim.min_lr", &R::optim, &OptimConfig::min_lr),
+      field("optim.schedule", &R::optim, &OptimConfig::schedule),
+      field("optim.warmup_steps", &R::optim, &OptimConfig::warmup_steps),
+      field("optim.decay_fraction", &R::optim, &OptimConfig::decay_fraction),
+      field("optim.beta1", &R::optim, &OptimConfig::beta1),
+      field("optim.beta2", &R::optim, &OptimConfig::beta2),
+      field("optim.eps", &R::optim, &OptimConfig::eps),
+      field("optim.weight_decay", &R::optim, &OptimConfig::weight_decay),
+      field("optim.decay_embeddings", &R::optim, &OptimConfig::decay_embeddings),
+      field("optim.max_grad_norm", &R::optim, &OptimConfig::max_grad_norm),
+      field("data.source", &R::data, &DataConfig::source),
+      field("data.paths", &R::data, &DataConfig::paths),
+      field("data.markov_order", &R::data, &DataConfig::markov_order),
+      field("data.markov_branching", &R::data, &DataConfig::markov_branching),
+      field("data.markov_seed", &R::data, &DataConfig::markov_seed),
+      field("train.steps", &R::train, &TrainConfig::steps),
+      field("train.batch_size", &R::train, &TrainConfig::batch_size),
+      field("train.seq_len", &R::train, &TrainConfig::seq_len),
+      field("train.grad_accum_steps", &R::train, &TrainConfig::grad_accum_steps),
+      field("train.precision", &R::train, &TrainConfig::precision),
+      field("train.seed", &R::train, &TrainConfig::seed),
+      field("train.log_every", &R::train, &TrainConfig::log_every),
+      field("train.threads", &R::train, &TrainConfig::threads),
+  };
+  return table;
+}
+
+void set_key(RunConfig& c, const std::string& key, const std::string& value) {
+  auto it = fields().find(key);
+  if (it == fields().end()) {
+    std::string known;
+    const std::string section = key.substr(0, key.find('.') + 1);
+    for (const auto& [k, s] : fields())
+      if (k.rfind(section, 0) == 0) known += (known.empty() ? "" : ", ") + k;
+    throw Error("unknown config key '" + key + "'" + (known.empty() ? " (sections: model, optim, data, train)" : " (known: " + known + ")"));
+  }
+  it->second(c, value);
+}
+
+// Flattens the YAML tree into "section.key" -> text; lists become comma-joined text.
+void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) flatten(kv.second, prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>(), out);
+  } else if (node.IsSequence()) {
+    std::string joined;
+    for (const auto& item : node) joined += (joined.empty() ? "" : ",") + item.as<std::string>();
+    out.emplace_back(prefix, joined);
+  } else if (node.IsScalar()) {
+    out.emplace_back(prefix, node.as<std::string>());
+  } else if (!prefix.empty()) {
+    throw Error("config key '" + prefix + "' has no value");
+  }
+}
+
+}  // namespace
+
+RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw Error("config is not valid YAML: " + std::string(e.what()));
+  }
+  std::vector<std::pair<std::string, std::string>> kv;
+  flatten(root, "", kv);
+  RunConfig c;
+  for (const auto& [k, v] : kv) set_key(c, k, v);
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error("--set expects key=value (e.g. train.steps=10), got '" + o + "'");
+    set_key(c, o.substr(0, eq), o.substr(eq + 1));
+  }
+  c.validate();
+  return c;
+}
+
+RunConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  std::ifstream f(yaml_path);
+  if (!f) throw Error("cannot open config file '" + yaml_path + "': check the path");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return parse_config(ss.str(), overrides);
+  } catch (const Error& e) {
+    throw Error(yaml_path + ": " + e.what());
+  }
+}
+
+std::string describe(const ModelConfig& m) {
+  std::ostringstream s;
+  s << "LLaMA V=" << m.vocab_size << " C=" << m.dim << " L=" << m.n_layers << " H=" << m.n_heads
+    << " KV=" << m.n_kv_heads << " D=" << m.head_dim() << " F=" << m.resolved_ffn_dim()
+    << (m.tie_embeddings ? " tied" : "") << " params=" << m.num_params();
+  return s.str();
+}
+
+}  // namespace llamatron

@@ -1,0 +1,75 @@
+// Run configuration: plain structs, filled from YAML and `--set key=value` overrides by one
+// table of keys (csrc/train/config.cpp), so an unknown key is always an error, never ignored.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace llamatron {
+
+struct ModelConfig {
+  int64_t vocab_size = 256;
+  int64_t dim = 128;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;
+  int64_t n_kv_heads = 4;
+  int64_t ffn_dim = 0;  // 0: Meta's rule from multiple_of and ffn_dim_multiplier
+  int64_t multiple_of = 256;
+  double ffn_dim_multiplier = 1.0;
+  int64_t max_seq_len = 256;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  bool tie_embeddings = false;
+
+  int64_t head_dim() const { return dim / n_heads; }
+  // Meta's LLaMA rule: 2/3 of 4*dim, times the multiplier, rounded up to multiple_of.
+  int64_t resolved_ffn_dim() const;
+  void validate() const;  // throws Error naming the broken relation and the fix
+  int64_t num_params() const;
+};
+
+struct OptimConfig {
+  double lr = 3e-3;
+  double min_lr = 3e-4;
+  std::string schedule = "cosine";  // constant | linear | cosine | wsd
+  int64_t warmup_steps = 10;
+  double decay_fraction = 0.2;      // wsd: share of the run spent decaying
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double weight_decay = 0.1;
+  bool decay_embeddings = true;     // norm weights are never decayed
+  double max_grad_norm = 1.0;       // 0 disables clipping
+};
+
+struct DataConfig {
+  std::string source = "synthetic";  // synthetic | llmc
+  std::vector<std::string> paths;    // llmc: shard files (globs allowed)
+  int64_t markov_order = 1;          // synthetic: order-k Markov chain...
+  int64_t markov_branching = 4;      // ...with this many successors per context
+  uint64_t markov_seed = 1234;       // the chain itself (the data stream uses train.seed)
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int64_t batch_size = 8;         // sequences per micro-batch
+  int64_t seq_len = 64;
+  int64_t grad_accum_steps = 1;   // micro-batches per optimizer step
+  std::string precision = "bf16"; // bf16 (bf16 params/activations, fp32 master) | fp32 (exact mode)
+  uint64_t seed = 0;
+  int64_t log_every = 1;
+  int64_t threads = 0;            // 0: OMP_NUM_THREADS or all cores
+};
+
+struct RunConfig {
+  ModelConfig model;
+  OptimConfig optim;
+  DataConfig data;
+  TrainConfig train;
+  void validate() const;
+};
+
+// Loads YAML (sections model/optim/data/train) and applies "section.key=value" overrides.
+RunConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides = {});
+RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {});
+std::string describe(const ModelConfig& m);
+
+}  // namespace llamatron

@@ -1,0 +1,67 @@
+// The LLaMA model: parameters in a ParamStore, forward and a hand-written backward over the op
+// interface. It is built as "layers [first, last) of a pipeline stage, each linear's slice for a
+// tensor-parallel rank" (ARCHITECTURE.md, principle 5); in a single process that is all layers,
+// whole matrices.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llamatron/config.h"
+#include "llamatron/params.h"
+#include "llamatron/tensor.h"
+
+namespace llamatron {
+
+constexpr int32_t kIgnoreIndex = -100;
+
+// Names and shapes of every parameter, Hugging Face naming (FACTS.md).
+std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg);
+
+class LlamaModel {
+ public:
+  LlamaModel(const ModelConfig& cfg, DType dtype);
+  ~LlamaModel();
+  LlamaModel(const LlamaModel&) = delete;
+  LlamaModel& operator=(const LlamaModel&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  ParamStore& params() { return *params_; }
+  DType dtype() const { return dtype_; }
+
+  // N(0, 0.02) for embeddings and projections, 0.02/sqrt(2L) for the residual-output projections
+  // (o, down), ones for norm weights. Deterministic in the seed.
+  void init_weights(uint64_t seed);
+
+  // One micro-batch: tokens [B, T+1] (inputs tokens[:, :T], targets tokens[:, 1:]; a target equal
+  // to kIgnoreIndex is skipped). Returns the summed loss over counted targets and adds
+  // d(loss_scale * summed loss)/d(params) to the gradients.
+  double forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
+  // Forward only: the summed loss (evaluation).
+  double forward_loss(const int32_t* tokens, int64_t batch, int64_t seq);
+  // When set, the logits [B*T, V] of the last forward are kept (tests; costs a copy).
+  void keep_logits(bool keep) { keep_logits_ = keep; }
+  const Tensor& last_logits() const { return kept_logits_; }
+
+  // Attention tile sizes (tests use small ones to exercise the multi-tile path).
+  void set_attention_blocks(int64_t block_q, int64_t block_k) { block_q_ = block_q, block_k_ = block_k; }
+
+ private:
+  struct Weights;
+  struct Activations;
+  double forward(const int32_t* tokens, int64_t batch, int64_t seq, bool for_backward, float loss_scale);
+  void backward(int64_t batch, int64_t seq);
+
+  ModelConfig cfg_;
+  DType dtype_;
+  std::unique_ptr<ParamStore> params_;
+  std::unique_ptr<Weights> w_;
+  std::unique_ptr<Activations> act_;
+  Tensor rope_cos_, rope_sin_;
+  bool keep_logits_ = false;
+  Tensor kept_logits_;
+  int64_t block_q_ = 64, block_k_ = 64;
+};
+
+}  // namespace llamatron

@@ -1,0 +1,55 @@
+// Parameters, their fp32 master copy and their fp32 gradients live in flat buffers; each
+// parameter is a view. ZeRO-1 sharding, fused AdamW, grad norms and checkpoints are then single
+// passes over ranges of one buffer (ARCHITECTURE.md, principle 6).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "llamatron/tensor.h"
+
+namespace llamatron {
+
+struct ParamSpec {
+  std::string name;  // Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight
+  Shape shape;
+  bool is_norm = false;       // RMSNorm weights: never weight-decayed
+  bool is_embedding = false;  // embedding / LM head: decayed only if configured
+  int64_t offset = 0;         // elements into the flat buffers (filled by ParamStore)
+  int64_t numel() const { return shape_numel(shape); }
+};
+
+class ParamStore {
+ public:
+  // dtype: storage of the parameters the model computes with. With F32 the master copy *is* the
+  // parameter buffer (exact mode); with BF16 the master is a separate fp32 buffer.
+  ParamStore(std::vector<ParamSpec> specs, DType dtype);
+
+  const std::vector<ParamSpec>& specs() const { return specs_; }
+  const ParamSpec& spec(const std::string& name) const;
+  bool has(const std::string& name) const { return index_.count(name) > 0; }
+  DType dtype() const { return dtype_; }
+  int64_t numel() const { return numel_; }  // including alignment padding
+
+  Tensor param(const std::string& name) const { return view(params_, name); }
+  Tensor master(const std::string& name) const { return view(master_, name); }
+  Tensor grad(const std::string& name) const { return view(grads_, name); }
+  const Tensor& params_flat() const { return params_; }
+  const Tensor& master_flat() const { return master_; }
+  const Tensor& grads_flat() const { return grads_; }
+  bool master_is_params() const { return dtype_ == DType::F32; }
+
+  void zero_grads() { grads_.zero_(); }
+  // Rounds the fp32 master into the bf16 parameters (after loading or initialising weights).
+  void sync_params_from_master();
+
+ private:
+  Tensor view(const Tensor& flat, const std::string& name) const;
+  std::vector<ParamSpec> specs_;
+  std::map<std::string, size_t> index_;
+  DType dtype_;
+  int64_t numel_ = 0;
+  Tensor params_, master_, grads_;
+};
+
+}  // namespace llamatron
