@@ -1,1 +1,80 @@
-int main() { return 0; }
+// `llamatron`: the command line. Every user-facing failure is one line on stderr and exit code 1.
+#include <CLI/CLI.hpp>
+#include <omp.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "llamatron/config.h"
+#include "llamatron/data.h"
+#include "llamatron/errors.h"
+#include "llamatron/trainer.h"
+#ifdef LLAMATRON_HAVE_CUDA
+#include "cuda/device_info.h"
+#endif
+
+namespace llamatron {
+namespace {
+
+int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
+  const RunConfig cfg = load_config(config_path, overrides);
+  Trainer trainer(cfg);
+  spdlog::info("model: {} | precision {} | {} thread(s)", describe(cfg.model), cfg.train.precision, omp_get_max_threads());
+  spdlog::info("data: {}", trainer.data().describe());
+  if (auto* markov = dynamic_cast<MarkovSource*>(&trainer.data()))
+    spdlog::info("data: entropy floor {:.4f} nats (the best loss any model can reach)", markov->entropy_floor(cfg.train.seq_len));
+  spdlog::info("batch: {} x {} tokens x {} micro-batch(es) = {} tokens per step", cfg.train.batch_size, cfg.train.seq_len,
+               cfg.train.grad_accum_steps, cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum_steps);
+  trainer.run([&](const StepStats& s) {
+    if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps || s.step == 1)
+      spdlog::info("step {:>5}/{} | tokens {:>10} | lr {:.3e} | loss {:.4f} | grad norm {:.3f} | {:>8.0f} tok/s | {:>8.1f} ms",
+                   s.step, cfg.train.steps, s.tokens_seen, s.lr, s.loss, s.grad_norm, s.tokens_per_s, s.step_ms);
+  });
+  return 0;
+}
+
+int cmd_info() {
+  std::printf("llamatron: CPU backend with %d OpenMP thread(s)\n", omp_get_max_threads());
+#ifdef LLAMATRON_HAVE_CUDA
+  std::printf("cuda: %s\n", cuda::device_summary().c_str());
+#else
+  std::printf("cuda: not built (configure with -DLLAMATRON_CUDA=ON)\n");
+#endif
+  return 0;
+}
+
+}  // namespace
+}  // namespace llamatron
+
+int main(int argc, char** argv) {
+  CLI::App app{"llamatron: LLaMA pre-training in C++ and CUDA"};
+  app.require_subcommand(1);
+  std::string config_path;
+  std::vector<std::string> overrides;
+  CLI::App* train = app.add_subcommand("train", "train a model from a YAML config");
+  train->add_option("config", config_path, "YAML config file")->required();
+  train->add_option("--set", overrides, "override a config key: section.key=value (repeatable)");
+  CLI::App* info = app.add_subcommand("info", "print the backends and devices this build sees");
+  spdlog::set_pattern("[%H:%M:%S] %v");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "llamatron: error: %s (see llamatron --help)\n", e.what());
+    return 1;
+  }
+  try {
+    if (train->parsed()) return llamatron::cmd_train(config_path, overrides);
+    if (info->parsed()) return llamatron::cmd_info();
+  } catch (const llamatron::Error& e) {
+    std::fprintf(stderr, "llamatron: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "llamatron: internal error: %s (please report it)\n", e.what());
+    return 2;
+  }
+  return 0;
+}
