@@ -1,5 +1,11 @@
 #include "llamatron/ops.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+
 #include "llamatron/errors.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/gemm.h"
@@ -30,9 +36,37 @@ void dispatch_float(const Tensor& t, F&& f) {
 
 int64_t rows_of(const Tensor& t) { return t.numel() / t.dim(-1); }
 
+// LLAMATRON_PROFILE=1: wall time per op, printed at exit (where a step's time goes).
+class OpProfile {
+ public:
+  static OpProfile& get() {
+    static OpProfile p;
+    return p;
+  }
+  bool on = std::getenv("LLAMATRON_PROFILE") != nullptr;
+  void add(const char* op, double ms) { totals_[op] += ms; }
+  ~OpProfile() {
+    for (const auto& [op, ms] : totals_) std::fprintf(stderr, "[profile] %-24s %10.1f ms\n", op.c_str(), ms);
+  }
+
+ private:
+  std::map<std::string, double> totals_;
+};
+
+struct OpTimer {
+  const char* op;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  explicit OpTimer(const char* name) : op(name) {}
+  ~OpTimer() {
+    if (OpProfile::get().on)
+      OpProfile::get().add(op, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+};
+
 }  // namespace
 
 void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) {
+  OpTimer timer_("linear_fwd");
   on_cpu({&x, &w, &y});
   same_dtype(x, w, "linear_fwd x/w");
   const int64_t k = w.dim(1), n = w.dim(0), m = x.numel() / k;
@@ -41,6 +75,7 @@ void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) {
 }
 
 void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) {
+  OpTimer timer_("linear_bwd_data");
   on_cpu({&dy, &w, &dx});
   same_dtype(dy, w, "linear_bwd_data dy/w");
   const int64_t n = w.dim(0), k = w.dim(1), m = dy.numel() / n;
@@ -49,6 +84,7 @@ void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool a
 }
 
 void linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) {
+  OpTimer timer_("linear_bwd_weight");
   on_cpu({&dy, &x, &dw});
   same_dtype(dy, x, "linear_bwd_weight dy/x");
   LT_CHECK(dw.dtype() == DType::F32, "weight gradients are fp32");
@@ -58,6 +94,7 @@ void linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) {
 }
 
 void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) {
+  OpTimer timer_("rmsnorm_fwd");
   on_cpu({&x, &w, &y, &rstd});
   same_shape(x, y, "rmsnorm_fwd x/y");
   LT_CHECK(w.numel() == x.dim(-1) && rstd.numel() == rows_of(x), "rmsnorm_fwd shapes");
@@ -69,6 +106,7 @@ void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, c
 
 void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                  bool accumulate_dx) {
+  OpTimer timer_("rmsnorm_bwd");
   on_cpu({&dy, &x, &w, &rstd, &dx, &dw});
   same_shape(dy, x, "rmsnorm_bwd dy/x");
   same_shape(dx, x, "rmsnorm_bwd dx/x");
@@ -81,6 +119,7 @@ void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tenso
 
 namespace {
 void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
+  OpTimer timer_(forward ? "rope_fwd" : "rope_bwd");
   on_cpu({&x, &cos, &sin});
   LT_CHECK(x.ndim() == 4 && x.dim(3) % 2 == 0, "rope expects [B,T,H,D] with even D");
   LT_CHECK(cos.dim(1) == x.dim(3) / 2 && cos.dim(0) >= offset + x.dim(1), "rope table too small");
@@ -106,6 +145,7 @@ cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t bl
 
 void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, int64_t block_q,
                    int64_t block_k) {
+  OpTimer timer_("attention_fwd");
   on_cpu({&q, &k, &v, &o, &lse});
   const auto s = attention_shape(q, k, block_q, block_k);
   same_shape(k, v, "attention k/v");
@@ -119,6 +159,7 @@ void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) {
+  OpTimer timer_("attention_bwd");
   on_cpu({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
   const auto s = attention_shape(q, k, block_q, block_k);
   same_shape(q, dq, "attention q/dq");
@@ -133,6 +174,7 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 }
 
 void swiglu_fwd(const Tensor& gate, const Tensor& up, const Tensor& y) {
+  OpTimer timer_("swiglu_fwd");
   on_cpu({&gate, &up, &y});
   same_shape(gate, up, "swiglu gate/up");
   same_shape(gate, y, "swiglu gate/y");
@@ -143,6 +185,7 @@ void swiglu_fwd(const Tensor& gate, const Tensor& up, const Tensor& y) {
 }
 
 void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, const Tensor& dgate, const Tensor& dup) {
+  OpTimer timer_("swiglu_bwd");
   on_cpu({&dy, &gate, &up, &dgate, &dup});
   same_shape(gate, dy, "swiglu gate/dy");
   same_shape(gate, dgate, "swiglu gate/dgate");
@@ -154,6 +197,7 @@ void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, const Te
 }
 
 void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) {
+  OpTimer timer_("embedding_fwd");
   on_cpu({&ids, &table, &y});
   LT_CHECK(ids.dtype() == DType::I32 && y.numel() == ids.numel() * table.dim(1), "embedding_fwd shapes");
   dispatch_float(table, [&](auto t) {
@@ -163,6 +207,7 @@ void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) {
 }
 
 void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
+  OpTimer timer_("embedding_bwd");
   on_cpu({&ids, &dy, &dtable});
   LT_CHECK(dtable.dtype() == DType::F32 && dy.numel() == ids.numel() * dtable.dim(1), "embedding_bwd shapes");
   dispatch_float(dy, [&](auto t) {
@@ -173,6 +218,7 @@ void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
 
 double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                              int32_t ignore_index) {
+  OpTimer timer_("cross_entropy_fwd_bwd");
   on_cpu({&logits, &targets, &dlogits});
   same_shape(logits, dlogits, "cross_entropy logits/dlogits");
   LT_CHECK(targets.dtype() == DType::I32 && targets.numel() == rows_of(logits), "cross_entropy targets");
@@ -186,6 +232,7 @@ double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const 
 }
 
 void add_inplace(const Tensor& y, const Tensor& x) {
+  OpTimer timer_("add_inplace");
   on_cpu({&y, &x});
   same_shape(y, x, "add y/x");
   dispatch_float(y, [&](auto t) {

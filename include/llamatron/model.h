@@ -61,7 +61,7 @@ class LlamaModel {
   Tensor rope_cos_, rope_sin_;
   bool keep_logits_ = false;
   Tensor kept_logits_;
-  int64_t block_q_ = 64, block_k_ = 64;
+  int64_t block_q_ = 128, block_k_ = 128;
 };
 
 }  // namespace llamatron

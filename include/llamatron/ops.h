@@ -29,10 +29,10 @@ void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t of
 
 // Causal GQA. q [B,T,H,D], k/v [B,T,KV,D] -> o [B,T,H,D], lse [B,H,T] fp32.
 void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   int64_t block_q = 64, int64_t block_k = 64);
+                   int64_t block_q = 128, int64_t block_k = 128);
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q = 64,
-                   int64_t block_k = 64);
+                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q = 128,
+                   int64_t block_k = 128);
 
 void swiglu_fwd(const Tensor& gate, const Tensor& up, const Tensor& y);
 void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, const Tensor& dgate, const Tensor& dup);

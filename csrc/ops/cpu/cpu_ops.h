@@ -30,7 +30,7 @@ void rope_table(float* cos, float* sin, int64_t max_pos, int64_t d, double theta
 // with an online softmax, so extra memory is O(block_q * (block_k + D)) per thread, never T x T.
 struct AttentionShape {
   int64_t b, t, h, kv, d;
-  int64_t block_q = 64, block_k = 64;
+  int64_t block_q = 128, block_k = 128;
 };
 template <typename T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const AttentionShape& s);

@@ -1,12 +1,15 @@
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/vec_math.h"
 
 namespace llamatron::cpu {
 
-// Per row: an online max / sum-exp pass (the same recurrence the GPU kernel and the
-// vocab-parallel loss use), then one pass writing dlogits = scale * (softmax - onehot).
+// Per row, fp32: max, sum of exp (shifted by the max), then dlogits = scale * (softmax - onehot).
+// Three vectorized passes over one row, which stays in cache; nothing of vocab size is stored.
+// (The GPU kernel fuses the first two with the online-softmax recurrence; the result is the same.)
 template <typename T>
 double cross_entropy_fwd_bwd(const T* logits, const int32_t* targets, T* dlogits, int64_t n, int64_t v,
                              int32_t ignore_index, float scale) {
@@ -21,20 +24,15 @@ double cross_entropy_fwd_bwd(const T* logits, const int32_t* targets, T* dlogits
       continue;
     }
     float m = -std::numeric_limits<float>::infinity(), s = 0.f;
-    for (int64_t j = 0; j < v; ++j) {
-      const float xj = to_f32(x[j]);
-      if (xj > m) {
-        s = s * std::exp(m - xj) + 1.f;
-        m = xj;
-      } else {
-        s += std::exp(xj - m);
-      }
-    }
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < v; ++j) m = std::max(m, to_f32(x[j]));
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < v; ++j) s += fast_exp(to_f32(x[j]) - m);
     const float logz = m + std::log(s);
     const float target_logit = to_f32(x[target]);
     total += static_cast<double>(logz - target_logit);
 #pragma omp simd
-    for (int64_t j = 0; j < v; ++j) dx[j] = from_f32<T>(scale * std::exp(to_f32(x[j]) - logz));
+    for (int64_t j = 0; j < v; ++j) dx[j] = from_f32<T>(scale * fast_exp(to_f32(x[j]) - logz));
     dx[target] = from_f32<T>(scale * (std::exp(target_logit - logz) - 1.f));
   }
   return total;

@@ -1,11 +1,12 @@
 #include <cmath>
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/vec_math.h"
 
 namespace llamatron::cpu {
 
 namespace {
-inline float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
+inline float sigmoid(float z) { return 1.0f / (1.0f + fast_exp(-z)); }
 }  // namespace
 
 template <typename T>
