@@ -1,0 +1,79 @@
+// Config parsing and validation: every bad relation is rejected with a message naming it.
+#include <gtest/gtest.h>
+
+#include "llamatron/config.h"
+#include "llamatron/errors.h"
+#include "llamatron/optim.h"
+
+namespace llamatron {
+namespace {
+
+// Expects parse_config to throw an Error whose message contains `needle`.
+void expect_rejected(const std::string& yaml, const std::vector<std::string>& sets, const std::string& needle) {
+  try {
+    parse_config(yaml, sets);
+    ADD_FAILURE() << "accepted: " << yaml;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "message must be one line";
+  }
+}
+
+TEST(Config, ParsesSectionsAndOverrides) {
+  const RunConfig c = parse_config("model: {dim: 64, n_heads: 4, n_kv_heads: 2}\ntrain: {steps: 7}\ndata: {paths: [a, b]}",
+                                   {"optim.lr=0.01", "model.tie_embeddings=true"});
+  EXPECT_EQ(c.model.dim, 64);
+  EXPECT_EQ(c.model.n_kv_heads, 2);
+  EXPECT_EQ(c.train.steps, 7);
+  EXPECT_DOUBLE_EQ(c.optim.lr, 0.01);
+  EXPECT_TRUE(c.model.tie_embeddings);
+  EXPECT_EQ(c.data.paths, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(Config, RejectsBadInput) {
+  expect_rejected("model: {dimm: 64}", {}, "unknown config key 'model.dimm'");
+  expect_rejected("{}", {"train.stepz=3"}, "unknown config key 'train.stepz'");
+  expect_rejected("{}", {"train.steps"}, "key=value");
+  expect_rejected("model: {dim: 100, n_heads: 3}", {}, "divisible by n_heads");
+  expect_rejected("model: {dim: 64, n_heads: 4, n_kv_heads: 3}", {}, "multiple of n_kv_heads");
+  expect_rejected("model: {dim: 12, n_heads: 4, n_kv_heads: 4}", {}, "even");
+  expect_rejected("model: {max_seq_len: 32}\ntrain: {seq_len: 64}", {}, "exceeds model.max_seq_len");
+  expect_rejected("train: {steps: ten}", {}, "expects an integer");
+  expect_rejected("optim: {schedule: exponential}", {}, "optim.schedule");
+  expect_rejected("train: {precision: fp16}", {}, "precision");
+  expect_rejected("data: {source: llmc}", {}, "data.paths is empty");
+  expect_rejected("model: [1, 2", {}, "not valid YAML");
+}
+
+// Meta's rule: hidden = multiple_of * ceil(multiplier * (2/3 * 4 * dim) / multiple_of).
+TEST(Config, FfnDimFollowsMetasRule) {
+  ModelConfig m;
+  m.dim = 4096, m.multiple_of = 256, m.ffn_dim_multiplier = 1.0;
+  EXPECT_EQ(m.resolved_ffn_dim(), 11008);  // LLaMA-7B
+  m.dim = 4096, m.multiple_of = 1024, m.ffn_dim_multiplier = 1.3;
+  EXPECT_EQ(m.resolved_ffn_dim(), 14336);  // Llama-3-8B
+  m.ffn_dim = 1408;
+  EXPECT_EQ(m.resolved_ffn_dim(), 1408);   // explicit wins
+}
+
+TEST(LrSchedule, WarmupThenShape) {
+  OptimConfig c;
+  c.lr = 1.0, c.min_lr = 0.1, c.warmup_steps = 10;
+  c.schedule = "cosine";
+  EXPECT_DOUBLE_EQ(lr_at(c, 0, 110), 0.1);   // (0+1)/10
+  EXPECT_DOUBLE_EQ(lr_at(c, 9, 110), 1.0);
+  EXPECT_NEAR(lr_at(c, 60, 110), 0.55, 1e-12);  // halfway: (lr + min_lr) / 2
+  EXPECT_NEAR(lr_at(c, 110, 110), 0.1, 1e-12);
+  c.schedule = "linear";
+  EXPECT_NEAR(lr_at(c, 60, 110), 0.55, 1e-12);
+  c.schedule = "constant";
+  EXPECT_DOUBLE_EQ(lr_at(c, 100, 110), 1.0);
+  c.schedule = "wsd";
+  c.decay_fraction = 0.2;  // decay over the last 22 of 110 steps
+  EXPECT_DOUBLE_EQ(lr_at(c, 87, 110), 1.0);
+  EXPECT_NEAR(lr_at(c, 98, 110), 1.0 + (0.1 - 1.0) * 11.0 / 22.0, 1e-12);
+  EXPECT_NEAR(lr_at(c, 109, 110), 0.1, 1e-12);
+}
+
+}  // namespace
+}  // namespace llamatron
