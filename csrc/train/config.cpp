@@ -1,6 +1,7 @@
 #include "llamatron/config.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -166,6 +167,8 @@ const std::map<std::string, Setter>& fields() {
 }
 
 void set_key(RunConfig& c, const std::string& key, const std::string& value) {
+  if (key.find('.') == std::string::npos)
+    throw Error("config entry '" + key + "' is not inside a section: write e.g. 'train: {steps: 10}' or --set train.steps=10");
   auto it = fields().find(key);
   if (it == fields().end()) {
     std::string known;
@@ -180,10 +183,14 @@ void set_key(RunConfig& c, const std::string& key, const std::string& value) {
 // Flattens the YAML tree into "section.key" -> text; lists become comma-joined text.
 void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) {
   if (node.IsMap()) {
+    if (prefix.find('.') != std::string::npos) throw Error("config key '" + prefix + "' takes a value, not a mapping");
     for (const auto& kv : node) flatten(kv.second, prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>(), out);
   } else if (node.IsSequence()) {
     std::string joined;
-    for (const auto& item : node) joined += (joined.empty() ? "" : ",") + item.as<std::string>();
+    for (const auto& item : node) {
+      if (!item.IsScalar()) throw Error("config key '" + prefix + "' must be a list of plain values");
+      joined += (joined.empty() ? "" : ",") + item.as<std::string>();
+    }
     out.emplace_back(prefix, joined);
   } else if (node.IsScalar()) {
     out.emplace_back(prefix, node.as<std::string>());
@@ -201,6 +208,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
   } catch (const YAML::Exception& e) {
     throw Error("config is not valid YAML: " + std::string(e.what()));
   }
+  if (!root.IsNull() && !root.IsMap())
+    throw Error("config must be a YAML mapping of sections (model, optim, data, train), e.g. 'train: {steps: 10}'");
   std::vector<std::pair<std::string, std::string>> kv;
   flatten(root, "", kv);
   RunConfig c;
@@ -215,6 +224,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
 }
 
 RunConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(yaml_path, ec)) throw Error("config file '" + yaml_path + "' does not exist or is not a file: check the path");
   std::ifstream f(yaml_path);
   if (!f) throw Error("cannot open config file '" + yaml_path + "': check the path");
   std::stringstream ss;

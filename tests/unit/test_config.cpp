@@ -43,6 +43,10 @@ TEST(Config, RejectsBadInput) {
   expect_rejected("train: {precision: fp16}", {}, "precision");
   expect_rejected("data: {source: llmc}", {}, "data.paths is empty");
   expect_rejected("model: [1, 2", {}, "not valid YAML");
+  expect_rejected("hello world", {}, "mapping of sections");
+  expect_rejected("model: [1, 2]", {}, "not inside a section");
+  expect_rejected("model: {dim: {a: [1, {b: 2}]}}", {}, "takes a value");
+  expect_rejected("data: {paths: [[a]]}", {}, "list of plain values");
 }
 
 // Meta's rule: hidden = multiple_of * ceil(multiplier * (2/3 * 4 * dim) / multiple_of).
