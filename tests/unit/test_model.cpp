@@ -43,6 +43,7 @@ double grad_error(LlamaModel& m, const RefCase& c, const std::string& name) {
 struct ModelCase {
   std::string name, prec;
   int64_t block;
+  friend void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name << "_" << c.prec << "_block" << c.block; }
 };
 
 class Model : public testing::TestWithParam<ModelCase> {};

@@ -13,6 +13,7 @@ namespace {
 
 struct OpCase {
   std::string stem, prec;
+  friend void PrintTo(const OpCase& c, std::ostream* os) { *os << c.stem << "_" << c.prec; }
 };
 std::string case_name(const testing::TestParamInfo<OpCase>& info) { return info.param.stem + "_" + info.param.prec; }
 std::vector<OpCase> cases(const std::string& op, std::vector<std::string> names) {
@@ -78,6 +79,7 @@ INSTANTIATE_TEST_SUITE_P(Ref, Rope, testing::ValuesIn(cases("rope", {"t1d64", "t
 struct AttentionCase {
   std::string name, prec;
   int64_t block;  // tile size for both q and k blocks
+  friend void PrintTo(const AttentionCase& c, std::ostream* os) { *os << c.name << "_" << c.prec << "_block" << c.block; }
 };
 class Attention : public testing::TestWithParam<AttentionCase> {};
 TEST_P(Attention, MatchesTorch) {
