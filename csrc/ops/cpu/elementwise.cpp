@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <vector>
 
 #include <omp.h>
@@ -18,10 +19,12 @@ double sum_squares(const float* x, int64_t n) {
   std::vector<double> partial(nt, 0.0);
 #pragma omp parallel num_threads(nt)
   {
+    const int64_t t = omp_get_thread_num(), chunk = (n + nt - 1) / nt;
+    const int64_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);
     double acc = 0.0;
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(x[i]) * x[i];
-    partial[omp_get_thread_num()] = acc;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = begin; i < end; ++i) acc += static_cast<double>(x[i]) * x[i];
+    partial[t] = acc;
   }
   double total = 0.0;
   for (double p : partial) total += p;
