@@ -21,7 +21,8 @@ std::vector<ParamSpec> llama_param_specs(const ModelConfig& c) {
     s.push_back({p + "self_attn.v_proj.weight", {c.n_kv_heads * D, C}});
     s.push_back({p + "self_attn.o_proj.weight", {C, c.n_heads * D}});
     s.push_back({p + "post_attention_layernorm.weight", {C}, true, false});
-    s.push_back({p + "mlp.gate_proj.weight", {F, C}});
+    // gate and up are packed back to back: together they are one [2F, C] matrix, one GEMM.
+    s.push_back({p + "mlp.gate_proj.weight", {F, C}, false, false, true});
     s.push_back({p + "mlp.up_proj.weight", {F, C}});
     s.push_back({p + "mlp.down_proj.weight", {C, F}});
   }
@@ -37,7 +38,7 @@ struct Param {
 
 struct LlamaModel::Weights {
   struct Layer {
-    Param attn_norm, wq, wk, wv, wo, mlp_norm, wgate, wup, wdown;
+    Param attn_norm, wq, wk, wv, wo, mlp_norm, wgate_up, wdown;  // wgate_up: [gate; up], [2F, C]
   };
   Param embed, final_norm, head;
   std::vector<Layer> layers;
@@ -46,7 +47,7 @@ struct LlamaModel::Weights {
 // Saved for the backward, per layer; buffers are kept between steps and re-made if (B, T) changes.
 struct LlamaModel::Activations {
   struct Layer {
-    Tensor in, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate, up, act;
+    Tensor in, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate_up, act;
   };
   int64_t batch = 0, seq = 0;
   Tensor ids, targets;         // [B*T] int32
@@ -54,7 +55,7 @@ struct LlamaModel::Activations {
   Tensor out, rstd_f, xn_f;    // final residual stream, final norm
   Tensor logits;               // [B*T, V]; becomes dlogits in place
   // backward scratch, shared by all layers
-  Tensor dres, dxn, datt, dq, dk, dv, dact, dgate, dup;
+  Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
 };
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype) : cfg_(cfg), dtype_(dtype) {
@@ -63,6 +64,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype) : cfg_(cfg), dtype_(
   w_ = std::make_unique<Weights>();
   act_ = std::make_unique<Activations>();
   auto p = [&](const std::string& n) { return Param{params_->param(n), params_->grad(n)}; };
+  const int64_t F = cfg_.resolved_ffn_dim();
   w_->embed = p("model.embed_tokens.weight");
   w_->final_norm = p("model.norm.weight");
   w_->head = cfg_.tie_embeddings ? w_->embed : p("lm_head.weight");
@@ -71,7 +73,9 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype) : cfg_(cfg), dtype_(
     w_->layers.push_back({p(pre + "input_layernorm.weight"), p(pre + "self_attn.q_proj.weight"),
                           p(pre + "self_attn.k_proj.weight"), p(pre + "self_attn.v_proj.weight"),
                           p(pre + "self_attn.o_proj.weight"), p(pre + "post_attention_layernorm.weight"),
-                          p(pre + "mlp.gate_proj.weight"), p(pre + "mlp.up_proj.weight"), p(pre + "mlp.down_proj.weight")});
+                          Param{params_->param_span(pre + "mlp.gate_proj.weight", {2 * F, cfg_.dim}),
+                                params_->grad_span(pre + "mlp.gate_proj.weight", {2 * F, cfg_.dim})},
+                          p(pre + "mlp.down_proj.weight")});
   }
   const int64_t half = cfg_.head_dim() / 2;
   rope_cos_ = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
@@ -123,12 +127,12 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool for
       a.layers.push_back({make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt), make({B, T, H, D}, dt),
                           make({B, T, KV, D}, dt), make({B, T, KV, D}, dt), make({B, T, H, D}, dt),
                           make({B, H, T}, DType::F32), make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt),
-                          make({N, F}, dt), make({N, F}, dt), make({N, F}, dt)});
+                          make({N, 2 * F}, dt), make({N, F}, dt)});
     a.out = make({N, C}, dt), a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt);
     a.logits = make({N, V}, dt);
     a.dres = make({N, C}, dt), a.dxn = make({N, C}, dt), a.datt = make({N, H * D}, dt);
     a.dq = make({B, T, H, D}, dt), a.dk = make({B, T, KV, D}, dt), a.dv = make({B, T, KV, D}, dt);
-    a.dact = make({N, F}, dt), a.dgate = make({N, F}, dt), a.dup = make({N, F}, dt);
+    a.dact = make({N, F}, dt), a.dgate_up = make({N, 2 * F}, dt);
   }
   int32_t* ids = a.ids.data<int32_t>();
   int32_t* tgt = a.targets.data<int32_t>();
@@ -158,11 +162,10 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool for
     ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, block_q_, block_k_);
     ops::linear_fwd(x.att, w.wo.w, x.mid);
     ops::add_inplace(x.mid, x.in);
-    // MLP block: out = mid + down(silu(gate(xn2)) * up(xn2))
+    // MLP block: out = mid + down(silu(gate(xn2)) * up(xn2)), gate and up as one GEMM
     ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, eps, x.xn2, x.rstd2);
-    ops::linear_fwd(x.xn2, w.wgate.w, x.gate);
-    ops::linear_fwd(x.xn2, w.wup.w, x.up);
-    ops::swiglu_fwd(x.gate, x.up, x.act);
+    ops::linear_fwd(x.xn2, w.wgate_up.w, x.gate_up);
+    ops::swiglu_fwd(x.gate_up, x.act);
     ops::linear_fwd(x.act, w.wdown.w, out);
     ops::add_inplace(out, x.mid);
   }
@@ -191,11 +194,9 @@ void LlamaModel::backward(int64_t B, int64_t T) {
     // MLP block
     ops::linear_bwd_data(a.dres, w.wdown.w, a.dact, false);
     ops::linear_bwd_weight(a.dres, x.act, w.wdown.g);
-    ops::swiglu_bwd(a.dact, x.gate, x.up, a.dgate, a.dup);
-    ops::linear_bwd_data(a.dgate, w.wgate.w, a.dxn, false);
-    ops::linear_bwd_data(a.dup, w.wup.w, a.dxn, true);
-    ops::linear_bwd_weight(a.dgate, x.xn2, w.wgate.g);
-    ops::linear_bwd_weight(a.dup, x.xn2, w.wup.g);
+    ops::swiglu_bwd(a.dact, x.gate_up, a.dgate_up);
+    ops::linear_bwd_data(a.dgate_up, w.wgate_up.w, a.dxn, false);
+    ops::linear_bwd_weight(a.dgate_up, x.xn2, w.wgate_up.g);
     ops::rmsnorm_bwd(a.dxn, x.mid, w.mlp_norm.w, x.rstd2, a.dres, w.mlp_norm.g, true);
     // attention block
     ops::linear_bwd_data(a.dres, w.wo.w, a.datt, false);

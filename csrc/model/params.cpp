@@ -13,7 +13,7 @@ ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype) : specs_(std::
   LT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "parameters are fp32 or bf16");
   for (size_t i = 0; i < specs_.size(); ++i) {
     specs_[i].offset = numel_;
-    numel_ += (specs_[i].numel() + kAlign - 1) / kAlign * kAlign;
+    numel_ += specs_[i].packed_with_next ? specs_[i].numel() : (specs_[i].numel() + kAlign - 1) / kAlign * kAlign;
     LT_CHECK(index_.emplace(specs_[i].name, i).second, "duplicate parameter " + specs_[i].name);
   }
   master_ = Tensor::zeros({numel_}, DType::F32);
@@ -30,6 +30,17 @@ const ParamSpec& ParamStore::spec(const std::string& name) const {
 Tensor ParamStore::view(const Tensor& flat, const std::string& name) const {
   const ParamSpec& s = spec(name);
   return flat.view(s.offset, s.shape);
+}
+
+Tensor ParamStore::span(const Tensor& flat, const std::string& first, const Shape& shape) const {
+  size_t i = index_.at(first);
+  int64_t covered = specs_[i].numel();
+  while (covered < shape_numel(shape)) {
+    LT_CHECK(specs_[i].packed_with_next && i + 1 < specs_.size(), "span over unpacked parameters from " + first);
+    covered += specs_[++i].numel();
+  }
+  LT_CHECK(covered == shape_numel(shape), "span " + shape_str(shape) + " does not end on a parameter boundary");
+  return flat.view(specs_[index_.at(first)].offset, shape);
 }
 
 void ParamStore::sync_params_from_master() {

@@ -173,26 +173,27 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   });
 }
 
-void swiglu_fwd(const Tensor& gate, const Tensor& up, const Tensor& y) {
+void swiglu_fwd(const Tensor& gate_up, const Tensor& y) {
   OpTimer timer_("swiglu_fwd");
-  on_cpu({&gate, &up, &y});
-  same_shape(gate, up, "swiglu gate/up");
-  same_shape(gate, y, "swiglu gate/y");
-  dispatch_float(gate, [&](auto t) {
+  on_cpu({&gate_up, &y});
+  const int64_t f = y.dim(-1), rows = rows_of(y);
+  LT_CHECK(gate_up.dim(-1) == 2 * f && rows_of(gate_up) == rows, "swiglu_fwd: gate_up must be [rows, 2F] for y [rows, F]");
+  same_dtype(gate_up, y, "swiglu gate_up/y");
+  dispatch_float(y, [&](auto t) {
     using T = decltype(t);
-    cpu::swiglu_fwd<T>(gate.data<T>(), up.data<T>(), y.data<T>(), gate.numel());
+    cpu::swiglu_fwd<T>(gate_up.data<T>(), y.data<T>(), rows, f);
   });
 }
 
-void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, const Tensor& dgate, const Tensor& dup) {
+void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) {
   OpTimer timer_("swiglu_bwd");
-  on_cpu({&dy, &gate, &up, &dgate, &dup});
-  same_shape(gate, dy, "swiglu gate/dy");
-  same_shape(gate, dgate, "swiglu gate/dgate");
-  same_shape(up, dup, "swiglu up/dup");
-  dispatch_float(gate, [&](auto t) {
+  on_cpu({&dy, &gate_up, &dgate_up});
+  const int64_t f = dy.dim(-1), rows = rows_of(dy);
+  LT_CHECK(gate_up.dim(-1) == 2 * f && rows_of(gate_up) == rows, "swiglu_bwd: gate_up must be [rows, 2F] for dy [rows, F]");
+  same_shape(gate_up, dgate_up, "swiglu gate_up/dgate_up");
+  dispatch_float(dy, [&](auto t) {
     using T = decltype(t);
-    cpu::swiglu_bwd<T>(dy.data<T>(), gate.data<T>(), up.data<T>(), dgate.data<T>(), dup.data<T>(), gate.numel());
+    cpu::swiglu_bwd<T>(dy.data<T>(), gate_up.data<T>(), dgate_up.data<T>(), rows, f);
   });
 }
 

@@ -34,8 +34,9 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q = 128,
                    int64_t block_k = 128);
 
-void swiglu_fwd(const Tensor& gate, const Tensor& up, const Tensor& y);
-void swiglu_bwd(const Tensor& dy, const Tensor& gate, const Tensor& up, const Tensor& dgate, const Tensor& dup);
+// gate_up [rows, 2F] = [gate | up] per row (the fused projection's output) -> y [rows, F].
+void swiglu_fwd(const Tensor& gate_up, const Tensor& y);
+void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up);
 
 // ids int32 [N] (any shape), table [V, C] -> y [N, C]; dtable (fp32) += scatter of dy.
 void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y);

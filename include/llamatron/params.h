@@ -15,6 +15,7 @@ struct ParamSpec {
   Shape shape;
   bool is_norm = false;       // RMSNorm weights: never weight-decayed
   bool is_embedding = false;  // embedding / LM head: decayed only if configured
+  bool packed_with_next = false;  // the next parameter follows with no padding (fused GEMMs)
   int64_t offset = 0;         // elements into the flat buffers (filled by ParamStore)
   int64_t numel() const { return shape_numel(shape); }
 };
@@ -34,6 +35,9 @@ class ParamStore {
   Tensor param(const std::string& name) const { return view(params_, name); }
   Tensor master(const std::string& name) const { return view(master_, name); }
   Tensor grad(const std::string& name) const { return view(grads_, name); }
+  // A view spanning `first` and the parameters packed after it, as one [rows, cols] matrix.
+  Tensor param_span(const std::string& first, const Shape& shape) const { return span(params_, first, shape); }
+  Tensor grad_span(const std::string& first, const Shape& shape) const { return span(grads_, first, shape); }
   const Tensor& params_flat() const { return params_; }
   const Tensor& master_flat() const { return master_; }
   const Tensor& grads_flat() const { return grads_; }
@@ -45,6 +49,7 @@ class ParamStore {
 
  private:
   Tensor view(const Tensor& flat, const std::string& name) const;
+  Tensor span(const Tensor& flat, const std::string& first, const Shape& shape) const;
   std::vector<ParamSpec> specs_;
   std::map<std::string, size_t> index_;
   DType dtype_;

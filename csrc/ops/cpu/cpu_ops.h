@@ -39,11 +39,12 @@ template <typename T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* lse, const T* dout, T* dq,
                    T* dk, T* dv, const AttentionShape& s);
 
-// y = silu(gate) * up, and its backward (dgate, dup).
+// SwiGLU on the fused gate/up projection: gate_up rows are [gate (f) | up (f)], one GEMM's output.
+// y = silu(gate) * up  [rows, f]; the backward writes dgate_up in the same [gate | up] layout.
 template <typename T>
-void swiglu_fwd(const T* gate, const T* up, T* y, int64_t n);
+void swiglu_fwd(const T* gate_up, T* y, int64_t rows, int64_t f);
 template <typename T>
-void swiglu_bwd(const T* dy, const T* gate, const T* up, T* dgate, T* dup, int64_t n);
+void swiglu_bwd(const T* dy, const T* gate_up, T* dgate_up, int64_t rows, int64_t f);
 
 // y[i] = table[ids[i]]; dtable[ids[i]] += dy[i] (fp32; parallel over columns, so deterministic).
 template <typename T>
