@@ -23,15 +23,20 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   Trainer trainer(cfg);
   spdlog::info("model: {} | precision {} | {} thread(s)", describe(cfg.model), cfg.train.precision, omp_get_max_threads());
   spdlog::info("data: {}", trainer.data().describe());
-  if (auto* markov = dynamic_cast<MarkovSource*>(&trainer.data()))
-    spdlog::info("data: entropy floor {:.4f} nats (the best loss any model can reach)", markov->entropy_floor(cfg.train.seq_len));
+  auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());
+  const double floor = markov ? markov->entropy_floor(cfg.train.seq_len) : 0.0;
+  if (markov) spdlog::info("data: entropy floor {:.4f} nats (the best loss any model can reach)", floor);
   spdlog::info("batch: {} x {} tokens x {} micro-batch(es) = {} tokens per step", cfg.train.batch_size, cfg.train.seq_len,
                cfg.train.grad_accum_steps, cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum_steps);
+  StepStats last;
   trainer.run([&](const StepStats& s) {
+    last = s;
     if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps || s.step == 1)
       spdlog::info("step {:>5}/{} | tokens {:>10} | lr {:.3e} | loss {:.4f} | grad norm {:.3f} | {:>8.0f} tok/s | {:>8.1f} ms",
                    s.step, cfg.train.steps, s.tokens_seen, s.lr, s.loss, s.grad_norm, s.tokens_per_s, s.step_ms);
   });
+  if (markov && last.step > 0)
+    spdlog::info("done: loss {:.4f} is {:.4f} nats above the entropy floor {:.4f}", last.loss, last.loss - floor, floor);
   return 0;
 }
 
