@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 [ -x build/benchmarks/bench_train_throughput ] || scripts/build.sh >/dev/null
 threads=${THREADS:-2}
 repeats=${REPEATS:-3}
-rate() { grep -o 'tokens_per_s=[0-9.]*' <<<"$1" | tail -1 | cut -d= -f2; }
+rate() { echo "$1" | grep -o "tokens_per_s=[0-9.]*" | tail -1 | cut -d= -f2; }
 ratios=()
 for ((i = 1; i <= repeats; i++)); do
   ours=$(OMP_NUM_THREADS=$threads build/benchmarks/bench_train_throughput --threads "$threads" "$@" | grep -v '^#')

@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh -DLLAMATRON_WERROR=ON
 cd build
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --output-on-failure -j "${LLAMATRON_JOBS:-2}" "$@"
+# Serially: each test already uses both cores (OpenMP), and two at once thrash each other.
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --output-on-failure "$@"
