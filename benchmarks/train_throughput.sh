@@ -2,10 +2,11 @@
 # CPU training throughput: llamatron vs PyTorch eager (Debian's python3-torch) on the same LLaMA
 # shape, same thread count, both in bf16. The two sides run alternately REPEATS times (default 3)
 # so that drift in the machine's speed hits both; it prints every run and the median ratio.
-# Extra arguments go to both sides (e.g. --steps 10). Builds first if needed.
+# Extra arguments go to both sides (default: --steps 10). Builds first if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/benchmarks/bench_train_throughput ] || scripts/build.sh >/dev/null
+[ $# -gt 0 ] || set -- --steps 10
 threads=${THREADS:-2}
 repeats=${REPEATS:-3}
 rate() { echo "$1" | grep -o "tokens_per_s=[0-9.]*" | tail -1 | cut -d= -f2; }

@@ -25,7 +25,7 @@ double cross_entropy_fwd_bwd(const T* logits, const int32_t* targets, T* dlogits
     }
     float m = -std::numeric_limits<float>::infinity(), s = 0.f;
 #pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < v; ++j) m = std::max(m, to_f32(x[j]));
+    for (int64_t j = 0; j < v; ++j) m = to_f32(x[j]) > m ? to_f32(x[j]) : m;
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < v; ++j) s += fast_exp(to_f32(x[j]) - m);
     const float logz = m + std::log(s);
