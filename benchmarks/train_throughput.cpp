@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
              "model.n_kv_heads=" + s(kv), "model.ffn_dim=" + s(ffn), "model.max_seq_len=" + s(seq),
              "train.batch_size=" + s(batch), "train.seq_len=" + s(seq), "train.precision=" + dtype,
              "train.threads=" + s(threads), "train.steps=" + s(warmup + steps), "optim.schedule=constant",
-             "data.markov_branching=64"});
+             "data.markov_branching=4"});
   llamatron::Trainer trainer(cfg);
   std::vector<double> ms;
   for (int i = 0; i < warmup + steps; ++i) {

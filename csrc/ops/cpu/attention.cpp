@@ -12,6 +12,7 @@
 
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/scratch.h"
 #include "ops/cpu/vec_math.h"
 
 namespace llamatron::cpu {
@@ -33,13 +34,13 @@ inline int64_t visible(int64_t t, int64_t j0, int64_t nk) { return std::clamp<in
 // kernels need dense operands; strided bf16 ones fall back to a path several times slower).
 // For K and V, G = 1 and this is [B, KV, T, D]. O(B*T*H*D) extra memory, like the inputs.
 template <typename T>
-std::vector<T> kv_major(const T* x, int64_t b, int64_t t, int64_t kv, int64_t g, int64_t d) {
-  std::vector<T> out(static_cast<size_t>(b * t * kv * g * d));
+const T* kv_major(Slot slot, const T* x, int64_t b, int64_t t, int64_t kv, int64_t g, int64_t d) {
+  T* out = scratch<T>(slot, static_cast<size_t>(b * t * kv * g * d));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t ti = 0; ti < t; ++ti)
       for (int64_t k = 0; k < kv; ++k)
-        std::copy_n(x + ((bi * t + ti) * kv + k) * g * d, g * d, out.data() + (((bi * kv + k) * t + ti) * g) * d);
+        std::copy_n(x + ((bi * t + ti) * kv + k) * g * d, g * d, out + (((bi * kv + k) * t + ti) * g) * d);
   return out;
 }
 
@@ -61,28 +62,32 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const A
   const int64_t D = s.d, G = s.h / s.kv, Bq = s.block_q, Bk = s.block_k;
   const int64_t n_qblocks = (s.t + Bq - 1) / Bq;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const std::vector<T> qp = kv_major(q, s.b, s.t, s.kv, G, D), kp = kv_major(k, s.b, s.t, s.kv, 1, D),
-                       vp = kv_major(v, s.b, s.t, s.kv, 1, D);
+  const T* qp = kv_major(Slot::Q, q, s.b, s.t, s.kv, G, D);
+  const T* kp = kv_major(Slot::K, k, s.b, s.t, s.kv, 1, D);
+  const T* vp = kv_major(Slot::V, v, s.b, s.t, s.kv, 1, D);
 #pragma omp parallel
   {
-    std::vector<float> S(Bq * G * Bk), acc(Bq * G * D), m(Bq * G), l(Bq * G);
-    std::vector<T> P(Bq * G * Bk);
+    float* S = scratch<float>(Slot::TileS, Bq * G * Bk);
+    float* acc = scratch<float>(Slot::Acc, Bq * G * D);
+    float* m = scratch<float>(Slot::Rows1, Bq * G);
+    float* l = scratch<float>(Slot::Rows2, Bq * G);
+    T* P = scratch<T>(Slot::TileP, Bq * G * Bk);
 #pragma omp for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < s.b; ++b)
       for (int64_t kvh = 0; kvh < s.kv; ++kvh)
         for (int64_t qb = 0; qb < n_qblocks; ++qb) {
           const int64_t i0 = qb * Bq, nq = std::min(Bq, s.t - i0), rows = nq * G;
-          const T* qt = qp.data() + ((b * s.kv + kvh) * s.t + i0) * G * D;
-          std::fill(m.begin(), m.end(), kNegInf);
-          std::fill(l.begin(), l.end(), 0.f);
-          std::fill(acc.begin(), acc.end(), 0.f);
+          const T* qt = qp + ((b * s.kv + kvh) * s.t + i0) * G * D;
+          std::fill_n(m, rows, kNegInf);
+          std::fill_n(l, rows, 0.f);
+          std::fill_n(acc, rows * D, 0.f);
           for (int64_t j0 = 0; j0 < i0 + nq; j0 += Bk) {  // causal: keys up to the last query row
             const int64_t nk = std::min(Bk, i0 + nq - j0);
-            const T* kt = kp.data() + ((b * s.kv + kvh) * s.t + j0) * D;
-            const T* vt = vp.data() + ((b * s.kv + kvh) * s.t + j0) * D;
-            tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S.data(), nk, scale, false);
+            const T* kt = kp + ((b * s.kv + kvh) * s.t + j0) * D;
+            const T* vt = vp + ((b * s.kv + kvh) * s.t + j0) * D;
+            tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S, nk, scale, false);
             for (int64_t r = 0; r < rows; ++r) {
-              float* sr = S.data() + r * nk;
+              float* sr = S + r * nk;
               const int64_t vis = visible(i0 + r / G, j0, nk);
               for (int64_t c = vis; c < nk; ++c) sr[c] = kNegInf;
               float mx = m[r];
@@ -90,7 +95,7 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const A
               for (int64_t c = 0; c < nk; ++c) mx = sr[c] > mx ? sr[c] : mx;
               const float alpha = fast_exp(m[r] - mx);  // m[r] is finite after block 0 (key 0 is visible)
               float sum = 0.f;
-              T* pr = P.data() + r * nk;
+              T* pr = P + r * nk;
 #pragma omp simd reduction(+ : sum)
               for (int64_t c = 0; c < nk; ++c) {
                 const float p = fast_exp(sr[c] - mx);
@@ -99,18 +104,18 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const A
               }
               l[r] = l[r] * alpha + sum;
               m[r] = mx;
-              float* ar = acc.data() + r * D;
+              float* ar = acc + r * D;
 #pragma omp simd
               for (int64_t d = 0; d < D; ++d) ar[d] *= alpha;
             }
-            tile_gemm(false, false, rows, D, nk, P.data(), nk, vt, D, acc.data(), D, 1.0f, true);
+            tile_gemm(false, false, rows, D, nk, P, nk, vt, D, acc, D, 1.0f, true);
           }
           for (int64_t r = 0; r < rows; ++r) {
             const float inv = 1.0f / l[r];
             for (int64_t d = 0; d < D; ++d) acc[r * D + d] *= inv;
             lse[(b * s.h + kvh * G + r % G) * s.t + i0 + r / G] = m[r] + std::log(l[r]);
           }
-          scatter_rows(acc.data(), o, b, i0, nq, kvh, s);
+          scatter_rows(acc, o, b, i0, nq, kvh, s);
         }
   }
 }
@@ -123,41 +128,49 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
                    T* dk, T* dv, const AttentionShape& s) {
   const int64_t D = s.d, G = s.h / s.kv, Bq = s.block_q, Bk = s.block_k, T_ = s.t;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const std::vector<T> qp = kv_major(q, s.b, T_, s.kv, G, D), kp = kv_major(k, s.b, T_, s.kv, 1, D),
-                       vp = kv_major(v, s.b, T_, s.kv, 1, D), dop = kv_major(dout, s.b, T_, s.kv, G, D),
-                       op = kv_major(o, s.b, T_, s.kv, G, D);
+  const T* qp = kv_major(Slot::Q, q, s.b, T_, s.kv, G, D);
+  const T* kp = kv_major(Slot::K, k, s.b, T_, s.kv, 1, D);
+  const T* vp = kv_major(Slot::V, v, s.b, T_, s.kv, 1, D);
+  const T* dop = kv_major(Slot::DO, dout, s.b, T_, s.kv, G, D);
+  const T* op = kv_major(Slot::O, o, s.b, T_, s.kv, G, D);
 #pragma omp parallel
   {
-    std::vector<float> S(Bq * G * Bk), dP(Bq * G * Bk), drow(T_ * G), lrow(T_ * G), dq_acc(T_ * G * D),
-        dk_acc(T_ * D), dv_acc(T_ * D);
-    std::vector<T> P(Bq * G * Bk), dS(Bq * G * Bk);
+    float* S = scratch<float>(Slot::TileS, Bq * G * Bk);
+    float* dP = scratch<float>(Slot::TileDP, Bq * G * Bk);
+    float* drow = scratch<float>(Slot::Rows1, T_ * G);
+    float* lrow = scratch<float>(Slot::Rows2, T_ * G);
+    float* dq_acc = scratch<float>(Slot::DQ, T_ * G * D);
+    float* dk_acc = scratch<float>(Slot::DK, T_ * D);
+    float* dv_acc = scratch<float>(Slot::DV, T_ * D);
+    T* P = scratch<T>(Slot::TileP, Bq * G * Bk);
+    T* dS = scratch<T>(Slot::TileDS, Bq * G * Bk);
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t b = 0; b < s.b; ++b)
       for (int64_t kvh = 0; kvh < s.kv; ++kvh) {
         const int64_t base = (b * s.kv + kvh) * T_;  // packed row index of (t = 0, g = 0)
         for (int64_t r = 0; r < T_ * G; ++r) {  // per packed row (t, g): Drow and the saved LSE
-          const T* dor = dop.data() + (base * G + r) * D;
-          const T* orow = op.data() + (base * G + r) * D;
+          const T* dor = dop + (base * G + r) * D;
+          const T* orow = op + (base * G + r) * D;
           float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
           for (int64_t d = 0; d < D; ++d) acc += to_f32(dor[d]) * to_f32(orow[d]);
           drow[r] = acc;
           lrow[r] = lse[(b * s.h + kvh * G + r % G) * T_ + r / G];
         }
-        std::fill(dq_acc.begin(), dq_acc.end(), 0.f);
-        std::fill(dk_acc.begin(), dk_acc.end(), 0.f);
-        std::fill(dv_acc.begin(), dv_acc.end(), 0.f);
+        std::fill_n(dq_acc, T_ * G * D, 0.f);
+        std::fill_n(dk_acc, T_ * D, 0.f);
+        std::fill_n(dv_acc, T_ * D, 0.f);
         for (int64_t j0 = 0; j0 < T_; j0 += Bk) {
           const int64_t nk_block = std::min(Bk, T_ - j0);
-          const T* kt = kp.data() + (base + j0) * D;
-          const T* vt = vp.data() + (base + j0) * D;
+          const T* kt = kp + (base + j0) * D;
+          const T* vt = vp + (base + j0) * D;
           for (int64_t i0 = j0 / Bq * Bq; i0 < T_; i0 += Bq) {  // only query rows that see key j0..
             const int64_t nq = std::min(Bq, T_ - i0), rows = nq * G;
             const int64_t nk = std::min(nk_block, i0 + nq - j0);  // keys past the last row are masked
-            const T* qt = qp.data() + (base + i0) * G * D;
-            const T* dot = dop.data() + (base + i0) * G * D;
-            tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S.data(), nk, scale, false);
-            tile_gemm(false, true, rows, nk, D, dot, D, vt, D, dP.data(), nk, 1.0f, false);
+            const T* qt = qp + (base + i0) * G * D;
+            const T* dot = dop + (base + i0) * G * D;
+            tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S, nk, scale, false);
+            tile_gemm(false, true, rows, nk, D, dot, D, vt, D, dP, nk, 1.0f, false);
             for (int64_t r = 0; r < rows; ++r) {
               const int64_t vis = visible(i0 + r / G, j0, nk);
               const float l = lrow[i0 * G + r], dr = drow[i0 * G + r];
@@ -169,12 +182,12 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
                 dS[x] = from_f32<T>(p * (dP[x] - dr));
               }
             }
-            tile_gemm(true, false, nk, D, rows, P.data(), nk, dot, D, dv_acc.data() + j0 * D, D, 1.0f, true);
-            tile_gemm(true, false, nk, D, rows, dS.data(), nk, qt, D, dk_acc.data() + j0 * D, D, scale, true);
-            tile_gemm(false, false, rows, D, nk, dS.data(), nk, kt, D, dq_acc.data() + i0 * G * D, D, scale, true);
+            tile_gemm(true, false, nk, D, rows, P, nk, dot, D, dv_acc + j0 * D, D, 1.0f, true);
+            tile_gemm(true, false, nk, D, rows, dS, nk, qt, D, dk_acc + j0 * D, D, scale, true);
+            tile_gemm(false, false, rows, D, nk, dS, nk, kt, D, dq_acc + i0 * G * D, D, scale, true);
           }
         }
-        scatter_rows(dq_acc.data(), dq, b, 0, T_, kvh, s);
+        scatter_rows(dq_acc, dq, b, 0, T_, kvh, s);
         for (int64_t j = 0; j < T_; ++j)
           for (int64_t d = 0; d < D; ++d) {
             const int64_t at = ((b * T_ + j) * s.kv + kvh) * D + d;
