@@ -1,0 +1,361 @@
+// The emulator's runtime: fibers (glibc ucontext), the per-block scheduler, barriers, warp exchange.
+//
+// Scheduling is cooperative and deterministic: a worker runs the fibers of one block round-robin;
+// a fiber runs until it reaches a barrier, then yields. A barrier releases when every thread it
+// counts has arrived. If a full round makes no progress, the block is deadlocked (a divergent
+// __syncthreads, a warp primitive some lane never reaches): the launch fails with a report of
+// where each thread waits, instead of hanging as a GPU would.
+#include "kernels/emu/emu.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+#include <omp.h>
+
+// AddressSanitizer must be told about every stack switch, or it reports the fibers' stacks as
+// corrupt (FACTS.md). These hooks compile to nothing in a normal build.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define LT_ASAN_START_SWITCH(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define LT_ASAN_FINISH_SWITCH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define LT_ASAN_START_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define LT_ASAN_FINISH_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#endif
+
+namespace llamatron::emu {
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;  // flash-attention-style kernels keep big register arrays
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+constexpr size_t kMaxDynamicSmem = 227 * 1024;  // sm_90's per-block maximum
+
+struct Barrier {
+  uint64_t generation = 0;
+  unsigned arrived = 0;
+};
+
+struct WarpSlot {  // one per (warp, mask) in use: a barrier and the lanes' published values
+  Barrier barrier;
+  uint64_t values[32] = {};
+  uint64_t gathered[32][kMaxGatherWords] = {};
+};
+
+enum class Wait { None, Block, Warp };
+
+struct Fiber {
+  ucontext_t ctx{};
+  char* stack = nullptr;
+  uint3 tid{};
+  unsigned linear = 0;
+  bool done = false;
+  Wait wait = Wait::None;
+  const uint64_t* wait_generation = nullptr;
+  uint64_t seen_generation = 0;
+  const char* file = "";
+  int line = 0;
+  unsigned mask = 0;
+  bool blocked() const { return wait != Wait::None && *wait_generation == seen_generation; }
+};
+
+struct Worker {
+  ucontext_t scheduler{};
+  const void* scheduler_stack = nullptr;  // the worker thread's own stack, learnt at the first switch
+  size_t scheduler_stack_size = 0;
+  void* scheduler_fake_stack = nullptr;
+  std::vector<Fiber> fibers;
+  Fiber* current = nullptr;
+  uint3 block{};
+  dim3 block_dim, grid_dim;
+  unsigned live = 0;
+  Barrier block_barrier;
+  const char* block_site_file = nullptr;  // where the first arrival of this barrier round called it
+  int block_site_line = 0;
+  std::string error;     // set inside a fiber; the scheduler throws it
+  bool aborting = false;  // unwinding the fibers of a failed block
+  std::vector<std::map<unsigned, WarpSlot>> warps;
+  std::vector<char> smem;
+  const std::function<void()>* body = nullptr;
+
+  ~Worker() {
+    for (Fiber& f : fibers)
+      if (f.stack) munmap(f.stack, kStackBytes);
+  }
+};
+
+thread_local Worker* tl_worker = nullptr;
+
+Worker& worker() {
+  thread_local Worker w;
+  return w;
+}
+
+Fiber& me() { return *tl_worker->current; }
+
+// Thrown inside a fiber to unwind its stack (destructors run) when its block has failed.
+struct FiberAbort {};
+
+void yield() {
+  Worker& w = *tl_worker;
+  void* fake = nullptr;
+  LT_ASAN_START_SWITCH(&fake, w.scheduler_stack, w.scheduler_stack_size);
+  swapcontext(&me().ctx, &w.scheduler);
+  LT_ASAN_FINISH_SWITCH(fake, nullptr, nullptr);
+  if (w.aborting) throw FiberAbort{};
+}
+
+// A misuse found inside a fiber: record it and unwind this fiber; the scheduler reports it.
+[[noreturn]] void fail(const std::string& msg) {
+  Worker& w = *tl_worker;
+  if (w.error.empty()) w.error = msg;
+  throw FiberAbort{};
+}
+
+std::string where(const char* file, int line) { return std::string(file) + ":" + std::to_string(line); }
+
+void fiber_main() {
+  Worker& w = *tl_worker;
+  LT_ASAN_FINISH_SWITCH(nullptr, &w.scheduler_stack, &w.scheduler_stack_size);
+  try {
+    (*w.body)();
+  } catch (const FiberAbort&) {
+    me().done = true;
+    LT_ASAN_START_SWITCH(nullptr, w.scheduler_stack, w.scheduler_stack_size);
+    return;
+  } catch (const std::exception& e) {  // e.g. bad_alloc in kernel code: report it, do not terminate
+    if (w.error.empty()) w.error = std::string("exception in an emulated kernel: ") + e.what();
+    me().done = true;
+    LT_ASAN_START_SWITCH(nullptr, w.scheduler_stack, w.scheduler_stack_size);
+    return;
+  }
+  Fiber& f = me();
+  f.done = true;
+  f.wait = Wait::None;
+  --w.live;
+  // Threads that exited no longer count: the barrier may now be complete.
+  if (w.block_barrier.arrived > 0 && w.block_barrier.arrived == w.live) {
+    ++w.block_barrier.generation;
+    w.block_barrier.arrived = 0;
+  }
+  LT_ASAN_START_SWITCH(nullptr, w.scheduler_stack, w.scheduler_stack_size);  // this fiber's stack dies
+}  // returns to uc_link = the scheduler
+
+std::string deadlock_report(Worker& w) {
+  std::map<std::string, std::vector<unsigned>> groups;
+  for (const Fiber& f : w.fibers) {
+    if (f.done) continue;
+    std::string what = f.wait == Wait::Block ? "__syncthreads at " : "warp primitive (mask 0x";
+    if (f.wait == Wait::Warp) {
+      std::ostringstream m;
+      m << std::hex << f.mask;
+      what += m.str() + ") at ";
+    }
+    groups[what + where(f.file, f.line)].push_back(f.linear);
+  }
+  std::ostringstream out;
+  out << "emulated kernel deadlocked in block (" << w.block.x << "," << w.block.y << "," << w.block.z
+      << "): not every thread a barrier counts reached it.";
+  for (const auto& [site, threads] : groups) {
+    out << " threads " << threads.front();
+    if (threads.size() > 1) out << ".." << threads.back() << " (" << threads.size() << ")";
+    out << " wait at " << site << ";";
+  }
+  const unsigned exited = static_cast<unsigned>(w.fibers.size()) - w.live;
+  if (exited) out << " " << exited << " thread(s) have exited.";
+  return out.str();
+}
+
+void run_block(Worker& w, uint3 block) {
+  w.block = block;
+  const unsigned n = w.block_dim.x * w.block_dim.y * w.block_dim.z;
+  if (w.fibers.size() < n) w.fibers.resize(n);
+  w.live = n;
+  w.block_barrier = Barrier{};
+  w.warps.assign((n + 31) / 32, {});
+  for (unsigned i = 0; i < n; ++i) {
+    Fiber& f = w.fibers[i];
+    if (!f.stack) {
+      void* p = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) throw std::runtime_error("emulator: cannot allocate a fiber stack");
+      f.stack = static_cast<char*>(p);
+    }
+    f.linear = i;
+    f.tid = uint3{i % w.block_dim.x, i / w.block_dim.x % w.block_dim.y, i / (w.block_dim.x * w.block_dim.y)};
+    f.done = false;
+    f.wait = Wait::None;
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack;
+    f.ctx.uc_stack.ss_size = kStackBytes;
+    f.ctx.uc_link = &w.scheduler;
+    makecontext(&f.ctx, fiber_main, 0);
+  }
+  auto resume = [&](Fiber& f) {
+    w.current = &f;
+    LT_ASAN_START_SWITCH(&w.scheduler_fake_stack, f.stack, kStackBytes);
+    swapcontext(&w.scheduler, &f.ctx);
+    LT_ASAN_FINISH_SWITCH(w.scheduler_fake_stack, nullptr, nullptr);
+  };
+  std::string report;
+  while (report.empty()) {
+    bool progress = false, all_done = true;
+    for (unsigned i = 0; i < n && w.error.empty(); ++i) {
+      Fiber& f = w.fibers[i];
+      if (f.done) continue;
+      all_done = false;
+      if (f.blocked()) continue;
+      f.wait = Wait::None;
+      resume(f);
+      progress = true;
+    }
+    if (!w.error.empty()) report = w.error;
+    else if (all_done) return;
+    else if (!progress) report = deadlock_report(w);
+  }
+  // Unwind every unfinished fiber (its pending barrier wait throws), so no destructor is skipped.
+  w.aborting = true;
+  for (unsigned i = 0; i < n; ++i)
+    if (!w.fibers[i].done) resume(w.fibers[i]);
+  w.aborting = false;
+  throw std::runtime_error(report);
+}
+
+// Arrive at `b`, which releases when `expected` threads have arrived, and wait for the release.
+void arrive_and_wait(Barrier& b, unsigned expected, Wait kind, unsigned mask, const char* file, int line) {
+  Fiber& f = me();
+  f.wait = kind;
+  f.wait_generation = &b.generation;
+  f.seen_generation = b.generation;
+  f.file = file;
+  f.line = line;
+  f.mask = mask;
+  if (++b.arrived == expected) {
+    ++b.generation;
+    b.arrived = 0;
+  }
+  yield();
+}
+
+WarpSlot& warp_slot(unsigned mask, const char* file, int line) {
+  const unsigned lane = lane_id();
+  if (!(mask >> lane & 1u)) {
+    std::ostringstream m;
+    m << "warp primitive at " << where(file, line) << " called by lane " << lane << " outside its mask 0x" << std::hex << mask;
+    fail(m.str());
+  }
+  const unsigned warp = me().linear / 32;
+  const unsigned n = tl_worker->block_dim.x * tl_worker->block_dim.y * tl_worker->block_dim.z;
+  const unsigned lanes = std::min(32u, n - warp * 32);
+  if (lanes < 32 && (mask >> lanes) != 0) {
+    std::ostringstream m;
+    m << "warp primitive at " << where(file, line) << " names lanes beyond the block's last warp (mask 0x" << std::hex << mask << ")";
+    fail(m.str());
+  }
+  return tl_worker->warps[warp][mask];
+}
+
+}  // namespace
+
+const uint3& thread_idx() { return me().tid; }
+const uint3& block_idx() { return tl_worker->block; }
+const dim3& block_dim() { return tl_worker->block_dim; }
+const dim3& grid_dim() { return tl_worker->grid_dim; }
+unsigned lane_id() { return me().linear % 32; }
+void* dynamic_smem() { return tl_worker->smem.data(); }
+
+void sync_block(const char* file, int line) {
+  Worker& w = *tl_worker;
+  if (w.block_barrier.arrived == 0) {
+    w.block_site_file = file;
+    w.block_site_line = line;
+  } else if (w.block_site_line != line || std::strcmp(w.block_site_file, file) != 0) {
+    fail("divergent __syncthreads: threads wait at " + where(w.block_site_file, w.block_site_line) + " and at " +
+         where(file, line) + " (thread " + std::to_string(me().linear) + ") in the same round; every thread of the "
+         "block must reach the same barrier");
+  }
+  arrive_and_wait(w.block_barrier, w.live, Wait::Block, 0, file, line);
+}
+
+void sync_warp(unsigned mask, const char* file, int line) {
+  WarpSlot& s = warp_slot(mask, file, line);
+  arrive_and_wait(s.barrier, static_cast<unsigned>(__builtin_popcount(mask)), Wait::Warp, mask, file, line);
+}
+
+uint64_t warp_exchange(unsigned mask, uint64_t value, unsigned src, const char* file, int line) {
+  WarpSlot& s = warp_slot(mask, file, line);
+  const unsigned expected = static_cast<unsigned>(__builtin_popcount(mask));
+  s.values[lane_id()] = value;
+  arrive_and_wait(s.barrier, expected, Wait::Warp, mask, file, line);  // everyone has published
+  const uint64_t got = s.values[src % 32];
+  arrive_and_wait(s.barrier, expected, Wait::Warp, mask, file, line);  // everyone has read
+  return got;
+}
+
+void warp_all_gather(unsigned mask, const uint64_t* mine, int n, uint64_t* out, const char* file, int line) {
+  WarpSlot& s = warp_slot(mask, file, line);
+  const unsigned expected = static_cast<unsigned>(__builtin_popcount(mask));
+  std::copy_n(mine, n, s.gathered[lane_id()]);
+  arrive_and_wait(s.barrier, expected, Wait::Warp, mask, file, line);
+  for (unsigned l = 0; l < 32; ++l) std::copy_n(s.gathered[l], n, out + l * n);
+  arrive_and_wait(s.barrier, expected, Wait::Warp, mask, file, line);
+}
+
+unsigned warp_ballot(unsigned mask, bool pred, const char* file, int line) {
+  WarpSlot& s = warp_slot(mask, file, line);
+  const unsigned expected = static_cast<unsigned>(__builtin_popcount(mask));
+  s.values[lane_id()] = pred;
+  arrive_and_wait(s.barrier, expected, Wait::Warp, mask, file, line);
+  unsigned ballot = 0;
+  for (unsigned l = 0; l < 32; ++l)
+    if ((mask >> l & 1u) && s.values[l]) ballot |= 1u << l;
+  arrive_and_wait(s.barrier, expected, Wait::Warp, mask, file, line);
+  return ballot;
+}
+
+void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body) {
+  const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
+  if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > 64)
+    throw std::runtime_error("invalid launch: block (" + std::to_string(block.x) + "," + std::to_string(block.y) + "," +
+                             std::to_string(block.z) + ") has " + std::to_string(threads) +
+                             " threads; CUDA allows 1..1024 per block (z <= 64)");
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u)
+    throw std::runtime_error("invalid launch: grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) + "," +
+                             std::to_string(grid.z) + ") is empty or beyond CUDA's limits (x < 2^31, y and z <= 65535)");
+  if (dynamic_smem_bytes > kMaxDynamicSmem)
+    throw std::runtime_error("invalid launch: " + std::to_string(dynamic_smem_bytes) +
+                             " bytes of dynamic shared memory exceed the 227 KiB per-block maximum");
+  const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y * grid.z;
+  std::string first_error;
+  std::mutex mu;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t b = 0; b < blocks; ++b) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!first_error.empty()) continue;
+    }
+    Worker& w = worker();
+    tl_worker = &w;
+    w.block_dim = block;
+    w.grid_dim = grid;
+    w.body = &body;
+    w.error.clear();
+    w.smem.assign(dynamic_smem_bytes, 0);
+    const uint3 bi{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                   static_cast<unsigned>(b / (static_cast<int64_t>(grid.x) * grid.y))};
+    try {
+      run_block(w, bi);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.empty()) first_error = e.what();
+    }
+  }
+  if (!first_error.empty()) throw std::runtime_error(first_error);
+}
+
+}  // namespace llamatron::emu

@@ -1,0 +1,171 @@
+// The CUDA-on-CPU emulator: what a kernel source sees when it is compiled by g++ instead of nvcc.
+// Each CUDA thread is a fiber; a worker thread runs one block to completion; blocks are spread over
+// the cores. Included (through kernels/launch.cuh) only when !defined(__CUDACC__).
+#pragma once
+#if defined(__CUDACC__)
+#error "kernels/emu/emu.h is the emulator; nvcc builds use the real CUDA runtime"
+#endif
+
+// Keywords first: CUDA's crt/host_defines.h defines these only if they are not defined yet.
+#define __global__
+#define __device__
+#define __host__
+#define __constant__ static
+// One instance per worker thread = one per running block (a worker runs one block at a time).
+#define __shared__ static thread_local
+
+#include <cuda_bf16.h>
+#include <vector_types.h>
+
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <source_location>
+#include <string>
+
+namespace llamatron::emu {
+
+// ---- execution context -------------------------------------------------------------------------
+struct FiberState;
+const uint3& thread_idx();
+const uint3& block_idx();
+const dim3& block_dim();
+const dim3& grid_dim();
+unsigned lane_id();
+void* dynamic_smem();
+
+// Runs body() as grid x block CUDA threads. Throws std::runtime_error with a readable report on a
+// bad launch configuration, a divergent barrier or a warp primitive misuse (instead of hanging).
+void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body);
+
+// ---- synchronisation ----------------------------------------------------------------------------
+void sync_block(const char* file, int line);
+void sync_warp(unsigned mask, const char* file, int line);
+// Warp exchange: every lane of `mask` publishes `value`; returns the value of lane `src`.
+uint64_t warp_exchange(unsigned mask, uint64_t value, unsigned src, const char* file, int line);
+// Every lane of `mask` publishes n <= kMaxGatherWords words; out[32][n] receives all lanes' words
+// (the building block of the warp-collective mma / ldmatrix emulation).
+constexpr int kMaxGatherWords = 8;
+void warp_all_gather(unsigned mask, const uint64_t* mine, int n, uint64_t* out, const char* file, int line);
+// Warp vote: the ballot of `pred` over `mask`.
+unsigned warp_ballot(unsigned mask, bool pred, const char* file, int line);
+
+template <typename T>
+T shfl_impl(unsigned mask, T var, int src_lane_in_segment, int width, const char* file, int line) {
+  static_assert(sizeof(T) <= 8, "shuffles move at most 64 bits");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &var, sizeof(T));
+  const unsigned segment = lane_id() / width * width;
+  const unsigned src = segment + (static_cast<unsigned>(src_lane_in_segment) % width);
+  const uint64_t got = warp_exchange(mask, bits, src, file, line);
+  T out;
+  std::memcpy(&out, &got, sizeof(T));
+  return out;
+}
+
+}  // namespace llamatron::emu
+
+// ---- the names a kernel uses --------------------------------------------------------------------
+#define threadIdx (::llamatron::emu::thread_idx())
+#define blockIdx (::llamatron::emu::block_idx())
+#define blockDim (::llamatron::emu::block_dim())
+#define gridDim (::llamatron::emu::grid_dim())
+constexpr int warpSize = 32;
+
+// Warp and block primitives are functions with a defaulted source_location, so a report can say
+// which line each waiting thread is stuck on.
+using LtLoc = std::source_location;
+inline void __syncthreads(LtLoc loc = LtLoc::current()) { ::llamatron::emu::sync_block(loc.file_name(), loc.line()); }
+inline void __syncwarp(unsigned mask = 0xffffffffu, LtLoc loc = LtLoc::current()) {
+  ::llamatron::emu::sync_warp(mask, loc.file_name(), loc.line());
+}
+template <typename T>
+T __shfl_sync(unsigned mask, T var, int src_lane, int width = 32, LtLoc loc = LtLoc::current()) {
+  return ::llamatron::emu::shfl_impl(mask, var, src_lane, width, loc.file_name(), loc.line());
+}
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = 32, LtLoc loc = LtLoc::current()) {
+  const int in_seg = static_cast<int>(::llamatron::emu::lane_id() % width);
+  return ::llamatron::emu::shfl_impl(mask, var, in_seg ^ lane_mask, width, loc.file_name(), loc.line());
+}
+template <typename T>
+T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32, LtLoc loc = LtLoc::current()) {
+  const unsigned in_seg = ::llamatron::emu::lane_id() % width;  // lanes below delta keep their value
+  const T got = ::llamatron::emu::shfl_impl(mask, var, static_cast<int>(in_seg >= delta ? in_seg - delta : in_seg), width,
+                                            loc.file_name(), loc.line());
+  return in_seg >= delta ? got : var;
+}
+template <typename T>
+T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32, LtLoc loc = LtLoc::current()) {
+  const unsigned in_seg = ::llamatron::emu::lane_id() % width;  // lanes past the segment keep theirs
+  const bool inside = in_seg + delta < static_cast<unsigned>(width);
+  const T got = ::llamatron::emu::shfl_impl(mask, var, static_cast<int>(inside ? in_seg + delta : in_seg), width,
+                                            loc.file_name(), loc.line());
+  return inside ? got : var;
+}
+inline unsigned __ballot_sync(unsigned mask, int pred, LtLoc loc = LtLoc::current()) {
+  return ::llamatron::emu::warp_ballot(mask, pred != 0, loc.file_name(), loc.line());
+}
+inline int __any_sync(unsigned mask, int pred, LtLoc loc = LtLoc::current()) {
+  return ::llamatron::emu::warp_ballot(mask, pred != 0, loc.file_name(), loc.line()) != 0u;
+}
+inline int __all_sync(unsigned mask, int pred, LtLoc loc = LtLoc::current()) {
+  return ::llamatron::emu::warp_ballot(mask, pred != 0, loc.file_name(), loc.line()) == mask;
+}
+
+// ---- atomics: blocks run on different OS threads, so these are real atomics ---------------------
+template <typename T>
+inline T atomicAdd(T* address, T val) {
+  return std::atomic_ref<T>(*address).fetch_add(val);
+}
+template <typename T>
+inline T atomicExch(T* address, T val) {
+  return std::atomic_ref<T>(*address).exchange(val);
+}
+template <typename T>
+inline T atomicCAS(T* address, T compare, T val) {
+  std::atomic_ref<T>(*address).compare_exchange_strong(compare, val);
+  return compare;  // the old value, whether or not it was replaced
+}
+template <typename T>
+inline T atomicMax(T* address, T val) {
+  std::atomic_ref<T> a(*address);
+  T old = a.load();
+  while (old < val && !a.compare_exchange_weak(old, val)) {
+  }
+  return old;
+}
+template <typename T>
+inline T atomicMin(T* address, T val) {
+  std::atomic_ref<T> a(*address);
+  T old = a.load();
+  while (val < old && !a.compare_exchange_weak(old, val)) {
+  }
+  return old;
+}
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned __activemask() { return 0xffffffffu; }  // the emulator never runs a warp partially
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+
+// ---- math intrinsics: the accurate versions (the GPU's are approximations within documented ulp) --
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __fsqrt_rn(float x) { return std::sqrt(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
+inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }
+inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
+inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }

@@ -1,0 +1,181 @@
+// Kernels that exercise each emulated feature. Plain CUDA: nvcc compiles this file for sm_80/sm_90
+// and the emulator test compiles it, unchanged, with g++.
+#include <cstdint>
+
+#include "kernels/launch.cuh"
+#include "kernels/ptx.cuh"
+#include "tests/emu/selftest_kernels.cuh"
+
+namespace llamatron::selftest {
+namespace {
+
+using kernels::launch;
+
+__device__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__global__ void block_reduce_kernel(const float* in, float* out) {
+  __shared__ float partial[8];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const float v = warp_sum(in[blockIdx.x * blockDim.x + threadIdx.x]);
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {  // the second stage: only warp 0 shuffles
+    float s = lane < 8 ? partial[lane] : 0.0f;
+    for (int mask = 16; mask > 0; mask /= 2) s += __shfl_xor_sync(0xffffffffu, s, mask);
+    if (lane == 0) out[blockIdx.x] = s;
+  }
+}
+
+__global__ void transpose_kernel(const float* in, float* out, int rows, int cols) {
+  __shared__ float tile[32][33];  // +1 column: no bank conflicts on the transposed read
+  const int x = blockIdx.x * 32 + threadIdx.x;
+  for (int j = threadIdx.y; j < 32; j += 8) {
+    const int y = blockIdx.y * 32 + j;
+    if (x < cols && y < rows) tile[j][threadIdx.x] = in[y * cols + x];
+  }
+  __syncthreads();
+  const int tx = blockIdx.y * 32 + threadIdx.x;
+  for (int j = threadIdx.y; j < 32; j += 8) {
+    const int ty = blockIdx.x * 32 + j;
+    if (tx < rows && ty < cols) out[ty * rows + tx] = tile[threadIdx.x][j];
+  }
+}
+
+__global__ void scan_kernel(const int* in, int* out, int n) {
+  __shared__ int warp_totals[32];
+  const int i = threadIdx.x, lane = i % 32, warp = i / 32;
+  int v = i < n ? in[i] : 0;
+  for (int d = 1; d < 32; d *= 2) {
+    const int up = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += up;
+  }
+  if (lane == 31) warp_totals[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    int t = lane < static_cast<int>(blockDim.x / 32) ? warp_totals[lane] : 0;
+    for (int d = 1; d < 32; d *= 2) {
+      const int up = __shfl_up_sync(0xffffffffu, t, d);
+      if (lane >= d) t += up;
+    }
+    warp_totals[lane] = t;
+  }
+  __syncthreads();
+  if (warp > 0) v += warp_totals[warp - 1];
+  if (i < n) out[i] = v;
+}
+
+__global__ void vote_kernel(const int* pred, unsigned* out) {
+  const int p = pred[threadIdx.x], warp = threadIdx.x / 32;
+  const unsigned b = __ballot_sync(0xffffffffu, p);
+  const int any = __any_sync(0xffffffffu, p), all = __all_sync(0xffffffffu, p);
+  if (threadIdx.x % 32 == 0) {
+    out[warp * 3 + 0] = b;
+    out[warp * 3 + 1] = static_cast<unsigned>(any);
+    out[warp * 3 + 2] = static_cast<unsigned>(all);
+  }
+}
+
+__global__ void atomics_kernel(const float* value, int* counter, float* sum, int* max_bits) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  atomicAdd(counter, 1);
+  atomicAdd(sum, value[i]);
+  atomicMax(max_bits, __float_as_int(value[i]));  // non-negative floats order like their bits
+}
+
+__global__ void mma_kernel(const uint16_t* a, const uint16_t* b, const float* c, float* d) {
+  const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+  auto pack = [](uint16_t lo, uint16_t hi) { return static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16; };
+  uint32_t af[4], bf[2];
+  for (int r = 0; r < 4; ++r) {  // register r holds a_{2r}, a_{2r+1}
+    const int row = (r % 2 == 0) ? g : g + 8, col = 2 * t + (r >= 2 ? 8 : 0);
+    af[r] = pack(a[row * 16 + col], a[row * 16 + col + 1]);
+  }
+  for (int r = 0; r < 2; ++r) {
+    const int k = 2 * t + (r == 1 ? 8 : 0);
+    bf[r] = pack(b[k * 8 + g], b[(k + 1) * 8 + g]);
+  }
+  float cf[4], df[4];
+  for (int i = 0; i < 4; ++i) cf[i] = c[(i < 2 ? g : g + 8) * 8 + 2 * t + (i & 1)];
+  kernels::mma_m16n8k16_bf16(df, af, bf, cf);
+  for (int i = 0; i < 4; ++i) d[(i < 2 ? g : g + 8) * 8 + 2 * t + (i & 1)] = df[i];
+}
+
+template <int N, bool Trans>
+__global__ void ldmatrix_kernel(const uint16_t* m, uint32_t* out) {
+  __shared__ __align__(16) uint16_t tile[4 * 64];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < N * 64; i += 32) tile[i] = m[i];
+  __syncwarp();
+  const int matrix = (lane / 8) % N, row = lane % 8;
+  uint32_t r[N];
+  kernels::ldmatrix<N, Trans>(r, tile + matrix * 64 + row * 8);
+  for (int i = 0; i < N; ++i) out[lane * N + i] = r[i];
+}
+
+__global__ void cp_async_kernel(const float* in, float* out, int n_vec16) {
+  float* staged = kernels::dynamic_smem<float>();
+  for (int i = threadIdx.x; i < n_vec16; i += blockDim.x) kernels::cp_async<16>(staged + 4 * i, in + 4 * i);
+  kernels::cp_async_commit();
+  kernels::cp_async_wait<0>();
+  __syncthreads();
+  for (int i = threadIdx.x; i < 4 * n_vec16; i += blockDim.x) out[i] = staged[i];
+}
+
+__global__ void divergent_barrier_kernel() {
+  if (threadIdx.x < 16) {
+    __syncthreads();
+  } else {
+    __syncthreads();
+  }
+}
+
+__global__ void shuffle_deadlock_kernel(int* sink) {
+  if (threadIdx.x < 16) {
+    sink[threadIdx.x] = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x), 0);
+  } else {
+    __syncthreads();
+  }
+}
+
+__global__ void lane_outside_mask_kernel(int* sink) { sink[threadIdx.x] = __shfl_sync(0x1u, 1, 0); }
+
+__global__ void empty_kernel() {}
+
+__global__ void write_one_per_thread(float* buf) { buf[threadIdx.x] = 1.0f; }
+
+}  // namespace
+
+void block_reduce_sum(const float* in, float* out, int blocks) { launch(block_reduce_kernel, dim3(blocks), dim3(256), 0, nullptr, in, out); }
+void transpose(const float* in, float* out, int rows, int cols) {
+  launch(transpose_kernel, dim3((cols + 31) / 32, (rows + 31) / 32), dim3(32, 8), 0, nullptr, in, out, rows, cols);
+}
+void block_scan(const int* in, int* out, int n) { launch(scan_kernel, dim3(1), dim3((n + 31) / 32 * 32), 0, nullptr, in, out, n); }
+void votes(const int* pred, unsigned* out) { launch(vote_kernel, dim3(1), dim3(64), 0, nullptr, pred, out); }
+void atomics(const float* value, int blocks, int* counter, float* sum, int* max_bits) {
+  launch(atomics_kernel, dim3(blocks), dim3(128), 0, nullptr, value, counter, sum, max_bits);
+}
+void mma_16x8x16(const uint16_t* a, const uint16_t* b, const float* c, float* d) { launch(mma_kernel, dim3(1), dim3(32), 0, nullptr, a, b, c, d); }
+void ldmatrix_test(const uint16_t* m, uint32_t* out, int n, bool trans) {
+  if (n == 1) launch(trans ? ldmatrix_kernel<1, true> : ldmatrix_kernel<1, false>, dim3(1), dim3(32), 0, nullptr, m, out);
+  if (n == 2) launch(trans ? ldmatrix_kernel<2, true> : ldmatrix_kernel<2, false>, dim3(1), dim3(32), 0, nullptr, m, out);
+  if (n == 4) launch(trans ? ldmatrix_kernel<4, true> : ldmatrix_kernel<4, false>, dim3(1), dim3(32), 0, nullptr, m, out);
+}
+void cp_async_copy(const float* in, float* out, int n_vec16) {
+  launch(cp_async_kernel, dim3(1), dim3(64), static_cast<size_t>(n_vec16) * 16, nullptr, in, out, n_vec16);
+}
+void divergent_barrier() { launch(divergent_barrier_kernel, dim3(1), dim3(32), 0, nullptr); }
+void shuffle_deadlock() {
+  static int sink[64];
+  launch(shuffle_deadlock_kernel, dim3(1), dim3(64), 0, nullptr, sink);
+}
+void lane_outside_mask() {
+  static int sink[32];
+  launch(lane_outside_mask_kernel, dim3(1), dim3(32), 0, nullptr, sink);
+}
+void oversized_block() { launch(empty_kernel, dim3(1), dim3(2048), 0, nullptr); }
+void out_of_bounds_write(float* buf) { launch(write_one_per_thread, dim3(1), dim3(64), 0, nullptr, buf); }
+
+}  // namespace llamatron::selftest

@@ -1,0 +1,35 @@
+// Host entry points of the emulator self-test kernels (tests/emu/selftest_kernels.cu). Pointers
+// are device pointers: host memory under the emulator.
+#pragma once
+#include <cstdint>
+
+namespace llamatron::selftest {
+
+// out[block] = sum of in[block * 256 .. +256): warp shuffles, then warp 0 alone shuffles again.
+void block_reduce_sum(const float* in, float* out, int blocks);
+// out = in^T for a rows x cols matrix, through a 32 x 33 shared tile (block 32 x 8).
+void transpose(const float* in, float* out, int rows, int cols);
+// Inclusive prefix sum of n <= 1024 ints in one block (warp scans with __shfl_up_sync).
+void block_scan(const int* in, int* out, int n);
+// Per warp of one 64-thread block: ballot, any and all of pred[thread]; out[warp * 3 + {0,1,2}].
+void votes(const int* pred, unsigned* out);
+// counter += 1 and sum += value[i] from `blocks` x 128 threads; max = max(value).
+void atomics(const float* value, int blocks, int* counter, float* sum, int* max_bits);
+// One warp: D = A (16x16 bf16, row-major) * B (16x8 bf16, row-major [k][n]) + C (16x8 fp32).
+void mma_16x8x16(const uint16_t* a, const uint16_t* b, const float* c, float* d);
+// One warp: ldmatrix of N 8x8 bf16 matrices stored row-major one after the other in shared
+// memory (copied from `m`); out[lane * N + i] = register i of lane.
+void ldmatrix_test(const uint16_t* m, uint32_t* out, int n, bool trans);
+// Copies n_vec16 16-byte vectors global -> shared with cp.async, then shared -> out.
+void cp_async_copy(const float* in, float* out, int n_vec16);
+// Misuses the emulator must report (each throws): a __syncthreads reached at two different lines;
+// half a warp in a full-mask shuffle while the other half waits at __syncthreads; a lane outside
+// its shuffle mask; a block of 2048 threads.
+void divergent_barrier();
+void shuffle_deadlock();
+void lane_outside_mask();
+void oversized_block();
+// Writes buf[0 .. 63] from 64 threads: out of bounds when buf holds fewer (AddressSanitizer test).
+void out_of_bounds_write(float* buf);
+
+}  // namespace llamatron::selftest

@@ -1,0 +1,158 @@
+// Emulator self-tests: each kernel in selftest_kernels.cu against a host computation, and each
+// misuse the emulator must report instead of hanging.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tests/emu/selftest_kernels.cuh"
+
+namespace llamatron::selftest {
+namespace {
+
+// Small integers as bf16 bit patterns (exact: |v| < 256 needs 8 significant bits).
+uint16_t bf16_bits(int v) {
+  const float f = static_cast<float>(v);
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+TEST(Emulator, BlockReduceWithSecondStageInWarpZeroOnly) {
+  const int blocks = 5;
+  std::vector<float> in(blocks * 256), out(blocks);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i % 17) - 8.0f;  // exact sums
+  block_reduce_sum(in.data(), out.data(), blocks);
+  for (int b = 0; b < blocks; ++b)
+    EXPECT_EQ(out[b], std::accumulate(in.begin() + b * 256, in.begin() + (b + 1) * 256, 0.0f)) << b;
+}
+
+TEST(Emulator, SharedMemoryTiledTranspose) {
+  const int rows = 45, cols = 70;  // not multiples of the 32 x 32 tile
+  std::vector<float> in(rows * cols), out(rows * cols, -1);
+  for (int i = 0; i < rows * cols; ++i) in[i] = static_cast<float>(i);
+  transpose(in.data(), out.data(), rows, cols);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) ASSERT_EQ(out[c * rows + r], in[r * cols + c]);
+}
+
+TEST(Emulator, BlockScanWithShuffleUp) {
+  for (int n : {1, 31, 32, 100, 1024}) {
+    std::vector<int> in(n), out(n), ref(n);
+    for (int i = 0; i < n; ++i) in[i] = (i * 7) % 5 - 2;
+    std::partial_sum(in.begin(), in.end(), ref.begin());
+    block_scan(in.data(), out.data(), n);
+    EXPECT_EQ(out, ref) << "n = " << n;
+  }
+}
+
+TEST(Emulator, BallotAnyAll) {
+  std::vector<int> pred(64, 1);
+  for (int i = 0; i < 32; i += 3) pred[i] = 0;  // warp 0: mixed; warp 1: all true
+  std::vector<unsigned> out(6);
+  votes(pred.data(), out.data());
+  unsigned expect = 0;
+  for (int i = 0; i < 32; ++i) expect |= static_cast<unsigned>(pred[i] != 0) << i;
+  EXPECT_EQ(out[0], expect);
+  EXPECT_EQ(out[1], 1u);
+  EXPECT_EQ(out[2], 0u);
+  EXPECT_EQ(out[3], 0xffffffffu);
+  EXPECT_EQ(out[4], 1u);
+  EXPECT_EQ(out[5], 1u);
+}
+
+TEST(Emulator, AtomicsFromManyBlocks) {
+  const int blocks = 64, n = blocks * 128;
+  std::vector<float> value(n);
+  for (int i = 0; i < n; ++i) value[i] = static_cast<float>((i * 37) % 101) * 0.25f;  // exact in fp32
+  int counter = 0, max_bits = 0;
+  float sum = 0.0f;
+  atomics(value.data(), blocks, &counter, &sum, &max_bits);
+  EXPECT_EQ(counter, n);
+  EXPECT_EQ(sum, std::accumulate(value.begin(), value.end(), 0.0));  // every partial sum is exact
+  float max_value;
+  std::memcpy(&max_value, &max_bits, 4);
+  EXPECT_EQ(max_value, 25.0f);
+}
+
+TEST(Emulator, MmaMatchesReferenceGemmExactly) {
+  std::vector<uint16_t> a(16 * 16), b(16 * 8);
+  std::vector<int> ai(16 * 16), bi(16 * 8);
+  std::vector<float> c(16 * 8), d(16 * 8);
+  for (int i = 0; i < 256; ++i) ai[i] = (i * 5) % 9 - 4, a[i] = bf16_bits(ai[i]);
+  for (int i = 0; i < 128; ++i) bi[i] = (i * 3) % 7 - 3, b[i] = bf16_bits(bi[i]);
+  for (int i = 0; i < 128; ++i) c[i] = static_cast<float>(i % 11);
+  mma_16x8x16(a.data(), b.data(), c.data(), d.data());
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 8; ++n) {
+      int ref = static_cast<int>(c[m * 8 + n]);
+      for (int k = 0; k < 16; ++k) ref += ai[m * 16 + k] * bi[k * 8 + n];
+      ASSERT_EQ(d[m * 8 + n], static_cast<float>(ref)) << m << "," << n;
+    }
+}
+
+// Expected registers straight from the PTX ISA description (FACTS.md): lane l gets, of matrix i,
+// row l/4, columns 2(l%4) and 2(l%4)+1 (low half first); .trans gives the transposed matrix's.
+TEST(Emulator, LdmatrixLayouts) {
+  std::vector<uint16_t> m(4 * 64);
+  for (int i = 0; i < 4 * 64; ++i) m[i] = static_cast<uint16_t>(1000 + i);
+  for (int n : {1, 2, 4})
+    for (bool trans : {false, true}) {
+      std::vector<uint32_t> out(32 * n);
+      ldmatrix_test(m.data(), out.data(), n, trans);
+      for (int lane = 0; lane < 32; ++lane)
+        for (int i = 0; i < n; ++i) {
+          const int row = lane / 4, col = 2 * (lane % 4);
+          const auto at = [&](int r, int c) { return static_cast<uint32_t>(m[i * 64 + r * 8 + c]); };
+          const uint32_t expect = trans ? (at(col, row) | at(col + 1, row) << 16) : (at(row, col) | at(row, col + 1) << 16);
+          ASSERT_EQ(out[lane * n + i], expect) << "x" << n << (trans ? ".trans" : "") << " lane " << lane << " matrix " << i;
+        }
+    }
+}
+
+TEST(Emulator, CpAsyncCopiesThroughDynamicSharedMemory) {
+  const int vecs = 50;
+  std::vector<float> in(4 * vecs), out(4 * vecs, 0);
+  for (int i = 0; i < 4 * vecs; ++i) in[i] = static_cast<float>(i) + 0.5f;
+  cp_async_copy(in.data(), out.data(), vecs);
+  EXPECT_EQ(out, in);
+}
+
+// Each misuse is reported as an exception whose message says what and where; none hangs.
+void expect_report(void (*misuse)(), const std::string& needle) {
+  try {
+    misuse();
+    ADD_FAILURE() << "no report; expected one mentioning: " << needle;
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(Emulator, ReportsDivergentBarrier) { expect_report(divergent_barrier, "divergent __syncthreads"); }
+TEST(Emulator, ReportsDeadlockWithWhereEachThreadWaits) {
+  expect_report(shuffle_deadlock, "deadlocked");
+  expect_report(shuffle_deadlock, "threads 0..15 (16) wait at warp primitive");
+}
+TEST(Emulator, ReportsLaneOutsideMask) { expect_report(lane_outside_mask, "outside its mask"); }
+TEST(Emulator, RejectsOversizedBlock) { expect_report(oversized_block, "1..1024"); }
+
+#if defined(__SANITIZE_ADDRESS__)
+// Only in the AddressSanitizer build of this test (emu_tests_asan): out-of-bounds writes from a
+// kernel's fibers are caught, which needs the emulator's fiber-switch annotations.
+TEST(EmulatorAsan, CatchesOutOfBoundsWriteInAKernel) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::vector<float> buf(40);
+        out_of_bounds_write(buf.data());
+      },
+      "heap-buffer-overflow");
+}
+#endif
+
+}  // namespace
+}  // namespace llamatron::selftest
