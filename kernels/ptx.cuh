@@ -42,24 +42,19 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t 
   const uint64_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
   uint64_t all[32][6];
   ::llamatron::emu::warp_all_gather(0xffffffffu, mine, 6, &all[0][0], __FILE__, __LINE__);
-  float A[16][16], B[16][8];
-  for (int l = 0; l < 32; ++l) {
-    const int g = l / 4, t = l % 4;
-    for (int i = 0; i < 8; ++i) {
-      const uint64_t w = all[l][i / 2];
-      const int row = (i == 0 || i == 1 || i == 4 || i == 5) ? g : g + 8;
-      A[row][2 * t + (i & 1) + (i >= 4 ? 8 : 0)] = (i & 1) ? bf16_hi(w) : bf16_lo(w);
-    }
-    for (int i = 0; i < 4; ++i) {
-      const uint64_t w = all[l][4 + i / 2];
-      B[2 * t + (i & 1) + (i >= 2 ? 8 : 0)][g] = (i & 1) ? bf16_hi(w) : bf16_lo(w);
-    }
-  }
+  // This lane's outputs need rows g, g+8 of A (held by lanes 4g..4g+3, registers 0-3) and
+  // columns 2t, 2t+1 of B (held by lanes 4n..4n+3, registers 4-5); decode just those.
   const int g = static_cast<int>(::llamatron::emu::lane_id()) / 4, t = static_cast<int>(::llamatron::emu::lane_id()) % 4;
+  const auto half = [](uint64_t w, int k) { return (k & 1) ? bf16_hi(w) : bf16_lo(w); };
   for (int i = 0; i < 4; ++i) {
-    const int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
+    const int upper = i < 2 ? 0 : 1, col = 2 * t + (i & 1);
     float acc = c[i];
-    for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
+    for (int k = 0; k < 16; ++k) {
+      const int src = (k % 8) / 2, hi8 = k >= 8 ? 1 : 0;
+      const float av = half(all[4 * g + src][upper + 2 * hi8], k);
+      const float bv = half(all[4 * col + src][4 + hi8], k);
+      acc += av * bv;
+    }
     d[i] = acc;
   }
 #endif

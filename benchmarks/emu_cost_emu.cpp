@@ -1,0 +1,2 @@
+// The emulator cost benchmark compiled by g++ against the emulator.
+#include "benchmarks/emu_cost.cu"
