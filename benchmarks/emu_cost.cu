@@ -43,7 +43,7 @@ int main() {
   static float out[256];
   const int threads = 256;
   std::printf("# CUDA emulator cost on this CPU (not a GPU figure), block of %d threads, 1 block\n", threads);
-  std::printf("emu __syncthreads: %.0f ns per thread per barrier\n",
+  std::printf("emu __syncthreads: %.0f ns per thread per barrier (a fiber switch out and back)\n",
               ns_per([&] { launch(barrier_loop, dim3(1), dim3(threads), 0, nullptr); }, 1.0 * kIters * threads));
   std::printf("emu __shfl_xor_sync: %.0f ns per lane per shuffle\n",
               ns_per([&] { launch(shuffle_loop, dim3(1), dim3(threads), 0, nullptr, out); }, 1.0 * kIters * threads));

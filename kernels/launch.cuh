@@ -21,7 +21,17 @@ void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem_by
   kernel<<<grid, block, smem_bytes, stream>>>(std::forward<Args>(args)...);  // the one raw launch
 #else
   (void)stream;  // the emulator runs launches in order, synchronously
-  ::llamatron::emu::launch(grid, block, smem_bytes, [&] { kernel(args...); });
+  ::llamatron::emu::launch(reinterpret_cast<const void*>(kernel), grid, block, smem_bytes, [&] { kernel(args...); });
+#endif
+}
+
+// Lets `kernel` use up to `bytes` of dynamic shared memory (above the default 48 KiB).
+template <typename... KernelArgs>
+void set_max_dynamic_smem(void (*kernel)(KernelArgs...), size_t bytes) {
+#if defined(__CUDACC__)
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+#else
+  ::llamatron::emu::set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), bytes);
 #endif
 }
 

@@ -35,7 +35,8 @@ namespace {
 
 constexpr size_t kStackBytes = 256 * 1024;  // flash-attention-style kernels keep big register arrays
 constexpr unsigned kMaxThreadsPerBlock = 1024;
-constexpr size_t kMaxDynamicSmem = 227 * 1024;  // sm_90's per-block maximum
+constexpr size_t kMaxDynamicSmem = 227 * 1024;     // sm_90's per-block maximum (opt-in)
+constexpr size_t kDefaultDynamicSmem = 48 * 1024;  // without the opt-in attribute
 
 struct Barrier {
   uint64_t generation = 0;
@@ -318,7 +319,17 @@ unsigned warp_ballot(unsigned mask, bool pred, const char* file, int line) {
   return ballot;
 }
 
-void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body) {
+std::mutex g_attr_mu;
+std::map<const void*, size_t> g_max_dynamic_smem;
+
+void set_max_dynamic_smem(const void* kernel, size_t bytes) {
+  if (bytes > kMaxDynamicSmem)
+    throw std::runtime_error("cudaFuncSetAttribute: " + std::to_string(bytes) + " bytes of dynamic shared memory exceed the 227 KiB maximum");
+  std::lock_guard<std::mutex> lock(g_attr_mu);
+  g_max_dynamic_smem[kernel] = bytes;
+}
+
+void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body) {
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > 64)
     throw std::runtime_error("invalid launch: block (" + std::to_string(block.x) + "," + std::to_string(block.y) + "," +
@@ -327,9 +338,15 @@ void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::functio
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u)
     throw std::runtime_error("invalid launch: grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) + "," +
                              std::to_string(grid.z) + ") is empty or beyond CUDA's limits (x < 2^31, y and z <= 65535)");
-  if (dynamic_smem_bytes > kMaxDynamicSmem)
-    throw std::runtime_error("invalid launch: " + std::to_string(dynamic_smem_bytes) +
-                             " bytes of dynamic shared memory exceed the 227 KiB per-block maximum");
+  size_t allowed = kDefaultDynamicSmem;
+  {
+    std::lock_guard<std::mutex> lock(g_attr_mu);
+    auto it = g_max_dynamic_smem.find(kernel);
+    if (it != g_max_dynamic_smem.end()) allowed = it->second;
+  }
+  if (dynamic_smem_bytes > allowed)
+    throw std::runtime_error("invalid launch: " + std::to_string(dynamic_smem_bytes) + " bytes of dynamic shared memory exceed the " +
+                             std::to_string(allowed) + " this kernel allows; raise it with kernels::set_max_dynamic_smem (<= 227 KiB)");
   const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y * grid.z;
   std::string first_error;
   std::mutex mu;

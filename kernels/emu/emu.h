@@ -39,7 +39,11 @@ void* dynamic_smem();
 
 // Runs body() as grid x block CUDA threads. Throws std::runtime_error with a readable report on a
 // bad launch configuration, a divergent barrier or a warp primitive misuse (instead of hanging).
-void launch(dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body);
+// `kernel` identifies the kernel (for its shared-memory attribute).
+void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body);
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): without it a
+// launch may use at most 48 KiB of dynamic shared memory, as on a GPU.
+void set_max_dynamic_smem(const void* kernel, size_t bytes);
 
 // ---- synchronisation ----------------------------------------------------------------------------
 void sync_block(const char* file, int line);

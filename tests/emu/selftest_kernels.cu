@@ -166,6 +166,10 @@ void ldmatrix_test(const uint16_t* m, uint32_t* out, int n, bool trans) {
 void cp_async_copy(const float* in, float* out, int n_vec16) {
   launch(cp_async_kernel, dim3(1), dim3(64), static_cast<size_t>(n_vec16) * 16, nullptr, in, out, n_vec16);
 }
+void big_smem_copy(const float* in, float* out, bool opt_in) {
+  if (opt_in) kernels::set_max_dynamic_smem(cp_async_kernel, 64 * 1024);
+  launch(cp_async_kernel, dim3(1), dim3(64), 64 * 1024, nullptr, in, out, 4096);
+}
 void divergent_barrier() { launch(divergent_barrier_kernel, dim3(1), dim3(32), 0, nullptr); }
 void shuffle_deadlock() {
   static int sink[64];

@@ -29,6 +29,9 @@ void divergent_barrier();
 void shuffle_deadlock();
 void lane_outside_mask();
 void oversized_block();
+// cp_async_copy of 4096 vectors (64 KiB of dynamic shared memory): fails unless `opt_in` first
+// raises the kernel's limit above the default 48 KiB.
+void big_smem_copy(const float* in, float* out, bool opt_in);
 // Writes buf[0 .. 63] from 64 threads: out of bounds when buf holds fewer (AddressSanitizer test).
 void out_of_bounds_write(float* buf);
 

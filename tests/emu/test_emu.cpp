@@ -140,6 +140,19 @@ TEST(Emulator, ReportsDeadlockWithWhereEachThreadWaits) {
 TEST(Emulator, ReportsLaneOutsideMask) { expect_report(lane_outside_mask, "outside its mask"); }
 TEST(Emulator, RejectsOversizedBlock) { expect_report(oversized_block, "1..1024"); }
 
+TEST(Emulator, DynamicSharedMemoryAbove48KiBNeedsTheAttribute) {
+  std::vector<float> in(4 * 4096), out(4 * 4096, 0);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i);
+  try {
+    big_smem_copy(in.data(), out.data(), false);
+    ADD_FAILURE() << "64 KiB launched without the attribute";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("set_max_dynamic_smem"), std::string::npos) << e.what();
+  }
+  big_smem_copy(in.data(), out.data(), true);
+  EXPECT_EQ(out, in);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 // Only in the AddressSanitizer build of this test (emu_tests_asan): out-of-bounds writes from a
 // kernel's fibers are caught, which needs the emulator's fiber-switch annotations.
