@@ -146,6 +146,13 @@ __global__ void empty_kernel() {}
 
 __global__ void write_one_per_thread(float* buf) { buf[threadIdx.x] = 1.0f; }
 
+__global__ void write_shared_per_thread(float* sink) {
+  __shared__ float tile[32];
+  tile[threadIdx.x] = 1.0f;
+  __syncthreads();
+  sink[threadIdx.x] = tile[threadIdx.x % 32];
+}
+
 }  // namespace
 
 void block_reduce_sum(const float* in, float* out, int blocks) { launch(block_reduce_kernel, dim3(blocks), dim3(256), 0, nullptr, in, out); }
@@ -181,5 +188,9 @@ void lane_outside_mask() {
 }
 void oversized_block() { launch(empty_kernel, dim3(1), dim3(2048), 0, nullptr); }
 void out_of_bounds_write(float* buf) { launch(write_one_per_thread, dim3(1), dim3(64), 0, nullptr, buf); }
+void shared_out_of_bounds_write() {
+  static float sink[64];
+  launch(write_shared_per_thread, dim3(1), dim3(64), 0, nullptr, sink);
+}
 
 }  // namespace llamatron::selftest

@@ -34,5 +34,7 @@ void oversized_block();
 void big_smem_copy(const float* in, float* out, bool opt_in);
 // Writes buf[0 .. 63] from 64 threads: out of bounds when buf holds fewer (AddressSanitizer test).
 void out_of_bounds_write(float* buf);
+// 64 threads write a static __shared__ float[32] at their thread index (bounds-sanitizer test).
+void shared_out_of_bounds_write();
 
 }  // namespace llamatron::selftest

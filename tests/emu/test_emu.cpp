@@ -165,6 +165,13 @@ TEST(EmulatorAsan, CatchesOutOfBoundsWriteInAKernel) {
       },
       "heap-buffer-overflow");
 }
+
+// Static __shared__ arrays live in thread-local storage, which ASan has no redzones for; the
+// same build adds -fsanitize=bounds, which checks every index into an array of known size.
+TEST(EmulatorAsan, CatchesOutOfBoundsStaticSharedMemoryWrite) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(shared_out_of_bounds_write(), "out of bounds for type 'float \\[32\\]'");
+}
 #endif
 
 }  // namespace
