@@ -7,6 +7,7 @@
 #endif
 
 // Keywords first: CUDA's crt/host_defines.h defines these only if they are not defined yet.
+// (__forceinline__ and __align__ it defines for g++ itself, as GNU attributes, which is right here.)
 #define __global__
 #define __device__
 #define __host__

@@ -85,6 +85,24 @@ __global__ void atomics_kernel(const float* value, int* counter, float* sum, int
   atomicMax(max_bits, __float_as_int(value[i]));  // non-negative floats order like their bits
 }
 
+__global__ void more_atomics_kernel(int* min_value, int* exch, int* cas_count) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  atomicMin(min_value, 1000 - i);
+  atomicExch(exch, i);
+  int old = *cas_count, assumed;
+  do {
+    assumed = old;
+    old = atomicCAS(cas_count, assumed, assumed + 1);
+  } while (old != assumed);
+}
+
+__global__ void segmented_shuffle_kernel(int* out) {
+  const int lane = threadIdx.x;
+  out[lane * 3 + 0] = __shfl_down_sync(0xffffffffu, lane, 1, 16);
+  out[lane * 3 + 1] = __shfl_xor_sync(0xffffffffu, lane, 8, 16);
+  out[lane * 3 + 2] = __shfl_sync(0xffffffffu, lane, 3, 8);
+}
+
 __global__ void mma_kernel(const uint16_t* a, const uint16_t* b, const float* c, float* d) {
   const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
   auto pack = [](uint16_t lo, uint16_t hi) { return static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16; };
@@ -164,6 +182,11 @@ void votes(const int* pred, unsigned* out) { launch(vote_kernel, dim3(1), dim3(6
 void atomics(const float* value, int blocks, int* counter, float* sum, int* max_bits) {
   launch(atomics_kernel, dim3(blocks), dim3(128), 0, nullptr, value, counter, sum, max_bits);
 }
+void more_atomics(int blocks, int* min_value, int* exch, int* cas_count) {
+  launch(more_atomics_kernel, dim3(blocks), dim3(128), 0, nullptr, min_value, exch, cas_count);
+}
+void segmented_shuffles(int* out) { launch(segmented_shuffle_kernel, dim3(1), dim3(32), 0, nullptr, out); }
+void oversized_grid() { launch(empty_kernel, dim3(1, 70000), dim3(32), 0, nullptr); }
 void mma_16x8x16(const uint16_t* a, const uint16_t* b, const float* c, float* d) { launch(mma_kernel, dim3(1), dim3(32), 0, nullptr, a, b, c, d); }
 void ldmatrix_test(const uint16_t* m, uint32_t* out, int n, bool trans) {
   if (n == 1) launch(trans ? ldmatrix_kernel<1, true> : ldmatrix_kernel<1, false>, dim3(1), dim3(32), 0, nullptr, m, out);

@@ -15,6 +15,14 @@ void block_scan(const int* in, int* out, int n);
 void votes(const int* pred, unsigned* out);
 // counter += 1 and sum += value[i] from `blocks` x 128 threads; max = max(value).
 void atomics(const float* value, int blocks, int* counter, float* sum, int* max_bits);
+// min_bits = min of value bits (CAS loop inside atomicMin), exch = some thread's index (atomicExch),
+// and cas_count: each thread increments it with its own atomicCAS retry loop.
+void more_atomics(int blocks, int* min_value, int* exch, int* cas_count);
+// One block of 32: out[lane * 3 + {0,1,2}] = __shfl_down_sync(.., lane, 1, 16),
+// __shfl_xor_sync(.., lane, 8, 16), __shfl_sync(.., lane, 3, 8).
+void segmented_shuffles(int* out);
+// A grid of (1, 70000): beyond CUDA's y limit (65535), must be rejected.
+void oversized_grid();
 // One warp: D = A (16x16 bf16, row-major) * B (16x8 bf16, row-major [k][n]) + C (16x8 fp32).
 void mma_16x8x16(const uint16_t* a, const uint16_t* b, const float* c, float* d);
 // One warp: ldmatrix of N 8x8 bf16 matrices stored row-major one after the other in shared

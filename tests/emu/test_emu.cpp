@@ -79,6 +79,27 @@ TEST(Emulator, AtomicsFromManyBlocks) {
   EXPECT_EQ(max_value, 25.0f);
 }
 
+TEST(Emulator, AtomicMinExchCas) {
+  const int blocks = 16, n = blocks * 128;
+  int min_value = 1 << 30, exch = -1, cas_count = 0;
+  more_atomics(blocks, &min_value, &exch, &cas_count);
+  EXPECT_EQ(min_value, 1000 - (n - 1));
+  EXPECT_GE(exch, 0);
+  EXPECT_LT(exch, n);
+  EXPECT_EQ(cas_count, n);  // no increment lost
+}
+
+TEST(Emulator, ShufflesWithWidth) {
+  std::vector<int> out(96);
+  segmented_shuffles(out.data());
+  for (int lane = 0; lane < 32; ++lane) {
+    const int seg16 = lane / 16 * 16, seg8 = lane / 8 * 8;
+    EXPECT_EQ(out[lane * 3 + 0], lane % 16 + 1 < 16 ? lane + 1 : lane) << lane;  // past the segment: own value
+    EXPECT_EQ(out[lane * 3 + 1], seg16 + ((lane % 16) ^ 8)) << lane;
+    EXPECT_EQ(out[lane * 3 + 2], seg8 + 3) << lane;
+  }
+}
+
 TEST(Emulator, MmaMatchesReferenceGemmExactly) {
   std::vector<uint16_t> a(16 * 16), b(16 * 8);
   std::vector<int> ai(16 * 16), bi(16 * 8);
@@ -139,6 +160,7 @@ TEST(Emulator, ReportsDeadlockWithWhereEachThreadWaits) {
 }
 TEST(Emulator, ReportsLaneOutsideMask) { expect_report(lane_outside_mask, "outside its mask"); }
 TEST(Emulator, RejectsOversizedBlock) { expect_report(oversized_block, "1..1024"); }
+TEST(Emulator, RejectsOversizedGrid) { expect_report(oversized_grid, "65535"); }
 
 TEST(Emulator, DynamicSharedMemoryAbove48KiBNeedsTheAttribute) {
   std::vector<float> in(4 * 4096), out(4 * 4096, 0);
