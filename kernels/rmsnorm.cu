@@ -116,8 +116,6 @@ __global__ void rmsnorm_dweight_reduce_kernel(const float* partial, float* dw, i
   dw[col] += acc;
 }
 
-int blocks_for(int n, int per_block) { return (n + per_block - 1) / per_block; }
-
 }  // namespace
 
 int rmsnorm_dweight_slices(int rows) { return rows < 64 ? 1 : (rows < 4096 ? blocks_for(rows, 64) : 64); }

@@ -9,33 +9,15 @@
 #include <vector>
 
 #include "kernels/rmsnorm.cuh"
-#include "llamatron/random.h"
+#include "tests/emu/kernel_test_util.h"
 #include "ops/cpu/cpu_ops.h"
 
 namespace llamatron {
 namespace {
 
-using KBf16 = kernels::bf16;
-
-std::vector<bf16> random_bf16(size_t n, uint64_t seed, float scale, float shift = 0.f) {
-  Rng rng(seed);
-  std::vector<bf16> v(n);
-  for (auto& x : v) x = bf16(shift + scale * static_cast<float>(rng.normal()));
-  return v;
-}
-
-template <typename A, typename B>
-double scaled_error(const std::vector<A>& a, const std::vector<B>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num = std::max(num, std::abs(static_cast<double>(static_cast<float>(a[i])) - static_cast<float>(b[i])));
-    den = std::max(den, std::abs(static_cast<double>(static_cast<float>(b[i]))));
-  }
-  return den > 0 ? num / den : num;
-}
-
-const KBf16* k(const std::vector<bf16>& v) { return reinterpret_cast<const KBf16*>(v.data()); }
-KBf16* k(std::vector<bf16>& v) { return reinterpret_cast<KBf16*>(v.data()); }
+using test::dev;
+using test::random_bf16;
+using test::scaled_error;
 
 struct Shape {
   int rows, c;
@@ -57,12 +39,12 @@ TEST_P(RmsNormKernel, MatchesCpuReference) {
   cpu::rmsnorm_bwd<bf16>(dy.data(), x.data(), w.data(), rstd_ref.data(), dx_ref.data(), dw_ref.data(), rows, c, true);
 
   std::vector<float> partial(static_cast<size_t>(kernels::rmsnorm_dweight_slices(rows)) * c);
-  kernels::rmsnorm_forward(k(x), k(w), k(y), rstd.data(), rows, c, eps, nullptr);
-  kernels::rmsnorm_backward(k(dy), k(x), k(w), rstd.data(), k(dx), dw.data(), partial.data(), rows, c, true, nullptr);
+  kernels::rmsnorm_forward(dev(x), dev(w), dev(y), rstd.data(), rows, c, eps, nullptr);
+  kernels::rmsnorm_backward(dev(dy), dev(x), dev(w), rstd.data(), dev(dx), dw.data(), partial.data(), rows, c, true, nullptr);
 
-  EXPECT_LE(scaled_error(y, y_ref), 1.0 / 256);
+  EXPECT_LE(scaled_error(y, y_ref), test::kOneBf16Rounding);
   EXPECT_LE(scaled_error(rstd, rstd_ref), 1e-5);
-  EXPECT_LE(scaled_error(dx, dx_ref), 1.0 / 256);
+  EXPECT_LE(scaled_error(dx, dx_ref), test::kOneBf16Rounding);
   EXPECT_LE(scaled_error(dw, dw_ref), 1e-5);
 }
 
@@ -80,11 +62,11 @@ TEST(RmsNormKernelDeterminism, WeightGradientIsBitIdenticalAcrossRuns) {
   const auto x = random_bf16(rows * c, 5, 1.0f), w = random_bf16(c, 6, 0.1f, 1.0f), dy = random_bf16(rows * c, 7, 1.0f);
   std::vector<float> rstd(rows), partial(static_cast<size_t>(kernels::rmsnorm_dweight_slices(rows)) * c);
   std::vector<bf16> y(rows * c), dx(rows * c);
-  kernels::rmsnorm_forward(k(x), k(w), k(y), rstd.data(), rows, c, 1e-5f, nullptr);
+  kernels::rmsnorm_forward(dev(x), dev(w), dev(y), rstd.data(), rows, c, 1e-5f, nullptr);
   std::vector<float> first;
   for (int run = 0; run < 2; ++run) {
     std::vector<float> dw(c, 0.f);
-    kernels::rmsnorm_backward(k(dy), k(x), k(w), rstd.data(), k(dx), dw.data(), partial.data(), rows, c, false, nullptr);
+    kernels::rmsnorm_backward(dev(dy), dev(x), dev(w), rstd.data(), dev(dx), dw.data(), partial.data(), rows, c, false, nullptr);
     if (run == 0) first = dw;
     else EXPECT_EQ(0, std::memcmp(first.data(), dw.data(), c * sizeof(float)));
   }

@@ -1,0 +1,62 @@
+// kernels/elementwise.cu (SwiGLU, RoPE, residual add, cast), run by the emulator, against the CPU
+// ops. Both sides do the same fp32 math and round once to bf16, so results agree to one bf16
+// rounding of the tensor's scale (exp differs in the last fp32 bits: libm vs the CPU's fast_exp).
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "kernels/elementwise.cuh"
+#include "ops/cpu/cpu_ops.h"
+#include "tests/emu/kernel_test_util.h"
+
+namespace llamatron::test {
+namespace {
+
+TEST(SwiGluKernel, MatchesCpuReference) {
+  for (auto [rows, f] : {std::pair{7, 13}, {33, 1408}, {1, 1}}) {
+    const auto gate_up = random_bf16(static_cast<size_t>(rows) * 2 * f, 1, 3.0f), dy = random_bf16(static_cast<size_t>(rows) * f, 2, 1.0f);
+    std::vector<bf16> y(rows * f), y_ref(rows * f), dgu(gate_up.size()), dgu_ref(gate_up.size());
+    cpu::swiglu_fwd<bf16>(gate_up.data(), y_ref.data(), rows, f);
+    cpu::swiglu_bwd<bf16>(dy.data(), gate_up.data(), dgu_ref.data(), rows, f);
+    kernels::swiglu_forward(dev(gate_up), dev(y), rows, f, nullptr);
+    kernels::swiglu_backward(dev(dy), dev(gate_up), dev(dgu), rows, f, nullptr);
+    EXPECT_LE(scaled_error(y, y_ref), kOneBf16Rounding) << rows << "x" << f;
+    EXPECT_LE(scaled_error(dgu, dgu_ref), kOneBf16Rounding) << rows << "x" << f;
+  }
+}
+
+TEST(RopeKernel, MatchesCpuReferenceForwardAndBackward) {
+  struct Case {
+    int b, t, h, d, offset;
+  };
+  for (const Case c : {Case{1, 1, 2, 64, 0}, Case{2, 17, 3, 64, 5}, Case{1, 33, 2, 128, 0}}) {
+    const int max_pos = c.offset + c.t, half = c.d / 2;
+    std::vector<float> cos(static_cast<size_t>(max_pos) * half), sin(cos.size());
+    cpu::rope_table(cos.data(), sin.data(), max_pos, c.d, 10000.0);
+    const auto x = random_bf16(static_cast<size_t>(c.b) * c.t * c.h * c.d, 3, 1.0f);
+    std::vector<bf16> ours = x, ref = x;
+    cpu::rope_fwd<bf16>(ref.data(), cos.data(), sin.data(), c.b, c.t, c.h, c.d, c.offset);
+    kernels::rope_forward(dev(ours), cos.data(), sin.data(), c.b, c.t, c.h, c.d, c.offset, nullptr);
+    EXPECT_LE(scaled_error(ours, ref), kOneBf16Rounding);
+    cpu::rope_bwd<bf16>(ref.data(), cos.data(), sin.data(), c.b, c.t, c.h, c.d, c.offset);
+    kernels::rope_backward(dev(ours), cos.data(), sin.data(), c.b, c.t, c.h, c.d, c.offset, nullptr);
+    EXPECT_LE(scaled_error(ours, ref), 2 * kOneBf16Rounding);  // two roundings each side
+  }
+}
+
+TEST(ResidualAndCastKernels, MatchCpuReference) {
+  const size_t n = 1001;
+  const auto a = random_bf16(n, 4, 1.0f), b = random_bf16(n, 5, 1.0f);
+  std::vector<bf16> ours = a, ref = a;
+  cpu::add_inplace<bf16>(ref.data(), b.data(), n);
+  kernels::add_inplace(dev(ours), dev(b), n, nullptr);
+  EXPECT_EQ(0, std::memcmp(ours.data(), ref.data(), n * sizeof(bf16)));  // one fp32 add, one rounding: exact
+  const auto f = random_f32(n, 6, 10.0f);
+  std::vector<bf16> cast(n), cast_ref(n);
+  cpu::convert<bf16>(f.data(), cast_ref.data(), n);
+  kernels::cast_to_bf16(f.data(), dev(cast), n, nullptr);
+  EXPECT_EQ(0, std::memcmp(cast.data(), cast_ref.data(), n * sizeof(bf16)));  // same round-to-nearest-even
+}
+
+}  // namespace
+}  // namespace llamatron::test
