@@ -66,4 +66,11 @@ __device__ __forceinline__ float block_max(float v) {
 
 inline int blocks_for(int64_t n, int per_block) { return static_cast<int>((n + per_block - 1) / per_block); }
 
+// Elementwise kernels: 256 threads, grid-stride loops over at most 4096 blocks.
+constexpr int kElementwiseThreads = 256;
+inline dim3 elementwise_grid(int64_t n) {
+  const int64_t blocks = (n + kElementwiseThreads - 1) / kElementwiseThreads;
+  return dim3(static_cast<unsigned>(blocks < 4096 ? blocks : 4096));
+}
+
 }  // namespace llamatron::kernels

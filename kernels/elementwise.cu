@@ -7,7 +7,6 @@
 namespace llamatron::kernels {
 namespace {
 
-constexpr int kThreads = 256;
 
 __device__ __forceinline__ float sigmoid(float z) { return 1.0f / (1.0f + __expf(-z)); }
 
@@ -57,26 +56,23 @@ __global__ void cast_kernel(const float* src, bf16* dst, int64_t n) {
     dst[i] = __float2bfloat16(src[i]);
 }
 
-// Enough blocks to cover n, capped (grid-stride loops do the rest).
-dim3 grid_for(int64_t n) { return dim3(static_cast<unsigned>(std::min<int64_t>(blocks_for(n, kThreads), 4096))); }
-
 }  // namespace
 
 void swiglu_forward(const bf16* gate_up, bf16* y, int64_t rows, int f, cudaStream_t s) {
-  launch(swiglu_forward_kernel, grid_for(rows * f), dim3(kThreads), 0, s, gate_up, y, rows, f);
+  launch(swiglu_forward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, gate_up, y, rows, f);
 }
 void swiglu_backward(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_t rows, int f, cudaStream_t s) {
-  launch(swiglu_backward_kernel, grid_for(rows * f), dim3(kThreads), 0, s, dy, gate_up, dgate_up, rows, f);
+  launch(swiglu_backward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, dy, gate_up, dgate_up, rows, f);
 }
 void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(rope_kernel, grid_for(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kThreads), 0, s, x, cos, sin, b, t, h, d, offset, 1.0f);
+  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin, b, t, h, d, offset, 1.0f);
 }
 void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(rope_kernel, grid_for(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kThreads), 0, s, dx, cos, sin, b, t, h, d, offset, -1.0f);
+  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin, b, t, h, d, offset, -1.0f);
 }
-void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(add_kernel, grid_for(n), dim3(kThreads), 0, s, y, x, n); }
+void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(add_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n); }
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t s) {
-  launch(cast_kernel, grid_for(n), dim3(kThreads), 0, s, src, dst, n);
+  launch(cast_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n);
 }
 
 }  // namespace llamatron::kernels

@@ -1,4 +1,5 @@
 // Every kernel source, compiled by g++ against the CUDA emulator: one translation unit, so the
 // emulated kernels build once. (nvcc compiles the same .cu files for the GPU.)
 #include "kernels/elementwise.cu"
+#include "kernels/optimizer.cu"
 #include "kernels/rmsnorm.cu"
