@@ -18,6 +18,37 @@ struct alignas(16) Bf16x8 {
 
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// n = 8: one 128-bit access (p 16-byte aligned); n = 1: one element.
+__device__ __forceinline__ void load_bf16(const bf16* p, int n, float* out) {
+  if (n == 8) {
+    const Bf16x8 v = *reinterpret_cast<const Bf16x8*>(p);
+    for (int k = 0; k < 8; ++k) out[k] = __bfloat162float(v.v[k]);
+  } else {
+    out[0] = __bfloat162float(p[0]);
+  }
+}
+
+__device__ __forceinline__ void store_bf16(bf16* p, int n, const float* in) {
+  if (n == 8) {
+    Bf16x8 v;
+    for (int k = 0; k < 8; ++k) v.v[k] = __float2bfloat16(in[k]);
+    *reinterpret_cast<Bf16x8*>(p) = v;
+  } else {
+    p[0] = __float2bfloat16(in[0]);
+  }
+}
+
+// Grid-stride over [0, total) calling f(i, n): runs of n = 8 (128-bit accesses) over the bulk when
+// `vec` (the caller checked alignment and divisibility), then single elements for the tail.
+template <typename F>
+__device__ __forceinline__ void grid_stride_vec8(int64_t total, bool vec, F&& f) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t bulk = vec ? total / 8 * 8 : 0;
+  for (int64_t i = tid * 8; i < bulk; i += stride * 8) f(i, 8);
+  for (int64_t i = bulk + tid; i < total; i += stride) f(i, 1);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;

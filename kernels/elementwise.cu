@@ -1,5 +1,6 @@
 // Elementwise kernels: SwiGLU (on the fused [gate | up] rows) forward and backward, RoPE in place,
-// residual add, fp32 -> bf16 cast. Grid-stride loops, fp32 math, bf16 storage.
+// residual add, fp32 -> bf16 cast. Grid-stride loops, fp32 math, bf16 storage, 128-bit accesses
+// where alignment allows (with a scalar tail).
 // CPU references: csrc/ops/cpu/swiglu.cpp, rope.cpp, elementwise.cpp.
 #include "kernels/common.cuh"
 #include "kernels/elementwise.cuh"
@@ -10,24 +11,33 @@ namespace {
 
 __device__ __forceinline__ float sigmoid(float z) { return 1.0f / (1.0f + __expf(-z)); }
 
-__global__ void swiglu_forward_kernel(const bf16* gate_up, bf16* y, int64_t rows, int f) {
-  const int64_t n = rows * f;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+// Rows are [gate (f) | up (f)]; with f % 8 == 0 and aligned buffers, runs of 8 never cross a row.
+__global__ void swiglu_forward_kernel(const bf16* gate_up, bf16* y, int64_t rows, int f, bool vec) {
+  grid_stride_vec8(rows * f, vec, [&](int64_t i, int n) {
     const int64_t r = i / f, j = i % f;
-    const float g = __bfloat162float(gate_up[r * 2 * f + j]), u = __bfloat162float(gate_up[r * 2 * f + f + j]);
-    y[i] = __float2bfloat16(g * sigmoid(g) * u);
-  }
+    float g[8], u[8], out[8];
+    load_bf16(gate_up + r * 2 * f + j, n, g);
+    load_bf16(gate_up + r * 2 * f + f + j, n, u);
+    for (int k = 0; k < n; ++k) out[k] = g[k] * sigmoid(g[k]) * u[k];
+    store_bf16(y + i, n, out);
+  });
 }
 
-__global__ void swiglu_backward_kernel(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_t rows, int f) {
-  const int64_t n = rows * f;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+__global__ void swiglu_backward_kernel(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_t rows, int f, bool vec) {
+  grid_stride_vec8(rows * f, vec, [&](int64_t i, int n) {
     const int64_t r = i / f, j = i % f;
-    const float g = __bfloat162float(gate_up[r * 2 * f + j]), u = __bfloat162float(gate_up[r * 2 * f + f + j]);
-    const float d = __bfloat162float(dy[i]), s = sigmoid(g);
-    dgate_up[r * 2 * f + j] = __float2bfloat16(d * u * (s + g * s * (1.0f - s)));
-    dgate_up[r * 2 * f + f + j] = __float2bfloat16(d * g * s);
-  }
+    float g[8], u[8], d[8], dg[8], du[8];
+    load_bf16(gate_up + r * 2 * f + j, n, g);
+    load_bf16(gate_up + r * 2 * f + f + j, n, u);
+    load_bf16(dy + i, n, d);
+    for (int k = 0; k < n; ++k) {
+      const float s = sigmoid(g[k]);
+      dg[k] = d[k] * u[k] * (s + g[k] * s * (1.0f - s));
+      du[k] = d[k] * g[k] * s;
+    }
+    store_bf16(dgate_up + r * 2 * f + j, n, dg);
+    store_bf16(dgate_up + r * 2 * f + f + j, n, du);
+  });
 }
 
 // One thread per rotated pair (b, t, h, i < D/2). sign = -1 is the backward (inverse rotation).
@@ -46,23 +56,42 @@ __global__ void rope_kernel(bf16* x, const float* cos, const float* sin, int b, 
   }
 }
 
-__global__ void add_kernel(bf16* y, const bf16* x, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __float2bfloat16(__bfloat162float(y[i]) + __bfloat162float(x[i]));
+__global__ void add_kernel(bf16* y, const bf16* x, int64_t n, bool vec) {
+  grid_stride_vec8(n, vec, [&](int64_t i, int m) {
+    float a[8], b[8];
+    load_bf16(y + i, m, a);
+    load_bf16(x + i, m, b);
+    for (int k = 0; k < m; ++k) a[k] += b[k];
+    store_bf16(y + i, m, a);
+  });
 }
 
-__global__ void cast_kernel(const float* src, bf16* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = __float2bfloat16(src[i]);
+__global__ void cast_kernel(const float* src, bf16* dst, int64_t n, bool vec) {
+  grid_stride_vec8(n, vec, [&](int64_t i, int m) {
+    float v[8];
+    if (m == 8) {
+      const float4 a = reinterpret_cast<const float4*>(src + i)[0], b = reinterpret_cast<const float4*>(src + i)[1];
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+      v[0] = src[i];
+    }
+    store_bf16(dst + i, m, v);
+  });
+}
+
+bool aligned(const void* a, const void* b, const void* c = nullptr) {
+  return (reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) | reinterpret_cast<uintptr_t>(c)) % 16 == 0;
 }
 
 }  // namespace
 
 void swiglu_forward(const bf16* gate_up, bf16* y, int64_t rows, int f, cudaStream_t s) {
-  launch(swiglu_forward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, gate_up, y, rows, f);
+  launch(swiglu_forward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, gate_up, y, rows, f,
+         f % 8 == 0 && aligned(gate_up, y));
 }
 void swiglu_backward(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_t rows, int f, cudaStream_t s) {
-  launch(swiglu_backward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, dy, gate_up, dgate_up, rows, f);
+  launch(swiglu_backward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, dy, gate_up, dgate_up, rows, f,
+         f % 8 == 0 && aligned(dy, gate_up, dgate_up));
 }
 void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
   launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin, b, t, h, d, offset, 1.0f);
@@ -70,9 +99,9 @@ void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int
 void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
   launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin, b, t, h, d, offset, -1.0f);
 }
-void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(add_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n); }
+void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(add_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t s) {
-  launch(cast_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n);
+  launch(cast_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
 }
 
 }  // namespace llamatron::kernels

@@ -21,25 +21,6 @@ __device__ __forceinline__ void for_lane_chunks(int lane, int c, bool vec, F&& f
   }
 }
 
-__device__ __forceinline__ void load(const bf16* p, int n, float* out) {
-  if (n == 8) {
-    const Bf16x8 v = *reinterpret_cast<const Bf16x8*>(p);
-    for (int k = 0; k < 8; ++k) out[k] = __bfloat162float(v.v[k]);
-  } else {
-    out[0] = __bfloat162float(p[0]);
-  }
-}
-
-__device__ __forceinline__ void store(bf16* p, int n, const float* in) {
-  if (n == 8) {
-    Bf16x8 v;
-    for (int k = 0; k < 8; ++k) v.v[k] = __float2bfloat16(in[k]);
-    *reinterpret_cast<Bf16x8*>(p) = v;
-  } else {
-    p[0] = __float2bfloat16(in[0]);
-  }
-}
-
 __global__ void rmsnorm_forward_kernel(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int c, float eps) {
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -49,17 +30,17 @@ __global__ void rmsnorm_forward_kernel(const bf16* x, const bf16* w, bf16* y, fl
   float ss = 0.f;
   for_lane_chunks(lane, c, vec, [&](int i, int n) {
     float v[8];
-    load(xr + i, n, v);
+    load_bf16(xr + i, n, v);
     for (int k = 0; k < n; ++k) ss += v[k] * v[k];
   });
   const float rs = rsqrtf(warp_sum(ss) / c + eps);
   if (lane == 0) rstd[row] = rs;
   for_lane_chunks(lane, c, vec, [&](int i, int n) {
     float v[8], wv[8];
-    load(xr + i, n, v);
-    load(w + i, n, wv);
+    load_bf16(xr + i, n, v);
+    load_bf16(w + i, n, wv);
     for (int k = 0; k < n; ++k) v[k] = v[k] * rs * wv[k];
-    store(yr + i, n, v);
+    store_bf16(yr + i, n, v);
   });
 }
 
@@ -74,23 +55,23 @@ __global__ void rmsnorm_backward_dx_kernel(const bf16* dy, const bf16* x, const 
   float dot = 0.f;
   for_lane_chunks(lane, c, vec, [&](int i, int n) {
     float g[8], xv[8], wv[8];
-    load(dy + off + i, n, g);
-    load(x + off + i, n, xv);
-    load(w + i, n, wv);
+    load_bf16(dy + off + i, n, g);
+    load_bf16(x + off + i, n, xv);
+    load_bf16(w + i, n, wv);
     for (int k = 0; k < n; ++k) dot += g[k] * wv[k] * xv[k];
   });
   const float kf = warp_sum(dot) * rs * rs / c;
   for_lane_chunks(lane, c, vec, [&](int i, int n) {
     float g[8], xv[8], wv[8], out[8];
-    load(dy + off + i, n, g);
-    load(x + off + i, n, xv);
-    load(w + i, n, wv);
-    if (accumulate) load(dx + off + i, n, out);
+    load_bf16(dy + off + i, n, g);
+    load_bf16(x + off + i, n, xv);
+    load_bf16(w + i, n, wv);
+    if (accumulate) load_bf16(dx + off + i, n, out);
     for (int k = 0; k < n; ++k) {
       const float d = rs * (g[k] * wv[k] - xv[k] * kf);
       out[k] = accumulate ? out[k] + d : d;
     }
-    store(dx + off + i, n, out);
+    store_bf16(dx + off + i, n, out);
   });
 }
 
