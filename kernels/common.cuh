@@ -3,13 +3,10 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/launch.cuh"
-
-#include <cuda_bf16.h>
+#include "kernels/launch.cuh"  // first: under g++ it sets up the emulator before any CUDA header
+#include "kernels/types.h"
 
 namespace llamatron::kernels {
-
-using bf16 = __nv_bfloat16;
 
 // Eight bf16 values = 16 bytes: one 128-bit load or store when the address is 16-byte aligned.
 struct alignas(16) Bf16x8 {

@@ -1,6 +1,6 @@
 // Loss and embedding launchers (see kernels/cross_entropy.cu).
 #pragma once
-#include "kernels/common.cuh"
+#include "kernels/types.h"
 
 namespace llamatron::kernels {
 

@@ -1,6 +1,6 @@
 // Elementwise launchers (bf16 storage, fp32 math); layouts as the CPU ops (csrc/ops/cpu/cpu_ops.h).
 #pragma once
-#include "kernels/common.cuh"
+#include "kernels/types.h"
 
 namespace llamatron::kernels {
 

@@ -1,6 +1,6 @@
 // Optimizer launchers over flat buffers (see kernels/optimizer.cu).
 #pragma once
-#include "kernels/common.cuh"
+#include "kernels/types.h"
 
 namespace llamatron::kernels {
 

@@ -1,6 +1,6 @@
 // RMSNorm launchers: plain device pointers, sizes and a stream (bf16 storage, fp32 math).
 #pragma once
-#include "kernels/common.cuh"
+#include "kernels/types.h"
 
 namespace llamatron::kernels {
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/common.cuh"
+#include "kernels/types.h"
 #include "llamatron/dtype.h"
 #include "llamatron/random.h"
 
