@@ -41,7 +41,9 @@ __global__ void swiglu_backward_kernel(const bf16* dy, const bf16* gate_up, bf16
 }
 
 // One thread per rotated pair (b, t, h, i < D/2). sign = -1 is the backward (inverse rotation).
-__global__ void rope_kernel(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, float sign) {
+// cos/sin come from the tables, or (tables null) from sincosf of pos * theta^(-2i/d) in fp32.
+__global__ void rope_kernel(bf16* x, const float* cos, const float* sin, float theta, int b, int t, int h, int d, int offset,
+                            float sign) {
   const int half = d / 2;
   const int64_t n = static_cast<int64_t>(b) * t * h * half;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -49,7 +51,19 @@ __global__ void rope_kernel(bf16* x, const float* cos, const float* sin, int b, 
     const int64_t head = idx / half;  // (b, t, h) flattened
     const int pos = offset + static_cast<int>(head / h % t);
     bf16* v = x + head * d;
-    const float c = cos[static_cast<int64_t>(pos) * half + i], s = sign * sin[static_cast<int64_t>(pos) * half + i];
+    float c, s;
+    if (cos) {
+      c = cos[static_cast<int64_t>(pos) * half + i];
+      s = sin[static_cast<int64_t>(pos) * half + i];
+    } else {
+      // Reduce to [-pi, pi] (Cody-Waite, two-part 2*pi), then the fast intrinsic: sincosf's
+      // large-argument path would put a stack frame (local memory) in this kernel.
+      const float a = static_cast<float>(pos) * powf(theta, -2.0f * static_cast<float>(i) / static_cast<float>(d));
+      const float k = rintf(a * 0.15915494309189535f);
+      const float r = fmaf(-k, -1.7484555e-07f, fmaf(-k, 6.28318548f, a));  // 2*pi = hi + lo
+      __sincosf(r, &s, &c);
+    }
+    s *= sign;
     const float x1 = __bfloat162float(v[i]), x2 = __bfloat162float(v[i + half]);
     v[i] = __float2bfloat16(x1 * c - x2 * s);
     v[i + half] = __float2bfloat16(x2 * c + x1 * s);
@@ -94,10 +108,14 @@ void swiglu_backward(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_
          f % 8 == 0 && aligned(dy, gate_up, dgate_up));
 }
 void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin, b, t, h, d, offset, 1.0f);
+  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin, 0.0f, b, t, h, d, offset, 1.0f);
 }
 void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin, b, t, h, d, offset, -1.0f);
+  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin, 0.0f, b, t, h, d, offset, -1.0f);
+}
+void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int offset, cudaStream_t s) {
+  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x,
+         static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), theta, b, t, h, d, offset, 1.0f);
 }
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(add_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t s) {

@@ -10,6 +10,8 @@ void swiglu_backward(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_
 // In place on x [b, t, h, d], rotate-half RoPE at positions offset + t; cos/sin [>= offset + t, d/2].
 void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t stream);
 void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t stream);
+// The same rotation with cos/sin computed in the kernel (sincosf of pos * theta^(-2i/d), fp32).
+void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int offset, cudaStream_t stream);
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t stream);
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t stream);
 

@@ -41,6 +41,11 @@ TEST(RopeKernel, MatchesCpuReferenceForwardAndBackward) {
     cpu::rope_bwd<bf16>(ref.data(), cos.data(), sin.data(), c.b, c.t, c.h, c.d, c.offset);
     kernels::rope_backward(dev(ours), cos.data(), sin.data(), c.b, c.t, c.h, c.d, c.offset, nullptr);
     EXPECT_LE(scaled_error(ours, ref), 2 * kOneBf16Rounding);  // two roundings each side
+    // Without tables: fp32 angles (error ~ pos * 2^-24, far below a bf16 rounding at these positions).
+    std::vector<bf16> computed = x, table_ref = x;
+    cpu::rope_fwd<bf16>(table_ref.data(), cos.data(), sin.data(), c.b, c.t, c.h, c.d, c.offset);
+    kernels::rope_forward_sincos(dev(computed), 10000.0f, c.b, c.t, c.h, c.d, c.offset, nullptr);
+    EXPECT_LE(scaled_error(computed, table_ref), kOneBf16Rounding);
   }
 }
 
