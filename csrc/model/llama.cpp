@@ -103,16 +103,16 @@ Tensor make(const Shape& s, DType t) { return Tensor::empty(s, t); }
 }  // namespace
 
 double LlamaModel::forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale) {
-  const double loss = forward(tokens, batch, seq, true, loss_scale);
-  backward(batch, seq);
+  const double loss = forward(tokens, batch, seq, loss_scale);
+  backward();
   return loss;
 }
 
 double LlamaModel::forward_loss(const int32_t* tokens, int64_t batch, int64_t seq) {
-  return forward(tokens, batch, seq, false, 0.0f);
+  return forward(tokens, batch, seq, 0.0f);  // scale 0: the gradient it writes is zero and unused
 }
 
-double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool for_backward, float loss_scale) {
+double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float loss_scale) {
   if (T > cfg_.max_seq_len)
     throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
   const int64_t C = cfg_.dim, H = cfg_.n_heads, KV = cfg_.n_kv_heads, D = cfg_.head_dim(),
@@ -176,12 +176,10 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, bool for
     kept_logits_.copy_from(a.logits);
   }
   // Loss and dlogits in one pass, in place: the logits are not needed after this.
-  (void)for_backward;
   return ops::cross_entropy_fwd_bwd(a.logits, a.targets, a.logits, loss_scale, kIgnoreIndex);
 }
 
-void LlamaModel::backward(int64_t B, int64_t T) {
-  (void)B, (void)T;
+void LlamaModel::backward() {
   Activations& a = *act_;
   // head and final norm
   ops::linear_bwd_data(a.logits, w_->head.w, a.dxn, false);

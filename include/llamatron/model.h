@@ -50,8 +50,8 @@ class LlamaModel {
  private:
   struct Weights;
   struct Activations;
-  double forward(const int32_t* tokens, int64_t batch, int64_t seq, bool for_backward, float loss_scale);
-  void backward(int64_t batch, int64_t seq);
+  double forward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
+  void backward();  // of the last forward
 
   ModelConfig cfg_;
   DType dtype_;
