@@ -1,4 +1,4 @@
-// The emulator's runtime: fibers (glibc ucontext), the per-block scheduler, barriers, warp exchange.
+// The emulator's runtime: fibers, the per-block scheduler, barriers, warp exchange.
 //
 // Scheduling is cooperative and deterministic: a worker runs the fibers of one block round-robin;
 // a fiber runs until it reaches a barrier, then yields. A barrier releases when every thread it
@@ -9,6 +9,8 @@
 
 #include <sys/mman.h>
 #include <ucontext.h>
+
+#include <cstring>
 
 #include <algorithm>
 #include <map>
@@ -22,16 +24,88 @@
 // AddressSanitizer must be told about every stack switch, or it reports the fibers' stacks as
 // corrupt (FACTS.md). These hooks compile to nothing in a normal build.
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+// A reused fiber stack still carries the redzones of frames that never returned: clear them.
+#define LT_ASAN_UNPOISON(ptr, size) ASAN_UNPOISON_MEMORY_REGION(ptr, size)
 #define LT_ASAN_START_SWITCH(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
 #define LT_ASAN_FINISH_SWITCH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
 #else
+#define LT_ASAN_UNPOISON(ptr, size) ((void)(ptr), (void)(size))
 #define LT_ASAN_START_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #define LT_ASAN_FINISH_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #endif
 
 namespace llamatron::emu {
 namespace {
+
+// ---- the stack switch ---------------------------------------------------------------------------
+// glibc's swapcontext also saves and restores the signal mask, a system call per switch; a fiber
+// needs only the callee-saved registers and the FP control words. On x86-64 (System V) this is
+// that switch in a few instructions; elsewhere ucontext does the job, slower.
+#if defined(__x86_64__)
+extern "C" void lt_emu_switch(void** save_sp, void* next_sp);
+asm(R"(
+.text
+.globl lt_emu_switch
+.type lt_emu_switch,@function
+lt_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size lt_emu_switch, .-lt_emu_switch
+)");
+
+struct Context {
+  void* sp = nullptr;
+};
+inline void switch_context(Context& from, Context& to) { lt_emu_switch(&from.sp, to.sp); }
+// A context that starts entry() (which must never return) on [stack, stack + size).
+void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
+  auto* sp = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack + size) & ~uintptr_t{15});
+  *--sp = 0;                                   // entry's return address: it never returns
+  *--sp = reinterpret_cast<uint64_t>(entry);   // where lt_emu_switch's ret lands (rsp % 16 == 8 then)
+  for (int i = 0; i < 6; ++i) *--sp = 0;       // rbp, rbx, r12-r15
+  uint32_t mxcsr;
+  uint16_t fpucw;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpucw));
+  --sp;
+  std::memcpy(sp, &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
+  c.sp = sp;
+}
+#else
+struct Context {
+  ucontext_t uc{};
+};
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = size;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+#endif
 
 constexpr size_t kStackBytes = 256 * 1024;  // flash-attention-style kernels keep big register arrays
 constexpr unsigned kMaxThreadsPerBlock = 1024;
@@ -52,7 +126,7 @@ struct WarpSlot {  // one per (warp, mask) in use: a barrier and the lanes' publ
 enum class Wait { None, Block, Warp };
 
 struct Fiber {
-  ucontext_t ctx{};
+  Context ctx;
   char* stack = nullptr;
   uint3 tid{};
   unsigned linear = 0;
@@ -67,7 +141,7 @@ struct Fiber {
 };
 
 struct Worker {
-  ucontext_t scheduler{};
+  Context scheduler;
   const void* scheduler_stack = nullptr;  // the worker thread's own stack, learnt at the first switch
   size_t scheduler_stack_size = 0;
   void* scheduler_fake_stack = nullptr;
@@ -107,7 +181,7 @@ void yield() {
   Worker& w = *tl_worker;
   void* fake = nullptr;
   LT_ASAN_START_SWITCH(&fake, w.scheduler_stack, w.scheduler_stack_size);
-  swapcontext(&me().ctx, &w.scheduler);
+  switch_context(me().ctx, w.scheduler);
   LT_ASAN_FINISH_SWITCH(fake, nullptr, nullptr);
   if (w.aborting) throw FiberAbort{};
 }
@@ -128,12 +202,10 @@ void fiber_main() {
     (*w.body)();
   } catch (const FiberAbort&) {
     me().done = true;
-    LT_ASAN_START_SWITCH(nullptr, w.scheduler_stack, w.scheduler_stack_size);
     return;
   } catch (const std::exception& e) {  // e.g. bad_alloc in kernel code: report it, do not terminate
     if (w.error.empty()) w.error = std::string("exception in an emulated kernel: ") + e.what();
     me().done = true;
-    LT_ASAN_START_SWITCH(nullptr, w.scheduler_stack, w.scheduler_stack_size);
     return;
   }
   Fiber& f = me();
@@ -145,8 +217,16 @@ void fiber_main() {
     ++w.block_barrier.generation;
     w.block_barrier.arrived = 0;
   }
+}
+
+// Every fiber starts here; when the thread's work is done it switches back for good.
+void fiber_entry() {
+  fiber_main();
+  Worker& w = *tl_worker;
   LT_ASAN_START_SWITCH(nullptr, w.scheduler_stack, w.scheduler_stack_size);  // this fiber's stack dies
-}  // returns to uc_link = the scheduler
+  switch_context(me().ctx, w.scheduler);
+  __builtin_unreachable();  // a finished fiber is never resumed
+}
 
 std::string deadlock_report(Worker& w) {
   std::map<std::string, std::vector<unsigned>> groups;
@@ -191,16 +271,13 @@ void run_block(Worker& w, uint3 block) {
     f.tid = uint3{i % w.block_dim.x, i / w.block_dim.x % w.block_dim.y, i / (w.block_dim.x * w.block_dim.y)};
     f.done = false;
     f.wait = Wait::None;
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = f.stack;
-    f.ctx.uc_stack.ss_size = kStackBytes;
-    f.ctx.uc_link = &w.scheduler;
-    makecontext(&f.ctx, fiber_main, 0);
+    LT_ASAN_UNPOISON(f.stack, kStackBytes);
+    make_context(f.ctx, f.stack, kStackBytes, fiber_entry);
   }
   auto resume = [&](Fiber& f) {
     w.current = &f;
     LT_ASAN_START_SWITCH(&w.scheduler_fake_stack, f.stack, kStackBytes);
-    swapcontext(&w.scheduler, &f.ctx);
+    switch_context(w.scheduler, f.ctx);
     LT_ASAN_FINISH_SWITCH(w.scheduler_fake_stack, nullptr, nullptr);
   };
   std::string report;
