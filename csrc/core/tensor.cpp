@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "llamatron/backend.h"
 #include "llamatron/errors.h"
 
 namespace llamatron {
@@ -38,6 +39,21 @@ Allocator& cpu_allocator() {
   return a;
 }
 
+namespace {
+DeviceBackend* g_cuda_backend = nullptr;
+}
+
+void register_backend(Device device, DeviceBackend* backend) {
+  LT_CHECK(device == Device::CUDA, "only the CUDA device has a pluggable backend");
+  g_cuda_backend = backend;
+}
+
+DeviceBackend& backend_for(Device device) {
+  if (device != Device::CUDA || !g_cuda_backend)
+    throw Error("no backend for device " + device_name(device) + ": this process did not set up the CUDA backend");
+  return *g_cuda_backend;
+}
+
 struct Tensor::Storage {
   Allocator* alloc;
   void* ptr;
@@ -64,11 +80,10 @@ std::string shape_str(const Shape& s) {
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  LT_CHECK(device == Device::CPU, "only the CPU allocator exists in this build");
   for (int64_t d : shape) LT_CHECK(d >= 0, "negative dimension in " + shape_str(shape));
   Tensor t;
   size_t bytes = shape_numel(shape) * dtype_size(dtype);
-  t.storage_ = std::make_shared<Storage>(&cpu_allocator(), bytes);
+  t.storage_ = std::make_shared<Storage>(device == Device::CPU ? &cpu_allocator() : &backend_for(device).allocator(), bytes);
   t.data_ = t.storage_->ptr;
   t.shape_ = shape;
   t.dtype_ = dtype;
@@ -100,11 +115,17 @@ Tensor Tensor::view(int64_t offset, const Shape& shape) const {
   return t;
 }
 
-void Tensor::zero_() { std::memset(data_, 0, nbytes()); }
+void Tensor::zero_() {
+  if (device_ == Device::CPU) std::memset(data_, 0, nbytes());
+  else backend_for(device_).zero(data_, nbytes());
+}
 
 void Tensor::copy_from(const Tensor& src) {
   LT_CHECK(src.numel() == numel(), "copy " + shape_str(src.shape()) + " into " + shape_str(shape_));
-  if (src.dtype() == dtype_) {
+  if (src.device() != Device::CPU || device_ != Device::CPU) {
+    LT_CHECK(src.dtype() == dtype_, "copies to or from a device keep the dtype");
+    backend_for(src.device() != Device::CPU ? src.device() : device_).copy(data_, device_, src.raw(), src.device(), nbytes());
+  } else if (src.dtype() == dtype_) {
     std::memcpy(data_, src.raw(), nbytes());
   } else if (src.dtype() == DType::F32 && dtype_ == DType::BF16) {
     const float* s = src.data<float>();

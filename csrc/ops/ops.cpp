@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "llamatron/backend.h"
 #include "llamatron/errors.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/gemm.h"
@@ -19,9 +20,12 @@ void same_shape(const Tensor& a, const Tensor& b, const char* what) {
 void same_dtype(const Tensor& a, const Tensor& b, const char* what) {
   LT_CHECK(a.dtype() == b.dtype(), std::string(what) + ": " + dtype_name(a.dtype()) + " vs " + dtype_name(b.dtype()));
 }
-void on_cpu(std::initializer_list<const Tensor*> ts) {
+// All tensors of an op live on one device; its backend, or nullptr for the CPU (the code below).
+DeviceBackend* backend_of(std::initializer_list<const Tensor*> ts) {
+  const Device d = (*ts.begin())->device();
   for (const Tensor* t : ts)
-    LT_CHECK(t->device() == Device::CPU, "this build has the CPU backend only; tensor is on " + device_name(t->device()));
+    LT_CHECK(t->device() == d, "an op's tensors must be on one device: " + device_name(d) + " and " + device_name(t->device()));
+  return d == Device::CPU ? nullptr : &backend_for(d);
 }
 
 // Calls f(T{}) with T the storage type (float or bf16) of t.
@@ -67,37 +71,41 @@ struct OpTimer {
 
 void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) {
   OpTimer timer_("linear_fwd");
-  on_cpu({&x, &w, &y});
+  DeviceBackend* be = backend_of({&x, &w, &y});
   same_dtype(x, w, "linear_fwd x/w");
   const int64_t k = w.dim(1), n = w.dim(0), m = x.numel() / k;
   LT_CHECK(x.numel() == m * k && y.numel() == m * n, "linear_fwd shapes");
+  if (be) return be->linear_fwd(x, w, y);
   cpu::gemm({x.dtype(), y.dtype(), false, true, m, n, k, x.raw(), k, w.raw(), k, y.raw(), n});
 }
 
 void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) {
   OpTimer timer_("linear_bwd_data");
-  on_cpu({&dy, &w, &dx});
+  DeviceBackend* be = backend_of({&dy, &w, &dx});
   same_dtype(dy, w, "linear_bwd_data dy/w");
   const int64_t n = w.dim(0), k = w.dim(1), m = dy.numel() / n;
   LT_CHECK(dy.numel() == m * n && dx.numel() == m * k, "linear_bwd_data shapes");
+  if (be) return be->linear_bwd_data(dy, w, dx, accumulate);
   cpu::gemm({dy.dtype(), dx.dtype(), false, false, m, k, n, dy.raw(), n, w.raw(), k, dx.raw(), k, 1.0f, accumulate});
 }
 
 void linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) {
   OpTimer timer_("linear_bwd_weight");
-  on_cpu({&dy, &x, &dw});
+  DeviceBackend* be = backend_of({&dy, &x, &dw});
   same_dtype(dy, x, "linear_bwd_weight dy/x");
   LT_CHECK(dw.dtype() == DType::F32, "weight gradients are fp32");
   const int64_t n = dw.dim(0), k = dw.dim(1), m = dy.numel() / n;
   LT_CHECK(dy.numel() == m * n && x.numel() == m * k, "linear_bwd_weight shapes");
+  if (be) return be->linear_bwd_weight(dy, x, dw);
   cpu::gemm({dy.dtype(), DType::F32, true, false, n, k, m, dy.raw(), n, x.raw(), k, dw.raw(), k, 1.0f, true});
 }
 
 void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) {
   OpTimer timer_("rmsnorm_fwd");
-  on_cpu({&x, &w, &y, &rstd});
+  DeviceBackend* be = backend_of({&x, &w, &y, &rstd});
   same_shape(x, y, "rmsnorm_fwd x/y");
   LT_CHECK(w.numel() == x.dim(-1) && rstd.numel() == rows_of(x), "rmsnorm_fwd shapes");
+  if (be) return be->rmsnorm_fwd(x, w, eps, y, rstd);
   dispatch_float(x, [&](auto t) {
     using T = decltype(t);
     cpu::rmsnorm_fwd<T>(x.data<T>(), w.data<T>(), y.data<T>(), rstd.data<float>(), rows_of(x), x.dim(-1), eps);
@@ -107,9 +115,10 @@ void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, c
 void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                  bool accumulate_dx) {
   OpTimer timer_("rmsnorm_bwd");
-  on_cpu({&dy, &x, &w, &rstd, &dx, &dw});
+  DeviceBackend* be = backend_of({&dy, &x, &w, &rstd, &dx, &dw});
   same_shape(dy, x, "rmsnorm_bwd dy/x");
   same_shape(dx, x, "rmsnorm_bwd dx/x");
+  if (be) return be->rmsnorm_bwd(dy, x, w, rstd, dx, dw, accumulate_dx);
   dispatch_float(x, [&](auto t) {
     using T = decltype(t);
     cpu::rmsnorm_bwd<T>(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<float>(), dx.data<T>(), dw.data<float>(),
@@ -120,9 +129,10 @@ void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tenso
 namespace {
 void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
   OpTimer timer_(forward ? "rope_fwd" : "rope_bwd");
-  on_cpu({&x, &cos, &sin});
+  DeviceBackend* be = backend_of({&x, &cos, &sin});
   LT_CHECK(x.ndim() == 4 && x.dim(3) % 2 == 0, "rope expects [B,T,H,D] with even D");
   LT_CHECK(cos.dim(1) == x.dim(3) / 2 && cos.dim(0) >= offset + x.dim(1), "rope table too small");
+  if (be) return be->rope(x, cos, sin, offset, forward);
   dispatch_float(x, [&](auto t) {
     using T = decltype(t);
     auto f = forward ? cpu::rope_fwd<T> : cpu::rope_bwd<T>;
@@ -146,11 +156,12 @@ cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t bl
 void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, int64_t block_q,
                    int64_t block_k) {
   OpTimer timer_("attention_fwd");
-  on_cpu({&q, &k, &v, &o, &lse});
+  DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse});
   const auto s = attention_shape(q, k, block_q, block_k);
   same_shape(k, v, "attention k/v");
   same_shape(q, o, "attention q/o");
   LT_CHECK(lse.numel() == s.b * s.h * s.t && lse.dtype() == DType::F32, "attention lse");
+  if (be) return be->attention_fwd(q, k, v, o, lse, block_q, block_k);
   dispatch_float(q, [&](auto t) {
     using T = decltype(t);
     cpu::attention_fwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), s);
@@ -160,12 +171,13 @@ void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_bwd");
-  on_cpu({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
+  DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
   const auto s = attention_shape(q, k, block_q, block_k);
   same_shape(q, dq, "attention q/dq");
   same_shape(q, dout, "attention q/dout");
   same_shape(k, dk, "attention k/dk");
   same_shape(v, dv, "attention v/dv");
+  if (be) return be->attention_bwd(q, k, v, o, lse, dout, dq, dk, dv, block_q, block_k);
   dispatch_float(q, [&](auto t) {
     using T = decltype(t);
     cpu::attention_bwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), dout.data<T>(),
@@ -175,10 +187,11 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 
 void swiglu_fwd(const Tensor& gate_up, const Tensor& y) {
   OpTimer timer_("swiglu_fwd");
-  on_cpu({&gate_up, &y});
+  DeviceBackend* be = backend_of({&gate_up, &y});
   const int64_t f = y.dim(-1), rows = rows_of(y);
   LT_CHECK(gate_up.dim(-1) == 2 * f && rows_of(gate_up) == rows, "swiglu_fwd: gate_up must be [rows, 2F] for y [rows, F]");
   same_dtype(gate_up, y, "swiglu gate_up/y");
+  if (be) return be->swiglu_fwd(gate_up, y);
   dispatch_float(y, [&](auto t) {
     using T = decltype(t);
     cpu::swiglu_fwd<T>(gate_up.data<T>(), y.data<T>(), rows, f);
@@ -187,10 +200,11 @@ void swiglu_fwd(const Tensor& gate_up, const Tensor& y) {
 
 void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) {
   OpTimer timer_("swiglu_bwd");
-  on_cpu({&dy, &gate_up, &dgate_up});
+  DeviceBackend* be = backend_of({&dy, &gate_up, &dgate_up});
   const int64_t f = dy.dim(-1), rows = rows_of(dy);
   LT_CHECK(gate_up.dim(-1) == 2 * f && rows_of(gate_up) == rows, "swiglu_bwd: gate_up must be [rows, 2F] for dy [rows, F]");
   same_shape(gate_up, dgate_up, "swiglu gate_up/dgate_up");
+  if (be) return be->swiglu_bwd(dy, gate_up, dgate_up);
   dispatch_float(dy, [&](auto t) {
     using T = decltype(t);
     cpu::swiglu_bwd<T>(dy.data<T>(), gate_up.data<T>(), dgate_up.data<T>(), rows, f);
@@ -199,8 +213,9 @@ void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up)
 
 void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) {
   OpTimer timer_("embedding_fwd");
-  on_cpu({&ids, &table, &y});
+  DeviceBackend* be = backend_of({&ids, &table, &y});
   LT_CHECK(ids.dtype() == DType::I32 && y.numel() == ids.numel() * table.dim(1), "embedding_fwd shapes");
+  if (be) return be->embedding_fwd(ids, table, y);
   dispatch_float(table, [&](auto t) {
     using T = decltype(t);
     cpu::embedding_fwd<T>(ids.data<int32_t>(), table.data<T>(), y.data<T>(), ids.numel(), table.dim(1));
@@ -209,8 +224,9 @@ void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) {
 
 void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
   OpTimer timer_("embedding_bwd");
-  on_cpu({&ids, &dy, &dtable});
+  DeviceBackend* be = backend_of({&ids, &dy, &dtable});
   LT_CHECK(dtable.dtype() == DType::F32 && dy.numel() == ids.numel() * dtable.dim(1), "embedding_bwd shapes");
+  if (be) return be->embedding_bwd(ids, dy, dtable);
   dispatch_float(dy, [&](auto t) {
     using T = decltype(t);
     cpu::embedding_bwd<T>(ids.data<int32_t>(), dy.data<T>(), dtable.data<float>(), ids.numel(), dtable.dim(1));
@@ -220,9 +236,10 @@ void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
 double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                              int32_t ignore_index) {
   OpTimer timer_("cross_entropy_fwd_bwd");
-  on_cpu({&logits, &targets, &dlogits});
+  DeviceBackend* be = backend_of({&logits, &targets, &dlogits});
   same_shape(logits, dlogits, "cross_entropy logits/dlogits");
   LT_CHECK(targets.dtype() == DType::I32 && targets.numel() == rows_of(logits), "cross_entropy targets");
+  if (be) return be->cross_entropy_fwd_bwd(logits, targets, dlogits, scale, ignore_index);
   double loss = 0;
   dispatch_float(logits, [&](auto t) {
     using T = decltype(t);
@@ -234,8 +251,9 @@ double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const 
 
 void add_inplace(const Tensor& y, const Tensor& x) {
   OpTimer timer_("add_inplace");
-  on_cpu({&y, &x});
+  DeviceBackend* be = backend_of({&y, &x});
   same_shape(y, x, "add y/x");
+  if (be) return be->add_inplace(y, x);
   dispatch_float(y, [&](auto t) {
     using T = decltype(t);
     cpu::add_inplace<T>(y.data<T>(), x.data<T>(), y.numel());

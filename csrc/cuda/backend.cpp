@@ -1,0 +1,132 @@
+#include "cuda/backend.h"
+
+#include <vector>
+
+#include "kernels/cross_entropy.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/rmsnorm.cuh"
+#include "llamatron/errors.h"
+#include "ops/cpu/cpu_ops.h"
+
+namespace llamatron::cuda {
+namespace {
+
+using KBf16 = kernels::bf16;
+
+// The CUDA backend stores activations and parameters in bf16 (fp32 is the CPU's exact mode).
+const KBf16* bf(const Tensor& t) {
+  if (t.dtype() != DType::BF16)
+    throw Error("the CUDA backend computes on bf16 tensors, got " + dtype_name(t.dtype()) + ": use train.precision=bf16");
+  return static_cast<const KBf16*>(t.raw());
+}
+KBf16* bf_mut(const Tensor& t) { return const_cast<KBf16*>(bf(t)); }
+float* f32(const Tensor& t) {
+  LT_CHECK(t.dtype() == DType::F32, "expected an fp32 tensor");
+  return static_cast<float*>(t.raw());
+}
+int rows_of(const Tensor& t) { return static_cast<int>(t.numel() / t.dim(-1)); }
+cudaStream_t cs(rt::Stream s) { return static_cast<cudaStream_t>(s); }
+
+rt::Copy copy_kind(Device dst, Device src) {
+  if (dst == Device::CPU) return src == Device::CPU ? rt::Copy::HostToHost : rt::Copy::DeviceToHost;
+  return src == Device::CPU ? rt::Copy::HostToDevice : rt::Copy::DeviceToDevice;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm)
+    : rt_(std::move(runtime)), alloc_(*rt_), gemm_(std::move(gemm)) {
+  register_backend(Device::CUDA, this);
+}
+
+CudaBackend::~CudaBackend() { register_backend(Device::CUDA, nullptr); }
+
+void CudaBackend::copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  rt_->memcpy(dst, src, bytes, copy_kind(dst_device, src_device));
+}
+
+void CudaBackend::zero(void* ptr, size_t bytes) { rt_->memset_async(ptr, 0, bytes, stream_); }
+
+void CudaBackend::gemm(const cpu::GemmArgs& args) { gemm_->run(args, stream_); }
+
+// Linear layers: the same row-major GEMMs as the CPU backend (csrc/ops/ops.cpp).
+void CudaBackend::linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) {
+  const int64_t k = w.dim(1), n = w.dim(0), m = x.numel() / k;
+  gemm({DType::BF16, y.dtype(), false, true, m, n, k, bf(x), k, bf(w), k, y.raw(), n});
+}
+void CudaBackend::linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) {
+  const int64_t n = w.dim(0), k = w.dim(1), m = dy.numel() / n;
+  gemm({DType::BF16, dx.dtype(), false, false, m, k, n, bf(dy), n, bf(w), k, dx.raw(), k, 1.0f, accumulate});
+}
+void CudaBackend::linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) {
+  const int64_t n = dw.dim(0), k = dw.dim(1), m = dy.numel() / n;
+  gemm({DType::BF16, DType::F32, true, false, n, k, m, bf(dy), n, bf(x), k, f32(dw), k, 1.0f, true});
+}
+
+void CudaBackend::rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) {
+  kernels::rmsnorm_forward(bf(x), bf(w), bf_mut(y), f32(rstd), rows_of(x), static_cast<int>(x.dim(-1)), eps, cs(stream_));
+}
+void CudaBackend::rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx,
+                              const Tensor& dw, bool accumulate_dx) {
+  const int rows = rows_of(x), c = static_cast<int>(x.dim(-1));
+  Tensor partial = Tensor::empty({kernels::rmsnorm_dweight_slices(rows), c}, DType::F32, Device::CUDA);
+  kernels::rmsnorm_backward(bf(dy), bf(x), bf(w), f32(rstd), bf_mut(dx), f32(dw), f32(partial), rows, c, accumulate_dx,
+                            cs(stream_));
+}
+
+void CudaBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
+  const auto f = forward ? kernels::rope_forward : kernels::rope_backward;
+  f(bf_mut(x), f32(cos), f32(sin), static_cast<int>(x.dim(0)), static_cast<int>(x.dim(1)), static_cast<int>(x.dim(2)),
+    static_cast<int>(x.dim(3)), static_cast<int>(offset), cs(stream_));
+}
+
+// The tensor-core attention kernels are issue #5. Until then the emulated device, whose memory the
+// host can read, runs the CPU attention (after the stream has drained); a GPU run stops here.
+void CudaBackend::attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                                int64_t block_q, int64_t block_k) {
+  if (rt_->name() != "emulated") throw Error("CUDA attention kernels are not written yet (issue #5): train on the CPU backend");
+  rt_->stream_synchronize(stream_);
+  cpu::attention_fwd<bf16>(static_cast<const bf16*>(q.raw()), static_cast<const bf16*>(k.raw()), static_cast<const bf16*>(v.raw()),
+                           static_cast<bf16*>(o.raw()), f32(lse),
+                           {q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k});
+}
+void CudaBackend::attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q,
+                                int64_t block_k) {
+  if (rt_->name() != "emulated") throw Error("CUDA attention kernels are not written yet (issue #5): train on the CPU backend");
+  rt_->stream_synchronize(stream_);
+  auto p = [](const Tensor& t) { return static_cast<bf16*>(t.raw()); };
+  cpu::attention_bwd<bf16>(p(q), p(k), p(v), p(o), f32(lse), p(dout), p(dq), p(dk), p(dv),
+                           {q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k});
+}
+
+void CudaBackend::swiglu_fwd(const Tensor& gate_up, const Tensor& y) {
+  kernels::swiglu_forward(bf(gate_up), bf_mut(y), rows_of(y), static_cast<int>(y.dim(-1)), cs(stream_));
+}
+void CudaBackend::swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) {
+  kernels::swiglu_backward(bf(dy), bf(gate_up), bf_mut(dgate_up), rows_of(dy), static_cast<int>(dy.dim(-1)), cs(stream_));
+}
+
+void CudaBackend::embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) {
+  kernels::embedding_forward(ids.data<int32_t>(), bf(table), bf_mut(y), ids.numel(), static_cast<int>(table.dim(1)), cs(stream_));
+}
+void CudaBackend::embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) {
+  kernels::embedding_backward(ids.data<int32_t>(), bf(dy), f32(dtable), ids.numel(), static_cast<int>(dtable.dim(1)), cs(stream_));
+}
+
+double CudaBackend::cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
+                                          int32_t ignore_index) {
+  const int rows = rows_of(logits);
+  Tensor losses = Tensor::empty({rows}, DType::F32, Device::CUDA);
+  kernels::cross_entropy_forward_backward(bf(logits), targets.data<int32_t>(), bf_mut(dlogits), f32(losses), rows,
+                                          static_cast<int>(logits.dim(-1)), scale, ignore_index, cs(stream_));
+  std::vector<float> host(rows);
+  rt_->memcpy(host.data(), losses.raw(), rows * sizeof(float), rt::Copy::DeviceToHost);
+  double total = 0;  // in row order, in double: the same sum on every run
+  for (float l : host) total += l;
+  return total;
+}
+
+void CudaBackend::add_inplace(const Tensor& y, const Tensor& x) { kernels::add_inplace(bf_mut(y), bf(x), y.numel(), cs(stream_)); }
+
+}  // namespace llamatron::cuda

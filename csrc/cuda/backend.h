@@ -1,0 +1,58 @@
+// The CUDA backend: device memory from a caching pool, GEMMs through DeviceGemm, every other op
+// through the CUDA kernels in kernels/. The same source serves the GPU (real runtime, cuBLASLt,
+// nvcc-built kernels) and the emulated device (emulated runtime, CPU GEMM, the kernels run by the
+// emulator); which one is decided by the factory a binary links (backend_emu.cpp here).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "cuda/caching_allocator.h"
+#include "cuda/device_gemm.h"
+#include "cuda/runtime.h"
+#include "llamatron/backend.h"
+
+namespace llamatron::cuda {
+
+class CudaBackend final : public DeviceBackend {
+ public:
+  CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm);
+  ~CudaBackend() override;
+
+  Allocator& allocator() override { return alloc_; }
+  rt::Runtime& runtime() { return *rt_; }
+  const CachingDeviceAllocator& pool() const { return alloc_; }
+  void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) override;
+  void zero(void* ptr, size_t bytes) override;
+
+  void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) override;
+  void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) override;
+  void linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) override;
+  void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) override;
+  void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
+                   bool accumulate_dx) override;
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) override;
+  void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, int64_t block_q,
+                     int64_t block_k) override;
+  void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& dout,
+                     const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) override;
+  void swiglu_fwd(const Tensor& gate_up, const Tensor& y) override;
+  void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) override;
+  void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) override;
+  void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) override;
+  double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
+                               int32_t ignore_index) override;
+  void add_inplace(const Tensor& y, const Tensor& x) override;
+
+ private:
+  void gemm(const cpu::GemmArgs& args);
+  std::unique_ptr<rt::Runtime> rt_;
+  CachingDeviceAllocator alloc_;
+  std::unique_ptr<DeviceGemm> gemm_;
+  rt::Stream stream_ = nullptr;  // one in-order compute stream
+};
+
+// The emulated device: emulated runtime, CPU GEMM, kernels run by the emulator. Registers itself
+// for Device::CUDA while it lives.
+std::unique_ptr<CudaBackend> make_emulated_backend();
+
+}  // namespace llamatron::cuda

@@ -1,0 +1,48 @@
+// A device backend: the memory and the op implementations for tensors on one device. The CPU's
+// are built into csrc/ops (they are the reference); the CUDA backend (csrc/cuda/backend.cpp,
+// on the real runtime with nvcc-built kernels, or on the emulated runtime with the same kernels
+// run by the emulator) registers itself, and ops:: hands it every op whose tensors live there.
+// The signatures are those of llamatron/ops.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "llamatron/tensor.h"
+
+namespace llamatron {
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+  virtual Allocator& allocator() = 0;
+  // Copies between this device and the host, or within the device; waits for the copy.
+  virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
+  virtual void zero(void* ptr, size_t bytes) = 0;
+
+  virtual void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
+  virtual void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) = 0;
+  virtual void linear_bwd_weight(const Tensor& dy, const Tensor& x, const Tensor& dw) = 0;
+  virtual void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) = 0;
+  virtual void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx,
+                           const Tensor& dw, bool accumulate_dx) = 0;
+  virtual void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) = 0;
+  virtual void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                             int64_t block_q, int64_t block_k) = 0;
+  virtual void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                             const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q,
+                             int64_t block_k) = 0;
+  virtual void swiglu_fwd(const Tensor& gate_up, const Tensor& y) = 0;
+  virtual void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) = 0;
+  virtual void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) = 0;
+  virtual void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) = 0;
+  virtual double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
+                                       int32_t ignore_index) = 0;
+  virtual void add_inplace(const Tensor& y, const Tensor& x) = 0;
+};
+
+// Registers (or, with nullptr, removes) the backend of a non-CPU device. Not owned.
+void register_backend(Device device, DeviceBackend* backend);
+// The backend of a non-CPU device; an Error if none is registered.
+DeviceBackend& backend_for(Device device);
+
+}  // namespace llamatron

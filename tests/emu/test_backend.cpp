@@ -1,0 +1,142 @@
+// The CUDA backend on the emulated device, through the op interface the model calls (ops::),
+// against the CPU backend on the same bf16 inputs: tensors are copied to the device, the same
+// ops:: calls run on both, the results are copied back and compared (one bf16 rounding of the
+// tensor's scale for bf16 outputs, 1e-5 for fp32 ones, which both sides reduce in fp32).
+#include <gtest/gtest.h>
+
+#include "cuda/backend.h"
+#include "llamatron/errors.h"
+#include "llamatron/ops.h"
+#include "ops/cpu/cpu_ops.h"
+#include "tests/emu/kernel_test_util.h"
+
+namespace llamatron::test {
+namespace {
+
+Tensor host_bf16(const Shape& shape, uint64_t seed, float scale = 1.0f, float shift = 0.0f) {
+  Tensor t = Tensor::empty(shape, DType::BF16);
+  const auto v = random_bf16(t.numel(), seed, scale, shift);
+  std::copy(v.begin(), v.end(), t.data<bf16>());
+  return t;
+}
+
+Tensor to_device(const Tensor& h) {
+  Tensor d = Tensor::empty(h.shape(), h.dtype(), Device::CUDA);
+  d.copy_from(h);
+  return d;
+}
+
+Tensor to_host(const Tensor& d) {
+  Tensor h = Tensor::empty(d.shape(), d.dtype());
+  h.copy_from(d);
+  return h;
+}
+
+template <typename T>
+std::vector<float> values(const Tensor& t) {
+  const Tensor h = t.device() == Device::CPU ? t : to_host(t);
+  std::vector<float> out(h.numel());
+  for (int64_t i = 0; i < h.numel(); ++i) out[i] = static_cast<float>(h.data<T>()[i]);
+  return out;
+}
+
+double err(const Tensor& device_result, const Tensor& host_ref) {
+  return device_result.dtype() == DType::BF16 ? scaled_error(values<bf16>(device_result), values<bf16>(host_ref))
+                                              : scaled_error(values<float>(device_result), values<float>(host_ref));
+}
+
+class CudaBackendOps : public testing::Test {
+ protected:
+  std::unique_ptr<cuda::CudaBackend> backend = cuda::make_emulated_backend();
+};
+
+TEST_F(CudaBackendOps, LinearRmsNormSwiGluAddMatchCpu) {
+  const Tensor x = host_bf16({37, 64}, 1), w = host_bf16({48, 64}, 2, 0.1f), dy = host_bf16({37, 48}, 3);
+  const Tensor nw = host_bf16({64}, 4, 0.1f, 1.0f), gu = host_bf16({37, 96}, 5, 2.0f);
+  // CPU
+  Tensor y = Tensor::empty({37, 48}, DType::BF16), dx = Tensor::empty({37, 64}, DType::BF16),
+         dw = Tensor::zeros({48, 64}, DType::F32), n = Tensor::empty({37, 64}, DType::BF16), rstd = Tensor::empty({37}, DType::F32),
+         ndx = Tensor::empty({37, 64}, DType::BF16), ndw = Tensor::zeros({64}, DType::F32), act = Tensor::empty({37, 48}, DType::BF16),
+         dgu = Tensor::empty({37, 96}, DType::BF16), sum = Tensor::empty({37, 64}, DType::BF16);
+  ops::linear_fwd(x, w, y);
+  ops::linear_bwd_data(dy, w, dx, false);
+  ops::linear_bwd_weight(dy, x, dw);
+  ops::rmsnorm_fwd(x, nw, 1e-5f, n, rstd);
+  ops::rmsnorm_bwd(x, x, nw, rstd, ndx, ndw, false);
+  ops::swiglu_fwd(gu, act);
+  ops::swiglu_bwd(y, gu, dgu);
+  sum.copy_from(x);
+  ops::add_inplace(sum, n);
+  // device
+  const Tensor dx_ = to_device(x), dw_ = to_device(w), ddy = to_device(dy), dnw = to_device(nw), dgu_in = to_device(gu);
+  Tensor Y = Tensor::empty({37, 48}, DType::BF16, Device::CUDA), DX = Tensor::empty({37, 64}, DType::BF16, Device::CUDA),
+         DW = Tensor::zeros({48, 64}, DType::F32, Device::CUDA), N = Tensor::empty({37, 64}, DType::BF16, Device::CUDA),
+         R = Tensor::empty({37}, DType::F32, Device::CUDA), NDX = Tensor::empty({37, 64}, DType::BF16, Device::CUDA),
+         NDW = Tensor::zeros({64}, DType::F32, Device::CUDA), A = Tensor::empty({37, 48}, DType::BF16, Device::CUDA),
+         DGU = Tensor::empty({37, 96}, DType::BF16, Device::CUDA), S = Tensor::empty({37, 64}, DType::BF16, Device::CUDA);
+  ops::linear_fwd(dx_, dw_, Y);
+  ops::linear_bwd_data(ddy, dw_, DX, false);
+  ops::linear_bwd_weight(ddy, dx_, DW);
+  ops::rmsnorm_fwd(dx_, dnw, 1e-5f, N, R);
+  ops::rmsnorm_bwd(dx_, dx_, dnw, R, NDX, NDW, false);
+  ops::swiglu_fwd(dgu_in, A);
+  ops::swiglu_bwd(to_device(y), dgu_in, DGU);
+  S.copy_from(dx_);
+  ops::add_inplace(S, N);
+  EXPECT_LE(err(Y, y), kOneBf16Rounding);
+  EXPECT_LE(err(DX, dx), kOneBf16Rounding);
+  EXPECT_LE(err(DW, dw), 1e-5);
+  EXPECT_LE(err(N, n), kOneBf16Rounding);
+  EXPECT_LE(err(R, rstd), 1e-5);
+  EXPECT_LE(err(NDX, ndx), kOneBf16Rounding);
+  EXPECT_LE(err(NDW, ndw), 1e-5);
+  EXPECT_LE(err(A, act), kOneBf16Rounding);
+  EXPECT_LE(err(DGU, dgu), kOneBf16Rounding);
+  EXPECT_LE(err(S, sum), 2 * kOneBf16Rounding);
+}
+
+TEST_F(CudaBackendOps, RopeEmbeddingCrossEntropyMatchCpu) {
+  const int64_t B = 2, T = 9, H = 2, D = 64, V = 50, C = 32;
+  Tensor cos = Tensor::empty({T, D / 2}, DType::F32), sin = Tensor::empty({T, D / 2}, DType::F32);
+  cpu::rope_table(cos.data<float>(), sin.data<float>(), T, D, 10000.0);
+  const Tensor q = host_bf16({B, T, H, D}, 6);
+  Tensor qc = Tensor::empty(q.shape(), DType::BF16);
+  qc.copy_from(q);
+  Tensor Q = to_device(q);
+  ops::rope_fwd(qc, cos, sin, 0);
+  ops::rope_fwd(Q, to_device(cos), to_device(sin), 0);
+  EXPECT_LE(err(Q, qc), kOneBf16Rounding);
+
+  Tensor ids = Tensor::empty({B * T}, DType::I32);
+  for (int64_t i = 0; i < B * T; ++i) ids.data<int32_t>()[i] = static_cast<int32_t>((i * 7) % V);
+  const Tensor table = host_bf16({V, C}, 7), dy = host_bf16({B * T, C}, 8);
+  Tensor y = Tensor::empty({B * T, C}, DType::BF16), dt = Tensor::zeros({V, C}, DType::F32);
+  ops::embedding_fwd(ids, table, y);
+  ops::embedding_bwd(ids, dy, dt);
+  const Tensor IDS = to_device(ids);
+  Tensor Y = Tensor::empty({B * T, C}, DType::BF16, Device::CUDA), DT = Tensor::zeros({V, C}, DType::F32, Device::CUDA);
+  ops::embedding_fwd(IDS, to_device(table), Y);
+  ops::embedding_bwd(IDS, to_device(dy), DT);
+  EXPECT_EQ(err(Y, y), 0.0);
+  EXPECT_EQ(err(DT, dt), 0.0);
+
+  const Tensor logits = host_bf16({B * T, V}, 9, 2.0f);
+  Tensor dl = Tensor::empty(logits.shape(), DType::BF16), DL = Tensor::empty(logits.shape(), DType::BF16, Device::CUDA);
+  const double loss = ops::cross_entropy_fwd_bwd(logits, ids, dl, 0.1f);
+  const double LOSS = ops::cross_entropy_fwd_bwd(to_device(logits), IDS, DL, 0.1f);
+  EXPECT_NEAR(LOSS, loss, 1e-5 * loss);
+  EXPECT_LE(err(DL, dl), kOneBf16Rounding);
+}
+
+TEST_F(CudaBackendOps, TensorsOnTwoDevicesInOneOpAreRejected) {
+  const Tensor x = host_bf16({4, 8}, 1), w = host_bf16({8, 8}, 2);
+  Tensor y = Tensor::empty({4, 8}, DType::BF16, Device::CUDA);
+  EXPECT_THROW(ops::linear_fwd(x, w, y), std::logic_error);
+}
+
+TEST(CudaBackendRegistration, NoBackendIsAClearError) {
+  EXPECT_THROW(Tensor::empty({4}, DType::F32, Device::CUDA), Error);
+}
+
+}  // namespace
+}  // namespace llamatron::test
