@@ -4,6 +4,7 @@
 
 #include "kernels/cross_entropy.cuh"
 #include "kernels/elementwise.cuh"
+#include "kernels/optimizer.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "llamatron/errors.h"
 #include "ops/cpu/cpu_ops.h"
@@ -128,5 +129,30 @@ double CudaBackend::cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& ta
 }
 
 void CudaBackend::add_inplace(const Tensor& y, const Tensor& x) { kernels::add_inplace(bf_mut(y), bf(x), y.numel(), cs(stream_)); }
+
+void CudaBackend::cast(const Tensor& src_f32, const Tensor& dst_bf16) {
+  kernels::cast_to_bf16(f32(src_f32), bf_mut(dst_bf16), src_f32.numel(), cs(stream_));
+}
+
+double CudaBackend::sum_squares(const Tensor& x_f32) {
+  Tensor scratch = Tensor::empty({kernels::sum_squares_scratch_floats()}, DType::F32, Device::CUDA);
+  kernels::sum_squares<float>(f32(x_f32), x_f32.numel(), f32(scratch), f32(scratch) + kernels::sum_squares_scratch_floats() - 1,
+                              cs(stream_));
+  float total = 0;
+  rt_->memcpy(&total, f32(scratch) + kernels::sum_squares_scratch_floats() - 1, sizeof(float), rt::Copy::DeviceToHost);
+  return total;
+}
+
+void CudaBackend::adamw(const Tensor& master, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& param,
+                        const std::vector<int64_t>& range_end, const std::vector<float>& range_wd, const AdamWStep& s) {
+  const int ranges = static_cast<int>(range_end.size());
+  Tensor table = Tensor::empty({3 * ranges}, DType::F32, Device::CUDA);  // int64 ends, then fp32 decays
+  auto* ends = static_cast<int64_t*>(table.raw());
+  auto* wds = reinterpret_cast<float*>(ends + ranges);
+  rt_->memcpy(ends, range_end.data(), ranges * sizeof(int64_t), rt::Copy::HostToDevice);
+  rt_->memcpy(wds, range_wd.data(), ranges * sizeof(float), rt::Copy::HostToDevice);
+  kernels::adamw_step<float>(f32(master), f32(grad), f32(m), f32(v), bf_mut(param), master.numel(), ends, wds, ranges,
+                             kernels::make_adamw_args(s.lr, s.beta1, s.beta2, s.eps, s.step, s.grad_scale), cs(stream_));
+}
 
 }  // namespace llamatron::cuda

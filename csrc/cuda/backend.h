@@ -42,6 +42,10 @@ class CudaBackend final : public DeviceBackend {
   double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                                int32_t ignore_index) override;
   void add_inplace(const Tensor& y, const Tensor& x) override;
+  void cast(const Tensor& src_f32, const Tensor& dst_bf16) override;
+  double sum_squares(const Tensor& x_f32) override;
+  void adamw(const Tensor& master, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& param,
+             const std::vector<int64_t>& range_end, const std::vector<float>& range_wd, const AdamWStep& s) override;
 
  private:
   void gemm(const cpu::GemmArgs& args);

@@ -58,9 +58,9 @@ struct LlamaModel::Activations {
   Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
 };
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype) : cfg_(cfg), dtype_(dtype) {
+LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device) : cfg_(cfg), dtype_(dtype), device_(device) {
   cfg_.validate();
-  params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_), dtype);
+  params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_), dtype, device);
   w_ = std::make_unique<Weights>();
   act_ = std::make_unique<Activations>();
   auto p = [&](const std::string& n) { return Param{params_->param(n), params_->grad(n)}; };
@@ -78,9 +78,12 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype) : cfg_(cfg), dtype_(
                           p(pre + "mlp.down_proj.weight")});
   }
   const int64_t half = cfg_.head_dim() / 2;
-  rope_cos_ = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
-  rope_sin_ = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
-  cpu::rope_table(rope_cos_.data<float>(), rope_sin_.data<float>(), cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta);
+  Tensor cos = Tensor::empty({cfg_.max_seq_len, half}, DType::F32), sin = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
+  cpu::rope_table(cos.data<float>(), sin.data<float>(), cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta);
+  rope_cos_ = Tensor::empty(cos.shape(), DType::F32, device_);
+  rope_sin_ = Tensor::empty(sin.shape(), DType::F32, device_);
+  rope_cos_.copy_from(cos);
+  rope_sin_.copy_from(sin);
 }
 
 LlamaModel::~LlamaModel() = default;
@@ -89,18 +92,16 @@ void LlamaModel::init_weights(uint64_t seed) {
   Rng rng(mix_seed(seed, 1));
   const double out_std = 0.02 / std::sqrt(2.0 * cfg_.n_layers);
   for (const ParamSpec& s : params_->specs()) {
-    Tensor m = params_->master(s.name);
-    float* x = m.data<float>();
+    Tensor host = Tensor::empty(s.shape, DType::F32);  // drawn on the host, then copied wherever the model lives
+    float* x = host.data<float>();
     const bool residual_out = s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos;
     const double std = residual_out ? out_std : 0.02;
-    for (int64_t i = 0; i < m.numel(); ++i) x[i] = s.is_norm ? 1.0f : static_cast<float>(std * rng.normal());
+    for (int64_t i = 0; i < host.numel(); ++i) x[i] = s.is_norm ? 1.0f : static_cast<float>(std * rng.normal());
+    params_->master(s.name).copy_from(host);
   }
   params_->sync_params_from_master();
 }
 
-namespace {
-Tensor make(const Shape& s, DType t) { return Tensor::empty(s, t); }
-}  // namespace
 
 double LlamaModel::forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale) {
   const double loss = forward(tokens, batch, seq, loss_scale);
@@ -119,6 +120,7 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
                 F = cfg_.resolved_ffn_dim(), V = cfg_.vocab_size, N = B * T;
   Activations& a = *act_;
   const DType dt = dtype_;
+  auto make = [&](const Shape& s, DType t) { return Tensor::empty(s, t, device_); };
   if (a.batch != B || a.seq != T) {  // (re)allocate for this micro-batch shape
     a = Activations{};
     a.batch = B, a.seq = T;
@@ -134,8 +136,9 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
     a.dq = make({B, T, H, D}, dt), a.dk = make({B, T, KV, D}, dt), a.dv = make({B, T, KV, D}, dt);
     a.dact = make({N, F}, dt), a.dgate_up = make({N, 2 * F}, dt);
   }
-  int32_t* ids = a.ids.data<int32_t>();
-  int32_t* tgt = a.targets.data<int32_t>();
+  Tensor ids_host = Tensor::empty({N}, DType::I32), targets_host = Tensor::empty({N}, DType::I32);
+  int32_t* ids = ids_host.data<int32_t>();
+  int32_t* tgt = targets_host.data<int32_t>();
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {
       const int32_t x = tokens[b * (T + 1) + t], y = tokens[b * (T + 1) + t + 1];
@@ -146,6 +149,8 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
       tgt[b * T + t] = y;
     }
 
+  a.ids.copy_from(ids_host);
+  a.targets.copy_from(targets_host);
   const float eps = static_cast<float>(cfg_.norm_eps);
   ops::embedding_fwd(a.ids, w_->embed.w, a.layers.empty() ? a.out : a.layers[0].in);
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
@@ -172,7 +177,7 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
   ops::rmsnorm_fwd(a.out, w_->final_norm.w, eps, a.xn_f, a.rstd_f);
   ops::linear_fwd(a.xn_f, w_->head.w, a.logits);
   if (keep_logits_) {
-    kept_logits_ = make(a.logits.shape(), a.logits.dtype());
+    kept_logits_ = Tensor::empty(a.logits.shape(), a.logits.dtype());  // on the host
     kept_logits_.copy_from(a.logits);
   }
   // Loss and dlogits in one pass, in place: the logits are not needed after this.

@@ -1,5 +1,6 @@
 #include "llamatron/params.h"
 
+#include "llamatron/backend.h"
 #include "llamatron/errors.h"
 #include "ops/cpu/cpu_ops.h"
 
@@ -9,16 +10,17 @@ namespace llamatron {
 // vectorized kernels, and shard boundaries that never split a cache line.
 constexpr int64_t kAlign = 64;
 
-ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype) : specs_(std::move(specs)), dtype_(dtype) {
+ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device)
+    : specs_(std::move(specs)), dtype_(dtype), device_(device) {
   LT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "parameters are fp32 or bf16");
   for (size_t i = 0; i < specs_.size(); ++i) {
     specs_[i].offset = numel_;
     numel_ += specs_[i].packed_with_next ? specs_[i].numel() : (specs_[i].numel() + kAlign - 1) / kAlign * kAlign;
     LT_CHECK(index_.emplace(specs_[i].name, i).second, "duplicate parameter " + specs_[i].name);
   }
-  master_ = Tensor::zeros({numel_}, DType::F32);
-  params_ = dtype == DType::F32 ? master_ : Tensor::zeros({numel_}, DType::BF16);
-  grads_ = Tensor::zeros({numel_}, DType::F32);
+  master_ = Tensor::zeros({numel_}, DType::F32, device);
+  params_ = dtype == DType::F32 ? master_ : Tensor::zeros({numel_}, DType::BF16, device);
+  grads_ = Tensor::zeros({numel_}, DType::F32, device);
 }
 
 const ParamSpec& ParamStore::spec(const std::string& name) const {
@@ -45,6 +47,7 @@ Tensor ParamStore::span(const Tensor& flat, const std::string& first, const Shap
 
 void ParamStore::sync_params_from_master() {
   if (master_is_params()) return;
+  if (device_ != Device::CPU) return backend_for(device_).cast(master_, params_);
   cpu::convert<bf16>(master_.data<float>(), params_.data<bf16>(), numel_);
 }
 

@@ -3,22 +3,43 @@
 #include <algorithm>
 #include <cmath>
 
+#include "llamatron/backend.h"
 #include "ops/cpu/cpu_ops.h"
 
 namespace llamatron {
 
 AdamW::AdamW(ParamStore& params, const OptimConfig& cfg)
-    : params_(params), cfg_(cfg), m_(Tensor::zeros({params.numel()}, DType::F32)),
-      v_(Tensor::zeros({params.numel()}, DType::F32)) {}
+    : params_(params), cfg_(cfg), m_(Tensor::zeros({params.numel()}, DType::F32, params.device())),
+      v_(Tensor::zeros({params.numel()}, DType::F32, params.device())) {}
+
+namespace {
+bool decayed(const ParamSpec& s, const OptimConfig& c) { return !s.is_norm && (!s.is_embedding || c.decay_embeddings); }
+}  // namespace
 
 double AdamW::step(double lr) {
   ++step_;
   const Tensor& grads = params_.grads_flat();
-  const double norm = std::sqrt(cpu::sum_squares(grads.data<float>(), grads.numel()));
+  const bool on_device = params_.device() != Device::CPU;
+  const double norm = std::sqrt(on_device ? backend_for(params_.device()).sum_squares(grads)
+                                          : cpu::sum_squares(grads.data<float>(), grads.numel()));
   float clip = 1.0f;
   if (cfg_.max_grad_norm > 0 && norm > 0) clip = static_cast<float>(std::min(1.0, cfg_.max_grad_norm / (norm + 1e-6)));
+  if (on_device) {  // one fused launch over the flat buffer, weight decay per parameter range
+    std::vector<int64_t> range_end;
+    std::vector<float> range_wd;
+    for (const ParamSpec& s : params_.specs()) {
+      range_end.push_back(s.offset + s.numel());
+      range_wd.push_back(decayed(s, cfg_) ? static_cast<float>(cfg_.weight_decay) : 0.0f);
+    }
+    range_end.back() = params_.numel();
+    backend_for(params_.device())
+        .adamw(params_.master_flat(), grads, m_, v_, params_.params_flat(), range_end, range_wd,
+               {static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
+                static_cast<float>(cfg_.eps), clip, step_});
+    return norm;
+  }
   for (const ParamSpec& s : params_.specs()) {
-    const bool decay = !s.is_norm && (!s.is_embedding || cfg_.decay_embeddings);
+    const bool decay = decayed(s, cfg_);
     cpu::AdamWParams p{static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
                        static_cast<float>(cfg_.eps), decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, step_, clip};
     float* master = params_.master_flat().data<float>() + s.offset;

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "llamatron/tensor.h"
 
@@ -38,6 +39,18 @@ class DeviceBackend {
   virtual double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                                        int32_t ignore_index) = 0;
   virtual void add_inplace(const Tensor& y, const Tensor& x) = 0;
+
+  // The optimizer's pieces on flat buffers (csrc/train/optim.cpp): fp32 -> bf16 rounding, the
+  // sum of squares of the gradients, and AdamW where element i decays with range_wd[r] for the
+  // first r with i < range_end[r] (host vectors).
+  virtual void cast(const Tensor& src_f32, const Tensor& dst_bf16) = 0;
+  virtual double sum_squares(const Tensor& x_f32) = 0;
+  struct AdamWStep {
+    float lr, beta1, beta2, eps, grad_scale;
+    int64_t step;
+  };
+  virtual void adamw(const Tensor& master, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& param,
+                     const std::vector<int64_t>& range_end, const std::vector<float>& range_wd, const AdamWStep& s) = 0;
 };
 
 // Registers (or, with nullptr, removes) the backend of a non-CPU device. Not owned.

@@ -21,7 +21,8 @@ std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg);
 
 class LlamaModel {
  public:
-  LlamaModel(const ModelConfig& cfg, DType dtype);
+  // device: where parameters and activations live (CPU, or CUDA with a registered backend).
+  LlamaModel(const ModelConfig& cfg, DType dtype, Device device = Device::CPU);
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
   LlamaModel& operator=(const LlamaModel&) = delete;
@@ -29,6 +30,7 @@ class LlamaModel {
   const ModelConfig& config() const { return cfg_; }
   ParamStore& params() { return *params_; }
   DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
 
   // N(0, 0.02) for embeddings and projections, 0.02/sqrt(2L) for the residual-output projections
   // (o, down), ones for norm weights. Deterministic in the seed.
@@ -55,6 +57,7 @@ class LlamaModel {
 
   ModelConfig cfg_;
   DType dtype_;
+  Device device_;
   std::unique_ptr<ParamStore> params_;
   std::unique_ptr<Weights> w_;
   std::unique_ptr<Activations> act_;

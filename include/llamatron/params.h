@@ -24,12 +24,13 @@ class ParamStore {
  public:
   // dtype: storage of the parameters the model computes with. With F32 the master copy *is* the
   // parameter buffer (exact mode); with BF16 the master is a separate fp32 buffer.
-  ParamStore(std::vector<ParamSpec> specs, DType dtype);
+  ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device = Device::CPU);
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const ParamSpec& spec(const std::string& name) const;
   bool has(const std::string& name) const { return index_.count(name) > 0; }
   DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
   int64_t numel() const { return numel_; }  // including alignment padding
 
   Tensor param(const std::string& name) const { return view(params_, name); }
@@ -53,6 +54,7 @@ class ParamStore {
   std::vector<ParamSpec> specs_;
   std::map<std::string, size_t> index_;
   DType dtype_;
+  Device device_;
   int64_t numel_ = 0;
   Tensor params_, master_, grads_;
 };
