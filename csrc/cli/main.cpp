@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "llamatron/backend.h"
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
@@ -20,8 +21,15 @@ namespace {
 
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
   const RunConfig cfg = load_config(config_path, overrides);
+  std::unique_ptr<DeviceBackend> cuda;  // registered for Device::CUDA while it lives
+  if (cfg.train.device == "cuda") {
+    std::string why;
+    cuda = make_linked_cuda_backend(&why);
+    if (!cuda) throw Error("train.device=cuda, but " + why);
+  }
   Trainer trainer(cfg);
-  spdlog::info("model: {} | precision {} | {} thread(s)", describe(cfg.model), cfg.train.precision, omp_get_max_threads());
+  spdlog::info("model: {} | precision {} | device {} | {} thread(s)", describe(cfg.model), cfg.train.precision,
+               cfg.train.device, omp_get_max_threads());
   spdlog::info("data: {}", trainer.data().describe());
   auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());
   const double floor = markov ? markov->entropy_floor(cfg.train.seq_len) : 0.0;

@@ -51,6 +51,8 @@ void RunConfig::validate() const {
   need(train.seq_len <= model.max_seq_len, "train.seq_len (" + std::to_string(train.seq_len) +
                                                ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
   need(train.precision == "bf16" || train.precision == "fp32", "train.precision must be bf16 or fp32, got '" + train.precision + "'");
+  need(train.device == "cpu" || train.device == "cuda", "train.device must be cpu or cuda, got '" + train.device + "'");
+  need(train.device != "cuda" || train.precision == "bf16", "train.device=cuda trains in bf16: set train.precision=bf16 (fp32 is the CPU's exact mode)");
   need(optim.schedule == "constant" || optim.schedule == "linear" || optim.schedule == "cosine" || optim.schedule == "wsd",
        "optim.schedule must be constant, linear, cosine or wsd, got '" + optim.schedule + "'");
   need(optim.lr > 0 && optim.min_lr >= 0 && optim.min_lr <= optim.lr, "need 0 < optim.lr and 0 <= optim.min_lr <= optim.lr");
@@ -162,6 +164,7 @@ const std::map<std::string, Setter>& fields() {
       field("train.seed", &R::train, &TrainConfig::seed),
       field("train.log_every", &R::train, &TrainConfig::log_every),
       field("train.threads", &R::train, &TrainConfig::threads),
+      field("train.device", &R::train, &TrainConfig::device),
   };
   return table;
 }

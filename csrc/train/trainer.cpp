@@ -10,7 +10,8 @@ Trainer::Trainer(const RunConfig& cfg) : cfg_(cfg) {
   cfg_.validate();
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
-  model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16);
+  model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
+                                        cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU);
   model_->init_weights(cfg_.train.seed);
   optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim);
 }

@@ -6,6 +6,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "llamatron/tensor.h"
@@ -52,6 +54,10 @@ class DeviceBackend {
   virtual void adamw(const Tensor& master, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& param,
                      const std::vector<int64_t>& range_end, const std::vector<float>& range_wd, const AdamWStep& s) = 0;
 };
+
+// The CUDA backend this binary was linked with (the GPU one, or the emulated one in llamatron-emu),
+// registered while it lives; nullptr with `why` set when there is none or no usable device.
+std::unique_ptr<DeviceBackend> make_linked_cuda_backend(std::string* why);
 
 // Registers (or, with nullptr, removes) the backend of a non-CPU device. Not owned.
 void register_backend(Device device, DeviceBackend* backend);

@@ -57,6 +57,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   int64_t log_every = 1;
   int64_t threads = 0;            // 0: OMP_NUM_THREADS or all cores
+  std::string device = "cpu";     // cpu | cuda (the GPU, or the emulated device in llamatron_emu)
 };
 
 struct RunConfig {

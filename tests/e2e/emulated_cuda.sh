@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The CLI on the emulated CUDA device: `llamatron-emu train ... --set train.device=cuda` runs every
+# kernel in the emulator; its losses must match the CPU backend's (`llamatron`) step by step within
+# the bf16 bound of the model test ((12 * layers + 2) bf16 roundings: 26 * 2^-8 for tiny.yaml).
+# And `llamatron` itself, on a machine without a GPU, must refuse train.device=cuda in one line.
+set -u
+cpu_bin=$1 emu_bin=$2 config=$3
+common=(--set train.steps=6 --set train.log_every=1)
+losses() { grep ' step ' | grep -o 'loss [0-9.]*' | awk '{ print $2 }'; }
+cpu=$("$cpu_bin" train "$config" "${common[@]}" 2>&1 | losses)
+emu=$("$emu_bin" train "$config" "${common[@]}" --set train.device=cuda 2>&1 | losses)
+passed=0 failed=0
+check() { if eval "$2"; then echo "ok - $1"; passed=$((passed + 1)); else echo "FAIL - $1"; failed=$((failed + 1)); fi; }
+check "both runs logged 6 steps" '[ "$(echo "$cpu" | wc -l)" -eq 6 ] && [ "$(echo "$emu" | wc -l)" -eq 6 ]'
+check "emulated CUDA losses match the CPU backend within 26 * 2^-8" \
+  'paste <(echo "$cpu") <(echo "$emu") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
+if ! nvidia-smi >/dev/null 2>&1; then
+  out=$("$cpu_bin" train "$config" --set train.device=cuda 2>&1 >/dev/null)
+  rc=$?
+  check "without a GPU, train.device=cuda is a one-line error with exit 1" '[ $rc -eq 1 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "train.device=cuda"'
+fi
+echo "cpu losses: $(echo $cpu)"
+echo "emu losses: $(echo $emu)"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
