@@ -1,4 +1,5 @@
-// The CUDA backend on the emulated device, through the op interface the model calls (ops::),
+// The CUDA backend this binary links — the emulated device in kernel_tests (CI), the GPU in
+// gpu_backend_tests (scripts/gpu_check.sh) — through the op interface the model calls (ops::),
 // against the CPU backend on the same bf16 inputs: tensors are copied to the device, the same
 // ops:: calls run on both, the results are copied back and compared (one bf16 rounding of the
 // tensor's scale for bf16 outputs, 1e-5 for fp32 ones, which both sides reduce in fp32).
@@ -50,9 +51,17 @@ double err(const Tensor& device_result, const Tensor& host_ref) {
                                               : scaled_error(values<float>(device_result), values<float>(host_ref));
 }
 
+// The linked backend, registered for Device::CUDA while it lives; a failure says why there is none.
+std::unique_ptr<cuda::CudaBackend> linked_backend() {
+  std::string why;
+  std::unique_ptr<DeviceBackend> b = make_linked_cuda_backend(&why);
+  if (!b) throw Error("no CUDA backend: " + why);
+  return std::unique_ptr<cuda::CudaBackend>(static_cast<cuda::CudaBackend*>(b.release()));
+}
+
 class CudaBackendOps : public testing::Test {
  protected:
-  std::unique_ptr<cuda::CudaBackend> backend = cuda::make_emulated_backend();
+  std::unique_ptr<cuda::CudaBackend> backend = linked_backend();
 };
 
 TEST_F(CudaBackendOps, LinearRmsNormSwiGluAddMatchCpu) {
@@ -156,7 +165,7 @@ namespace llamatron::test {
 namespace {
 
 TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
-  auto backend = cuda::make_emulated_backend();
+  auto backend = linked_backend();
   ModelConfig cfg;
   cfg.vocab_size = 64, cfg.dim = 64, cfg.n_layers = 2, cfg.n_heads = 4, cfg.n_kv_heads = 2, cfg.ffn_dim = 96, cfg.max_seq_len = 32;
   LlamaModel cpu_model(cfg, DType::BF16, Device::CPU), dev_model(cfg, DType::BF16, Device::CUDA), initial(cfg, DType::BF16);
@@ -202,7 +211,7 @@ TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
 }
 
 TEST(CudaBackendEndToEnd, StepLoopReusesDeviceMemory) {
-  auto backend = cuda::make_emulated_backend();
+  auto backend = linked_backend();
   ModelConfig cfg;
   cfg.vocab_size = 64, cfg.dim = 64, cfg.n_layers = 1, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 64, cfg.max_seq_len = 32;
   LlamaModel model(cfg, DType::BF16, Device::CUDA);
