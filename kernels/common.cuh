@@ -46,51 +46,42 @@ __device__ __forceinline__ void grid_stride_vec8(int64_t total, bool vec, F&& f)
   for (int64_t i = bulk + tid; i < total; i += stride) f(i, 1);
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+// A reduction over the warp (xor butterfly: every lane gets the result) and over the block
+// (warp trees, then warp 0 over the warp results: a fixed order, so deterministic), for any
+// associative combine; blockDim.x a multiple of 32, at most 1024.
+template <typename Combine>
+__device__ __forceinline__ float warp_reduce(float v, Combine combine) {
+  for (int offset = 16; offset > 0; offset /= 2) v = combine(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, <= 1024), the same on every thread. Fixed
-// order (warp trees, then warp 0 over the warp sums): deterministic.
-__device__ __forceinline__ float block_sum(float v) {
-  __shared__ float warp_sums[32];
+template <typename Combine>
+__device__ __forceinline__ float block_reduce(float v, float identity, Combine combine) {
+  __shared__ float warp_results[32];
   __shared__ float total;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  v = warp_sum(v);
-  __syncthreads();  // warp_sums may still be read by a previous call
-  if (lane == 0) warp_sums[warp] = v;
+  v = warp_reduce(v, combine);
+  __syncthreads();  // warp_results may still be read by a previous call
+  if (lane == 0) warp_results[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float s = lane < warps ? warp_sums[lane] : 0.f;
-    s = warp_sum(s);
-    if (lane == 0) total = s;
+    const float r = warp_reduce(lane < warps ? warp_results[lane] : identity, combine);
+    if (lane == 0) total = r;
   }
   __syncthreads();
   return total;
 }
 
-__device__ __forceinline__ float block_max(float v) {
-  __shared__ float warp_maxes[32];
-  __shared__ float total;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) warp_maxes[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < warps ? warp_maxes[lane] : -INFINITY;
-    s = warp_max(s);
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  return total;
-}
+struct Plus {
+  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct Max {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, Plus{}); }
+__device__ __forceinline__ float block_sum(float v) { return block_reduce(v, 0.f, Plus{}); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce(v, -INFINITY, Max{}); }
 
 inline int blocks_for(int64_t n, int per_block) { return static_cast<int>((n + per_block - 1) / per_block); }
 
