@@ -135,21 +135,22 @@ inline T atomicCAS(T* address, T compare, T val) {
   std::atomic_ref<T>(*address).compare_exchange_strong(compare, val);
   return compare;  // the old value, whether or not it was replaced
 }
-template <typename T>
-inline T atomicMax(T* address, T val) {
+// Stores val while `better(val, current)`, by CAS; returns the old value (atomicMax / atomicMin).
+template <typename T, typename Better>
+inline T atomic_replace_if(T* address, T val, Better better) {
   std::atomic_ref<T> a(*address);
   T old = a.load();
-  while (old < val && !a.compare_exchange_weak(old, val)) {
+  while (better(val, old) && !a.compare_exchange_weak(old, val)) {
   }
   return old;
 }
 template <typename T>
+inline T atomicMax(T* address, T val) {
+  return atomic_replace_if(address, val, [](T v, T old) { return old < v; });
+}
+template <typename T>
 inline T atomicMin(T* address, T val) {
-  std::atomic_ref<T> a(*address);
-  T old = a.load();
-  while (val < old && !a.compare_exchange_weak(old, val)) {
-  }
-  return old;
+  return atomic_replace_if(address, val, [](T v, T old) { return v < old; });
 }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
