@@ -3,6 +3,7 @@
 // Every function here is warp-collective (all 32 lanes call it), as the instruction is.
 #pragma once
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/launch.cuh"
@@ -95,6 +96,17 @@ __device__ __forceinline__ void ldmatrix(uint32_t (&r)[N], const void* smem_row)
       r[i] = lo | hi << 16;
     }
   }
+#endif
+}
+
+// 2^x by ex2.approx (relative error about 2^-22; 2^-inf = 0), the softmax's exponential.
+__device__ __forceinline__ float ex2(float x) {
+#if defined(__CUDACC__)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+#else
+  return std::exp2(x);
 #endif
 }
 

@@ -26,6 +26,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     std::string why;
     cuda = make_linked_cuda_backend(&why);
     if (!cuda) throw Error("train.device=cuda, but " + why);
+    cuda->set_deterministic(cfg.train.deterministic);
   }
   Trainer trainer(cfg);
   spdlog::info("model: {} | precision {} | device {} | {} thread(s)", describe(cfg.model), cfg.train.precision,

@@ -2,12 +2,12 @@
 
 #include <vector>
 
+#include "kernels/attention.cuh"
 #include "kernels/cross_entropy.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/optimizer.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "llamatron/errors.h"
-#include "ops/cpu/cpu_ops.h"
 
 namespace llamatron::cuda {
 namespace {
@@ -25,6 +25,15 @@ float* f32(const Tensor& t) {
   LT_CHECK(t.dtype() == DType::F32, "expected an fp32 tensor");
   return static_cast<float*>(t.raw());
 }
+// q [B, T, H, D], k [B, T, KV, D]; shapes the kernels cannot take are a config error.
+kernels::AttentionDims attention_dims(const Tensor& q, const Tensor& k) {
+  const kernels::AttentionDims d{static_cast<int>(q.dim(0)), static_cast<int>(q.dim(1)), static_cast<int>(q.dim(2)),
+                                 static_cast<int>(k.dim(2)), static_cast<int>(q.dim(3))};
+  const std::string why = kernels::attention_unsupported(d);
+  if (!why.empty()) throw Error(why + ": change the model config or train on the CPU backend (train.device=cpu)");
+  return d;
+}
+
 int rows_of(const Tensor& t) { return static_cast<int>(t.numel() / t.dim(-1)); }
 cudaStream_t cs(rt::Stream s) { return static_cast<cudaStream_t>(s); }
 
@@ -81,24 +90,20 @@ void CudaBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, in
     static_cast<int>(x.dim(3)), static_cast<int>(offset), cs(stream_));
 }
 
-// The tensor-core attention kernels are issue #5. Until then the emulated device, whose memory the
-// host can read, runs the CPU attention (after the stream has drained); a GPU run stops here.
+// Tensor-core flash attention (kernels/attention.cu); its tiles are its own, so the CPU's
+// block_q / block_k do not apply.
 void CudaBackend::attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                                int64_t block_q, int64_t block_k) {
-  if (rt_->name() != "emulated") throw Error("CUDA attention kernels are not written yet (issue #5): train on the CPU backend");
-  rt_->stream_synchronize(stream_);
-  cpu::attention_fwd<bf16>(static_cast<const bf16*>(q.raw()), static_cast<const bf16*>(k.raw()), static_cast<const bf16*>(v.raw()),
-                           static_cast<bf16*>(o.raw()), f32(lse),
-                           {q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k});
+                                int64_t, int64_t) {
+  const kernels::AttentionDims d = attention_dims(q, k);
+  kernels::attention_forward(bf(q), bf(k), bf(v), bf_mut(o), f32(lse), d, cs(stream_));
 }
 void CudaBackend::attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q,
-                                int64_t block_k) {
-  if (rt_->name() != "emulated") throw Error("CUDA attention kernels are not written yet (issue #5): train on the CPU backend");
-  rt_->stream_synchronize(stream_);
-  auto p = [](const Tensor& t) { return static_cast<bf16*>(t.raw()); };
-  cpu::attention_bwd<bf16>(p(q), p(k), p(v), p(o), f32(lse), p(dout), p(dq), p(dk), p(dv),
-                           {q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k});
+                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t, int64_t) {
+  const kernels::AttentionDims d = attention_dims(q, k);
+  const auto bytes = static_cast<int64_t>(kernels::attention_backward_workspace_bytes(d, deterministic_));
+  Tensor workspace = Tensor::empty({(bytes + 3) / 4}, DType::F32, Device::CUDA);
+  kernels::attention_backward(bf(q), bf(k), bf(v), bf(o), f32(lse), bf(dout), bf_mut(dq), bf_mut(dk), bf_mut(dv),
+                              workspace.raw(), d, deterministic_, cs(stream_));
 }
 
 void CudaBackend::swiglu_fwd(const Tensor& gate_up, const Tensor& y) {

@@ -23,6 +23,7 @@ class CudaBackend final : public DeviceBackend {
   const CachingDeviceAllocator& pool() const { return alloc_; }
   void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) override;
   void zero(void* ptr, size_t bytes) override;
+  void set_deterministic(bool on) override { deterministic_ = on; }
 
   void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) override;
   void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) override;
@@ -53,6 +54,7 @@ class CudaBackend final : public DeviceBackend {
   CachingDeviceAllocator alloc_;
   std::unique_ptr<DeviceGemm> gemm_;
   rt::Stream stream_ = nullptr;  // one in-order compute stream
+  bool deterministic_ = false;
 };
 
 // The emulated device: emulated runtime, CPU GEMM, kernels run by the emulator. Registers itself

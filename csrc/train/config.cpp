@@ -165,6 +165,7 @@ const std::map<std::string, Setter>& fields() {
       field("train.log_every", &R::train, &TrainConfig::log_every),
       field("train.threads", &R::train, &TrainConfig::threads),
       field("train.device", &R::train, &TrainConfig::device),
+      field("train.deterministic", &R::train, &TrainConfig::deterministic),
   };
   return table;
 }

@@ -21,6 +21,9 @@ class DeviceBackend {
   // Copies between this device and the host, or within the device; waits for the copy.
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
   virtual void zero(void* ptr, size_t bytes) = 0;
+  // Same inputs, same bits, at some cost in speed where the fast path sums in a racy order
+  // (attention's dQ atomics on CUDA). Off by default, as in FlashAttention and Megatron.
+  virtual void set_deterministic(bool on) = 0;
 
   virtual void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
   virtual void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) = 0;

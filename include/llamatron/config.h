@@ -58,6 +58,8 @@ struct TrainConfig {
   int64_t log_every = 1;
   int64_t threads = 0;            // 0: OMP_NUM_THREADS or all cores
   std::string device = "cpu";     // cpu | cuda (the GPU, or the emulated device in llamatron_emu)
+  bool deterministic = false;     // cuda: bit-identical steps (attention dQ by a second pass, not atomics);
+                                  // the CPU backend always is
 };
 
 struct RunConfig {

@@ -406,6 +406,9 @@ void set_max_dynamic_smem(const void* kernel, size_t bytes) {
   g_max_dynamic_smem[kernel] = bytes;
 }
 
+std::atomic<bool> g_reverse_blocks{false};
+void set_reverse_block_order(bool on) { g_reverse_blocks = on; }
+
 void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body) {
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > 64)
@@ -427,8 +430,10 @@ void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes
   const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y * grid.z;
   std::string first_error;
   std::mutex mu;
+  const bool reverse = g_reverse_blocks;
 #pragma omp parallel for schedule(dynamic)
-  for (int64_t b = 0; b < blocks; ++b) {
+  for (int64_t i = 0; i < blocks; ++i) {
+    const int64_t b = reverse ? blocks - 1 - i : i;
     {
       std::lock_guard<std::mutex> lock(mu);
       if (!first_error.empty()) continue;

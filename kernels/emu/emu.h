@@ -12,6 +12,7 @@
 #define __device__
 #define __host__
 #define __constant__ static
+#define __launch_bounds__(...)  // a register-allocation hint for ptxas; nothing to emulate
 // One instance per worker thread = one per running block (a worker runs one block at a time).
 #define __shared__ static thread_local
 
@@ -45,6 +46,9 @@ void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): without it a
 // launch may use at most 48 KiB of dynamic shared memory, as on a GPU.
 void set_max_dynamic_smem(const void* kernel, size_t bytes);
+// Blocks start in reverse order (last block first) while set: a GPU promises no block order, so a
+// result that changes with it (e.g. float atomics from several blocks) is order-dependent.
+void set_reverse_block_order(bool on);
 
 // ---- synchronisation ----------------------------------------------------------------------------
 void sync_block(const char* file, int line);

@@ -156,8 +156,8 @@ TEST(CudaBackendRegistration, NoBackendIsAClearError) {
 }  // namespace llamatron::test
 
 // The end-to-end check of #4: a tiny LLaMA trained for 3 AdamW steps on the emulated CUDA backend
-// (every op a CUDA kernel run by the emulator, GEMMs through the emulated runtime; attention still
-// the CPU's until #5) matches the same training on the CPU backend. Both store bf16 and compute in
+// (every op a CUDA kernel run by the emulator, attention the tensor-core flash kernel, GEMMs through
+// the emulated runtime) matches the same training on the CPU backend. Both store bf16 and compute in
 // fp32; they differ where a kernel's fp32 sum order differs, by at most one bf16 rounding per op
 // on the path, the same count the bf16 model test uses: 12 per layer forward plus 2 at the head,
 // twice that for gradients and the parameters they update.
@@ -167,7 +167,7 @@ namespace {
 TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
   auto backend = linked_backend();
   ModelConfig cfg;
-  cfg.vocab_size = 64, cfg.dim = 64, cfg.n_layers = 2, cfg.n_heads = 4, cfg.n_kv_heads = 2, cfg.ffn_dim = 96, cfg.max_seq_len = 32;
+  cfg.vocab_size = 64, cfg.dim = 128, cfg.n_layers = 2, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 96, cfg.max_seq_len = 32;
   LlamaModel cpu_model(cfg, DType::BF16, Device::CPU), dev_model(cfg, DType::BF16, Device::CUDA), initial(cfg, DType::BF16);
   cpu_model.init_weights(5);
   dev_model.init_weights(5);
@@ -210,10 +210,47 @@ TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
   EXPECT_GT(backend->pool().stats().runtime_mallocs, 0u);
 }
 
-TEST(CudaBackendEndToEnd, StepLoopReusesDeviceMemory) {
+// The model's attention is the CUDA kernel (there is no other path on this backend): a head_dim the
+// kernels do not take fails there, with the kernel's reason and the way out.
+TEST(CudaBackendEndToEnd, ModelAttentionRunsTheFlashKernel) {
   auto backend = linked_backend();
   ModelConfig cfg;
   cfg.vocab_size = 64, cfg.dim = 64, cfg.n_layers = 1, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 64, cfg.max_seq_len = 32;
+  LlamaModel model(cfg, DType::BF16, Device::CUDA);
+  model.init_weights(1);
+  std::vector<int32_t> tokens(2 * 17, 3);
+  try {
+    model.forward_backward(tokens.data(), 2, 16, 1.0f / 32);
+    ADD_FAILURE() << "head_dim 32 ran on the CUDA backend";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("head_dim 32 is not supported by the CUDA attention kernels"), std::string::npos) << e.what();
+  }
+}
+
+// With set_deterministic, two identical steps give identical bits (dQ by the second pass).
+TEST(CudaBackendEndToEnd, DeterministicModeRepeatsBitForBit) {
+  auto backend = linked_backend();
+  backend->set_deterministic(true);
+  ModelConfig cfg;
+  cfg.vocab_size = 64, cfg.dim = 128, cfg.n_layers = 1, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 64, cfg.max_seq_len = 80;
+  LlamaModel model(cfg, DType::BF16, Device::CUDA);
+  model.init_weights(1);
+  MarkovSource data(cfg.vocab_size, 1, 4, 1, 2);
+  std::vector<int32_t> tokens(2 * 71);
+  data.next_batch(2, 70, tokens.data());
+  std::vector<std::vector<float>> grads;
+  for (int run = 0; run < 2; ++run) {
+    model.params().zero_grads();
+    model.forward_backward(tokens.data(), 2, 70, 1.0f / 140);
+    grads.push_back(values<float>(model.params().grad("model.layers.0.self_attn.q_proj.weight")));
+  }
+  EXPECT_EQ(grads[0], grads[1]);
+}
+
+TEST(CudaBackendEndToEnd, StepLoopReusesDeviceMemory) {
+  auto backend = linked_backend();
+  ModelConfig cfg;
+  cfg.vocab_size = 64, cfg.dim = 128, cfg.n_layers = 1, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 64, cfg.max_seq_len = 32;
   LlamaModel model(cfg, DType::BF16, Device::CUDA);
   model.init_weights(1);
   AdamW opt(model.params(), OptimConfig{});

@@ -1,0 +1,507 @@
+// Causal grouped-query attention on tensor cores, FlashAttention-2 style (FACTS.md); the CPU
+// reference is csrc/ops/cpu/attention.cpp. bf16 operands through mma.sync m16n8k16 and ldmatrix
+// (kernels/ptx.cuh), fp32 accumulators and softmax statistics, K/V (or Q/dO) tiles double-buffered
+// in shared memory with cp.async. Four warps per CTA, each owning 16 rows of every product.
+//
+// Forward: a CTA owns 64 query rows of one head and walks the key tiles up to the diagonal with an
+// online softmax (log2 domain); only the diagonal tile is masked. Saves LSE for the backward.
+// Backward: a pre-pass computes D = rowsum(dO * O). A CTA owns 64 keys of one KV head and walks
+// every query tile of every query head in its group, keeping dK and dV in fp32 registers (no
+// per-query-head copies to sum). dQ either goes to an fp32 accumulator by atomics (fast) or comes
+// from a second pass per query tile that recomputes P and dS (deterministic).
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/common.cuh"  // first: under g++ it sets up the emulator before any CUDA header
+#include "kernels/attention.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/ptx.cuh"
+
+namespace llamatron::kernels {
+namespace {
+
+constexpr int kWarps = 4, kThreads = 32 * kWarps;
+constexpr int kBlockM = 64;  // query rows per forward / dQ CTA (16 per warp)
+constexpr int kBlockN = 64;  // keys per tile, and per dK/dV CTA (16 per warp)
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Query rows per step of the dK/dV CTA: 32 at D = 128 keeps dK, dV, S and dP in registers.
+template <int D>
+constexpr int kBwdBlockM = D == 128 ? 32 : 64;
+
+// A [rows][W] bf16 tile in shared memory. Its 16-byte chunks are XOR-swizzled so that the 8 row
+// addresses of one ldmatrix phase fall in 8 different 16-byte bank groups (no bank conflicts).
+template <int W>
+__device__ __forceinline__ int swz(int row, int col) {
+  constexpr int kChunks = W / 8, kRowsPerLine = kChunks >= 8 ? 1 : 8 / kChunks, kMask = (kChunks >= 8 ? 8 : kChunks) - 1;
+  return row * W + ((((col >> 3) ^ ((row / kRowsPerLine) & kMask)) << 3) | (col & 7));
+}
+
+// Rows [row0, row0 + ROWS) of a global [*, ld] matrix into a swizzled [ROWS][W] tile by cp.async.
+// Rows at or past `valid` are zero-filled: they meet only masked scores, and 0 * 0 is never NaN.
+template <int ROWS, int W>
+__device__ __forceinline__ void stage_tile(bf16* tile, const bf16* g, int64_t ld, int row0, int valid) {
+  constexpr int kChunks = W / 8;
+  for (int c = threadIdx.x; c < ROWS * kChunks; c += kThreads) {
+    const int r = c / kChunks, ch = c % kChunks;
+    bf16* dst = tile + swz<W>(r, ch * 8);
+    if (row0 + r < valid)
+      cp_async<16>(dst, g + (row0 + r) * ld + ch * 8);
+    else
+      *reinterpret_cast<uint4*>(dst) = uint4{0u, 0u, 0u, 0u};
+  }
+}
+
+// Fragment loads for mma m16n8k16 (layouts in ptx.cuh). Lane 8i + r addresses row r of matrix i.
+// A, rows [m0, m0 + 16) x k [k0, k0 + 16) of a row-major [m][k] tile.
+template <int W>
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf16* tile, int m0, int k0) {
+  const int i = threadIdx.x % 32 / 8, r = threadIdx.x % 8;
+  ldmatrix<4, false>(a, tile + swz<W>(m0 + r + (i & 1) * 8, k0 + (i >> 1) * 8));
+}
+// A = X^T where the tile holds X as [k][m].
+template <int W>
+__device__ __forceinline__ void load_a_trans(uint32_t (&a)[4], const bf16* tile, int m0, int k0) {
+  const int i = threadIdx.x % 32 / 8, r = threadIdx.x % 8;
+  ldmatrix<4, true>(a, tile + swz<W>(k0 + r + (i >> 1) * 8, m0 + (i & 1) * 8));
+}
+// B for the n-tiles n0 and n0 + 8 (b[0..1], b[2..3]) over k [k0, k0 + 16), the tile holding B^T as
+// [n][k] (K in Q K^T) ...
+template <int W>
+__device__ __forceinline__ void load_b(uint32_t (&b)[4], const bf16* tile, int n0, int k0) {
+  const int i = threadIdx.x % 32 / 8, r = threadIdx.x % 8;
+  ldmatrix<4, false>(b, tile + swz<W>(n0 + r + (i >> 1) * 8, k0 + (i & 1) * 8));
+}
+// ... or B itself as [k][n] (V in P V).
+template <int W>
+__device__ __forceinline__ void load_b_trans(uint32_t (&b)[4], const bf16* tile, int n0, int k0) {
+  const int i = threadIdx.x % 32 / 8, r = threadIdx.x % 8;
+  ldmatrix<4, true>(b, tile + swz<W>(k0 + r + (i & 1) * 8, n0 + (i >> 1) * 8));
+}
+
+// acc (16 x 8NT, fp32) += A (16 x 16KS) B: a_frag(ks, a) gives A's k-step ks, b_frag(ks, nt, b) the
+// B fragments of n-tiles nt and nt + 1.
+template <int NT, int KS, typename AFrag, typename BFrag>
+__device__ __forceinline__ void warp_mma(float (&acc)[NT][4], AFrag&& a_frag, BFrag&& b_frag) {
+  static_assert(NT % 2 == 0, "n-tiles come in pairs");
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    uint32_t a[4];
+    a_frag(ks, a);
+#pragma unroll
+    for (int nt = 0; nt < NT; nt += 2) {
+      uint32_t b[4];
+      b_frag(ks, nt, b);
+      const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+      mma_m16n8k16_bf16(acc[nt], a, b0, acc[nt]);
+      mma_m16n8k16_bf16(acc[nt + 1], a, b1, acc[nt + 1]);
+    }
+  }
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16(lo))) |
+         static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16(hi))) << 16;
+}
+
+// A 16 x 8NT accumulator rounded to bf16 as the A fragments of its NT/2 k-steps: the C layout of two
+// adjacent n-tiles is the A layout of one k-step, so P never leaves registers.
+template <int NT>
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[NT / 2][4], const float (&c)[NT][4]) {
+#pragma unroll
+  for (int ks = 0; ks < NT / 2; ++ks) {
+    a[ks][0] = pack_bf16(c[2 * ks][0], c[2 * ks][1]);
+    a[ks][1] = pack_bf16(c[2 * ks][2], c[2 * ks][3]);
+    a[ks][2] = pack_bf16(c[2 * ks + 1][0], c[2 * ks + 1][1]);
+    a[ks][3] = pack_bf16(c[2 * ks + 1][2], c[2 * ks + 1][3]);
+  }
+}
+
+template <int KS>
+__device__ __forceinline__ auto from_regs(const uint32_t (&f)[KS][4]) {
+  return [&f](int ks, uint32_t (&a)[4]) {
+    for (int i = 0; i < 4; ++i) a[i] = f[ks][i];
+  };
+}
+
+// body(i, buf) for i in [0, n), with stage(i + 1, buf ^ 1) (cp.async) in flight meanwhile; the
+// caller issues its own first loads before, so they join step 0's group.
+template <typename Stage, typename Body>
+__device__ __forceinline__ void pipelined(int n, Stage&& stage, Body&& body) {
+  stage(0, 0);
+  cp_async_commit();
+  for (int i = 0; i < n; ++i) {
+    if (i + 1 < n) {
+      stage(i + 1, (i + 1) & 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    body(i, i & 1);
+    __syncthreads();  // buffer i & 1 is restaged next step
+  }
+}
+
+// Element e (0..3) of an m16n8 accumulator sits at row g + 8 (e / 2), column 2 t + e % 2.
+__device__ __forceinline__ int acc_row(int e) { return threadIdx.x % 32 / 4 + 8 * (e >> 1); }
+__device__ __forceinline__ int acc_col(int e) { return 2 * (threadIdx.x % 4) + (e & 1); }
+
+// Row stride and the address of (b, row 0, head) in a [B, T, heads, D] tensor.
+struct Rows {
+  int64_t ld;
+  int64_t base;
+  __device__ __forceinline__ Rows(int b, int t, int heads, int head, int d)
+      : ld(static_cast<int64_t>(heads) * d), base(static_cast<int64_t>(b) * t * ld + static_cast<int64_t>(head) * d) {}
+};
+
+// Writes rows [row0, row0 + 16) of a warp's 16 x D accumulator, times `scale`, as bf16.
+template <int D>
+__device__ __forceinline__ void store_rows(bf16* out, const Rows& at, int row0, int t, const float (&acc)[D / 8][4],
+                                           const float (&scale)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + acc_row(2 * r);
+    if (row >= t) continue;
+    bf16* dst = out + at.base + row * at.ld + acc_col(0);
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<uint32_t*>(dst + dt * 8) = pack_bf16(acc[dt][2 * r] * scale[r], acc[dt][2 * r + 1] * scale[r]);
+  }
+}
+
+template <int D>
+constexpr size_t kFwdSmem = (kBlockM + 4 * kBlockN) * D * sizeof(bf16);  // Q, 2 x K, 2 x V
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_fwd_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int t, int h, int kv,
+                         float scale_log2) {
+  const int m_block = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
+  const int head = blockIdx.y, b = blockIdx.z, m0 = m_block * kBlockM, warp = threadIdx.x / 32;
+  const Rows qa(b, t, h, head, D), kva(b, t, kv, head / (h / kv), D);
+  bf16* sq = dynamic_smem<bf16>();
+  bf16* sk = sq + kBlockM * D;
+  bf16* sv = sk + 2 * kBlockN * D;
+
+  stage_tile<kBlockM, D>(sq, q + qa.base, qa.ld, m0, t);
+  uint32_t qf[D / 16][4];
+  float acc[D / 8][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  pipelined(
+      m_block + 1,  // key tiles up to the diagonal (kBlockN == kBlockM)
+      [&](int j, int buf) {
+        stage_tile<kBlockN, D>(sk + buf * kBlockN * D, k + kva.base, kva.ld, j * kBlockN, t);
+        stage_tile<kBlockN, D>(sv + buf * kBlockN * D, v + kva.base, kva.ld, j * kBlockN, t);
+      },
+      [&](int j, int buf) {
+        const bf16 *kt = sk + buf * kBlockN * D, *vt = sv + buf * kBlockN * D;
+        if (j == 0)
+          for (int ks = 0; ks < D / 16; ++ks) load_a<D>(qf[ks], sq, warp * 16, ks * 16);
+        float s[kBlockN / 8][4] = {};
+        warp_mma<kBlockN / 8, D / 16>(s, from_regs(qf), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, kt, nt * 8, ks * 16); });
+        // Online softmax in the log2 domain; each row's 64 scores are spread over a quad of lanes.
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int row = m0 + warp * 16 + acc_row(2 * r);
+          float mx = row_max[r];
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; ++nt)
+#pragma unroll
+            for (int e = 2 * r; e < 2 * r + 2; ++e) {
+              float& x = s[nt][e];
+              x = j == m_block && j * kBlockN + nt * 8 + acc_col(e) > row ? -INFINITY : x * scale_log2;
+              mx = fmaxf(mx, x);
+            }
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float alpha = ex2(row_max[r] - mx);  // key 0 is visible to every row: mx is finite
+          row_max[r] = mx;
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < kBlockN / 8; ++nt)
+#pragma unroll
+            for (int e = 2 * r; e < 2 * r + 2; ++e) sum += s[nt][e] = ex2(s[nt][e] - mx);
+          row_sum[r] = row_sum[r] * alpha + sum;  // this lane's partial; the quad is summed at the end
+#pragma unroll
+          for (int dt = 0; dt < D / 8; ++dt) acc[dt][2 * r] *= alpha, acc[dt][2 * r + 1] *= alpha;
+        }
+        uint32_t p[kBlockN / 16][4];
+        acc_to_a(p, s);
+        warp_mma<D / 8, kBlockN / 16>(acc, from_regs(p), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, vt, nt * 8, ks * 16); });
+      });
+
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    inv[r] = 1.0f / l;
+    const int row = m0 + warp * 16 + acc_row(2 * r);
+    if (row < t && threadIdx.x % 4 == 0)
+      lse[(static_cast<int64_t>(b) * h + head) * t + row] = (row_max[r] + log2f(l)) / kLog2e;
+  }
+  store_rows<D>(o, qa, m0 + warp * 16, t, acc, inv);
+}
+
+// D[b, head, t] = rowsum(dO * O) in fp32, one warp per (b, t, head) row; zeroes the row of the dQ
+// accumulator when there is one.
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_prepass_kernel(const bf16* o, const bf16* dout, float* dvec, float* dq_accum, int t, int h, int d,
+                                 int64_t rows) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  float acc = 0.f;
+  for (int i = lane * 8; i < d; i += 32 * 8) {
+    float a[8], c[8];
+    load_bf16(o + row * d + i, 8, a);
+    load_bf16(dout + row * d + i, 8, c);
+    for (int e = 0; e < 8; ++e) acc += a[e] * c[e];
+  }
+  acc = warp_sum(acc);
+  const int64_t bt = row / h;
+  if (lane == 0) dvec[(bt / t * h + row % h) * t + bt % t] = acc;
+  if (dq_accum != nullptr)
+    for (int i = lane * 4; i < d; i += 32 * 4) *reinterpret_cast<float4*>(dq_accum + row * d + i) = float4{0.f, 0.f, 0.f, 0.f};
+}
+
+// Per-row softmax statistics of the backward in the log2 domain: rows past t get LSE = +inf, so
+// their P is exactly 0.
+__device__ __forceinline__ float lse2_of(const float* lse, int64_t at, bool valid) { return valid ? lse[at] * kLog2e : INFINITY; }
+
+template <int D>
+constexpr size_t kDkDvSmem = (2 * kBlockN * D + 4 * kBwdBlockM<D> * D + kBlockN * kBwdBlockM<D>) * sizeof(bf16) +
+                             4 * kBwdBlockM<D> * sizeof(float);  // K, V, 2 x Q, 2 x dO, dS^T, 2 x (LSE, D)
+
+template <int D, bool kAtomicDq>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dkdv_kernel(const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* lse,
+                              const float* dvec, float* dq_accum, bf16* dk, bf16* dv, int t, int h, int kv,
+                              float scale_log2, float scale) {
+  constexpr int BM = kBwdBlockM<D>;
+  const int kvh = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * kBlockN, warp = threadIdx.x / 32, group = h / kv;
+  const Rows kva(b, t, kv, kvh, D);
+  bf16* sk = dynamic_smem<bf16>();
+  bf16* sv = sk + kBlockN * D;
+  bf16* sq = sv + kBlockN * D;
+  bf16* sdo = sq + 2 * BM * D;
+  bf16* sds = sdo + 2 * BM * D;
+  float* slse = reinterpret_cast<float*>(sds + kBlockN * BM);
+  float* sd = slse + 2 * BM;
+
+  // Steps: (query head of the group, query tile from the first that sees key n0).
+  const int m_first = n0 / BM, per_head = (t + BM - 1) / BM - m_first;
+  const auto head_of = [&](int i) { return kvh * group + i / per_head; };
+  const auto m0_of = [&](int i) { return (m_first + i % per_head) * BM; };
+
+  stage_tile<kBlockN, D>(sk, k + kva.base, kva.ld, n0, t);
+  stage_tile<kBlockN, D>(sv, v + kva.base, kva.ld, n0, t);
+  float dk_acc[D / 8][4] = {}, dv_acc[D / 8][4] = {};
+  pipelined(
+      group * per_head,
+      [&](int i, int buf) {
+        const int head = head_of(i), m0 = m0_of(i);
+        const Rows qa(b, t, h, head, D);
+        stage_tile<BM, D>(sq + buf * BM * D, q + qa.base, qa.ld, m0, t);
+        stage_tile<BM, D>(sdo + buf * BM * D, dout + qa.base, qa.ld, m0, t);
+        for (int r = threadIdx.x; r < BM; r += kThreads) {
+          const int64_t at = (static_cast<int64_t>(b) * h + head) * t + m0 + r;
+          slse[buf * BM + r] = lse2_of(lse, at, m0 + r < t);
+          sd[buf * BM + r] = m0 + r < t ? dvec[at] : 0.f;
+        }
+      },
+      [&](int i, int buf) {
+        const int head = head_of(i), m0 = m0_of(i);
+        const bf16 *qt = sq + buf * BM * D, *dot = sdo + buf * BM * D;
+        const float *l2 = slse + buf * BM, *dd = sd + buf * BM;
+        // Transposed tiles (keys x queries): S^T = K Q^T, dP^T = V dO^T.
+        float s[BM / 8][4] = {}, dp[BM / 8][4] = {};
+        warp_mma<BM / 8, D / 16>(s, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sk, warp * 16, ks * 16); },
+                                 [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, qt, nt * 8, ks * 16); });
+        warp_mma<BM / 8, D / 16>(dp, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sv, warp * 16, ks * 16); },
+                                 [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, dot, nt * 8, ks * 16); });
+        const bool diagonal = m0 < n0 + kBlockN;  // some key of this CTA lies after some query row
+#pragma unroll
+        for (int nt = 0; nt < BM / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int qi = nt * 8 + acc_col(e), key = n0 + warp * 16 + acc_row(e);
+            const float p = diagonal && key > m0 + qi ? 0.f : ex2(s[nt][e] * scale_log2 - l2[qi]);
+            dp[nt][e] = p * (dp[nt][e] - dd[qi]);  // dS^T
+            s[nt][e] = p;                           // P^T
+          }
+        uint32_t pf[BM / 16][4], dsf[BM / 16][4];
+        acc_to_a(pf, s);
+        acc_to_a(dsf, dp);
+        // dV += P^T dO, dK += dS^T Q (scaled at the end).
+        warp_mma<D / 8, BM / 16>(dv_acc, from_regs(pf), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, dot, nt * 8, ks * 16); });
+        warp_mma<D / 8, BM / 16>(dk_acc, from_regs(dsf), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, qt, nt * 8, ks * 16); });
+        if constexpr (kAtomicDq) {
+          // dQ = dS K needs dS by query rows: dS^T goes through shared memory, then each warp
+          // takes 16 query rows x 64 columns of dQ and adds them to the fp32 accumulator.
+          const int key = warp * 16 + acc_row(0);
+#pragma unroll
+          for (int ks = 0; ks < BM / 16; ++ks)
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+              const int qi = ks * 16 + half * 8 + acc_col(0);
+              *reinterpret_cast<uint32_t*>(sds + swz<BM>(key, qi)) = dsf[ks][2 * half];
+              *reinterpret_cast<uint32_t*>(sds + swz<BM>(key + 8, qi)) = dsf[ks][2 * half + 1];
+            }
+          __syncthreads();
+          constexpr int kRowGroups = BM / 16, kCols = D * kRowGroups / kWarps;
+          const int rg = warp % kRowGroups, c0 = warp / kRowGroups * kCols;
+          float dq[kCols / 8][4] = {};
+          warp_mma<kCols / 8, kBlockN / 16>(dq, [&](int ks, uint32_t (&a)[4]) { load_a_trans<BM>(a, sds, rg * 16, ks * 16); },
+                                            [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, sk, c0 + nt * 8, ks * 16); });
+          const Rows qa(b, t, h, head, D);
+#pragma unroll
+          for (int nt = 0; nt < kCols / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int row = m0 + rg * 16 + acc_row(e);
+              if (row < t) atomicAdd(dq_accum + qa.base + row * qa.ld + c0 + nt * 8 + acc_col(e), dq[nt][e] * scale);
+            }
+        }
+      });
+  const float one[2] = {1.f, 1.f}, scaled[2] = {scale, scale};
+  store_rows<D>(dk, kva, n0 + warp * 16, t, dk_acc, scaled);
+  store_rows<D>(dv, kva, n0 + warp * 16, t, dv_acc, one);
+}
+
+template <int D>
+constexpr size_t kDqSmem = (2 * kBlockM + 4 * kBlockN) * D * sizeof(bf16);  // Q, dO, 2 x K, 2 x V
+
+// Deterministic dQ: per 64 query rows, recompute P and dS over the key tiles, dQ = scale dS K.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dq_kernel(const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* lse,
+                            const float* dvec, bf16* dq, int t, int h, int kv, float scale_log2, float scale) {
+  const int m_block = gridDim.x - 1 - blockIdx.x;
+  const int head = blockIdx.y, b = blockIdx.z, m0 = m_block * kBlockM, warp = threadIdx.x / 32;
+  const Rows qa(b, t, h, head, D), kva(b, t, kv, head / (h / kv), D);
+  bf16* sq = dynamic_smem<bf16>();
+  bf16* sdo = sq + kBlockM * D;
+  bf16* sk = sdo + kBlockM * D;
+  bf16* sv = sk + 2 * kBlockN * D;
+
+  float l2[2], dd[2];
+  for (int r = 0; r < 2; ++r) {
+    const int row = m0 + warp * 16 + acc_row(2 * r);
+    const int64_t at = (static_cast<int64_t>(b) * h + head) * t + row;
+    l2[r] = lse2_of(lse, at, row < t);
+    dd[r] = row < t ? dvec[at] : 0.f;
+  }
+  stage_tile<kBlockM, D>(sq, q + qa.base, qa.ld, m0, t);
+  stage_tile<kBlockM, D>(sdo, dout + qa.base, qa.ld, m0, t);
+  float dq_acc[D / 8][4] = {};
+  pipelined(
+      m_block + 1,
+      [&](int j, int buf) {
+        stage_tile<kBlockN, D>(sk + buf * kBlockN * D, k + kva.base, kva.ld, j * kBlockN, t);
+        stage_tile<kBlockN, D>(sv + buf * kBlockN * D, v + kva.base, kva.ld, j * kBlockN, t);
+      },
+      [&](int j, int buf) {
+        const bf16 *kt = sk + buf * kBlockN * D, *vt = sv + buf * kBlockN * D;
+        float s[kBlockN / 8][4] = {}, dp[kBlockN / 8][4] = {};
+        warp_mma<kBlockN / 8, D / 16>(s, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sq, warp * 16, ks * 16); },
+                                      [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, kt, nt * 8, ks * 16); });
+        warp_mma<kBlockN / 8, D / 16>(dp, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sdo, warp * 16, ks * 16); },
+                                      [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, vt, nt * 8, ks * 16); });
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = e >> 1, row = m0 + warp * 16 + acc_row(e), key = j * kBlockN + nt * 8 + acc_col(e);
+            const float p = j == m_block && key > row ? 0.f : ex2(s[nt][e] * scale_log2 - l2[r]);
+            dp[nt][e] = p * (dp[nt][e] - dd[r]);
+          }
+        uint32_t dsf[kBlockN / 16][4];
+        acc_to_a(dsf, dp);
+        warp_mma<D / 8, kBlockN / 16>(dq_acc, from_regs(dsf), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, kt, nt * 8, ks * 16); });
+      });
+  const float scaled[2] = {scale, scale};
+  store_rows<D>(dq, qa, m0 + warp * 16, t, dq_acc, scaled);
+}
+
+void check(const AttentionDims& dims, std::initializer_list<const void*> ptrs) {
+  const std::string why = attention_unsupported(dims);
+  if (!why.empty()) throw std::invalid_argument(why);
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) throw std::invalid_argument("the attention kernels need 16-byte aligned tensors");
+}
+
+// Runs f(std::integral_constant<int, D>) for the supported head dims.
+template <typename F>
+void with_head_dim(int d, F&& f) {
+  if (d == 64) f(std::integral_constant<int, 64>{});
+  else f(std::integral_constant<int, 128>{});
+}
+
+int cdiv(int a, int b) { return (a + b - 1) / b; }
+float softmax_scale(int d) { return 1.0f / sqrtf(static_cast<float>(d)); }
+
+// D [B, H, T] fp32, then (16-byte aligned) the dQ accumulator [B, T, H, D] fp32.
+int64_t dq_accum_offset(int64_t rows) { return (rows + 3) / 4 * 4; }
+
+}  // namespace
+
+std::string attention_unsupported(const AttentionDims& d) {
+  if (d.d != 64 && d.d != 128)
+    return "head_dim " + std::to_string(d.d) + " is not supported by the CUDA attention kernels (64 or 128)";
+  if (d.kv < 1 || d.h % d.kv != 0) return "n_heads (" + std::to_string(d.h) + ") must be a multiple of n_kv_heads (" + std::to_string(d.kv) + ")";
+  if (d.b < 1 || d.t < 1) return "attention on an empty batch or sequence";
+  return {};
+}
+
+void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const AttentionDims& dims,
+                       cudaStream_t stream) {
+  check(dims, {q, k, v, o});
+  with_head_dim(dims.d, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    set_max_dynamic_smem(attention_fwd_kernel<D>, kFwdSmem<D>);
+    launch(attention_fwd_kernel<D>, dim3(cdiv(dims.t, kBlockM), dims.h, dims.b), dim3(kThreads), kFwdSmem<D>, stream, q,
+           k, v, o, lse, dims.t, dims.h, dims.kv, softmax_scale(D) * kLog2e);
+  });
+}
+
+size_t attention_backward_workspace_bytes(const AttentionDims& dims, bool deterministic) {
+  const int64_t rows = static_cast<int64_t>(dims.b) * dims.t * dims.h;
+  return static_cast<size_t>(deterministic ? rows : dq_accum_offset(rows) + rows * dims.d) * sizeof(float);
+}
+
+void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const float* lse, const bf16* dout,
+                        bf16* dq, bf16* dk, bf16* dv, void* workspace, const AttentionDims& dims, bool deterministic,
+                        cudaStream_t stream) {
+  check(dims, {q, k, v, o, dout, dq, dk, dv, workspace});
+  const int64_t rows = static_cast<int64_t>(dims.b) * dims.t * dims.h;
+  float* dvec = static_cast<float*>(workspace);
+  float* dq_accum = deterministic ? nullptr : dvec + dq_accum_offset(rows);
+  launch(attention_bwd_prepass_kernel, dim3(static_cast<unsigned>((rows + kWarps - 1) / kWarps)), dim3(kThreads), 0, stream,
+         o, dout, dvec, dq_accum, dims.t, dims.h, dims.d, rows);
+  with_head_dim(dims.d, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    const float scale = softmax_scale(D), scale_log2 = scale * kLog2e;
+    const dim3 kv_grid(cdiv(dims.t, kBlockN), dims.kv, dims.b);
+    if (deterministic) {
+      set_max_dynamic_smem(attention_bwd_dkdv_kernel<D, false>, kDkDvSmem<D>);
+      launch(attention_bwd_dkdv_kernel<D, false>, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
+             static_cast<float*>(nullptr), dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
+      set_max_dynamic_smem(attention_bwd_dq_kernel<D>, kDqSmem<D>);
+      launch(attention_bwd_dq_kernel<D>, dim3(cdiv(dims.t, kBlockM), dims.h, dims.b), dim3(kThreads), kDqSmem<D>, stream,
+             q, k, v, dout, lse, dvec, dq, dims.t, dims.h, dims.kv, scale_log2, scale);
+    } else {
+      set_max_dynamic_smem(attention_bwd_dkdv_kernel<D, true>, kDkDvSmem<D>);
+      launch(attention_bwd_dkdv_kernel<D, true>, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
+             dq_accum, dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
+      cast_to_bf16(dq_accum, dq, rows * dims.d, stream);
+    }
+  });
+}
+
+}  // namespace llamatron::kernels

@@ -1,0 +1,32 @@
+// Flash-style causal GQA attention launchers (kernels/attention.cu): bf16 q/k/v/o, fp32 softmax
+// statistics. Layouts as the CPU op (csrc/ops/cpu/cpu_ops.h): q, o [B, T, H, D]; k, v [B, T, KV, D];
+// lse [B, H, T] (natural log of the row's softmax denominator, saved for the backward).
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "kernels/types.h"
+
+namespace llamatron::kernels {
+
+struct AttentionDims {
+  int b, t, h, kv, d;
+};
+
+// Empty when the kernels support `dims` (head_dim 64 or 128, h a multiple of kv, t >= 1), else why not.
+std::string attention_unsupported(const AttentionDims& dims);
+
+void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const AttentionDims& dims,
+                       cudaStream_t stream);
+
+// Device scratch the backward needs: D = rowsum(dO * O) [B, H, T] and, unless deterministic, the fp32
+// dQ accumulator [B, T, H, D]. O(B*H*T*D) at most, never T x T.
+size_t attention_backward_workspace_bytes(const AttentionDims& dims, bool deterministic);
+
+// dq, dk, dv are written (not accumulated). deterministic: dQ from a second pass over the keys
+// (same bits every run, about 40% more backward FLOPs) instead of fp32 atomics.
+void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const float* lse, const bf16* dout,
+                        bf16* dq, bf16* dk, bf16* dv, void* workspace, const AttentionDims& dims, bool deterministic,
+                        cudaStream_t stream);
+
+}  // namespace llamatron::kernels
