@@ -4,7 +4,6 @@
 // CUDA events). Without a GPU it times the CPU implementations of the same ops and says so; it
 // never prints a GPU figure it did not measure.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -13,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <omp.h>
 
+#include "benchmarks/bench_util.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/cpu_ops.h"
 #ifdef LLAMATRON_HAVE_CUDA
@@ -27,6 +27,7 @@
 namespace {
 
 using namespace llamatron;
+using bench::median_ms;
 
 struct Shape {
   int64_t tokens = 8192, dim = 4096, ffn = 14336, heads = 32, kv_heads = 8, head_dim = 128;
@@ -37,15 +38,6 @@ struct Case {
   std::string name;
   double bytes;  // moved per run (reads + writes), the op's minimum
 };
-
-// Median of `runs` timings of f (ms), after one warm-up.
-double median_ms(int runs, const std::function<double()>& timed_run) {
-  timed_run();
-  std::vector<double> ms;
-  for (int i = 0; i < runs; ++i) ms.push_back(timed_run());
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 void print_row(const Case& c, double ms, double peak_gbs) {
   const double gbs = c.bytes / (ms * 1e-3) / 1e9;
@@ -72,11 +64,6 @@ void run_cpu(const Shape& s, int runs) {
   std::vector<float> master(s.adamw_params, 0.1f), grad(s.adamw_params, 0.01f), m(s.adamw_params), v(s.adamw_params);
   std::vector<bf16> param(s.adamw_params), logits(s.ce_tokens * s.vocab, bf16(0.1f));
   std::vector<int32_t> targets(s.ce_tokens, 7);
-  auto wall = [](const std::function<void()>& f) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  };
   const std::vector<std::function<void()>> ops = {
       [&] { cpu::rmsnorm_fwd<bf16>(x.data(), w.data(), y.data(), rstd.data(), N, C, 1e-5f); },
       [&] {
@@ -90,7 +77,7 @@ void run_cpu(const Shape& s, int runs) {
       },
       [&] { cpu::cross_entropy_fwd_bwd<bf16>(logits.data(), targets.data(), logits.data(), s.ce_tokens, s.vocab, -100, 1.0f); }};
   const auto cs = cases(s);
-  for (size_t i = 0; i < cs.size(); ++i) print_row(cs[i], median_ms(runs, [&] { return wall(ops[i]); }), 0);
+  for (size_t i = 0; i < cs.size(); ++i) print_row(cs[i], median_ms(runs, [&] { return bench::wall_ms(ops[i]); }), 0);
 }
 
 #ifdef LLAMATRON_HAVE_CUDA

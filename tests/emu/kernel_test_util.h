@@ -1,7 +1,10 @@
 // Shared helpers of the emulated kernel tests: random bf16 data, the scaled error measure, and
 // views of llamatron::bf16 buffers as the kernels' __nv_bfloat16 (same bits).
 #pragma once
+#include <gtest/gtest.h>
+
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <vector>
 
@@ -40,5 +43,33 @@ inline const kernels::bf16* dev(const std::vector<bf16>& v) { return reinterpret
 inline kernels::bf16* dev(std::vector<bf16>& v) { return reinterpret_cast<kernels::bf16*>(v.data()); }
 
 constexpr double kOneBf16Rounding = 1.0 / 256;  // both sides round the same fp32 math once
+
+template <typename A>
+double max_abs_diff(const std::vector<A>& a, const std::vector<float>& ref) {
+  double m = 0;
+  for (size_t i = 0; i < ref.size(); ++i) m = std::max(m, std::abs(static_cast<double>(static_cast<float>(a[i])) - ref[i]));
+  return m;
+}
+
+template <typename T>
+double max_abs(const std::vector<T>& v) {
+  double m = 0;
+  for (T x : v) m = std::max(m, static_cast<double>(std::abs(static_cast<float>(x))));
+  return m;
+}
+
+// The tolerance of attention, as FlashAttention's own tests derive it: on the same bf16 inputs, the
+// kernel's error against the CPU attention computed in fp32 (no bf16 rounding of P, dS or outputs)
+// may be at most twice the error of the CPU's bf16 attention, which rounds the same quantities,
+// plus one bf16 rounding (2^-9) of the tensor's scale. dQ and dK come from dS = P (dP - D), which
+// cancels exactly where one key is visible (t = 1): there the fp32 sums leave a few ulps (16 eps)
+// of one product term (`cancelling_term`: |dO| |V| |K or Q|) on both sides.
+template <typename K, typename C>
+void expect_no_worse_than_cpu_bf16(const char* what, const std::vector<K>& kernel, const std::vector<C>& cpu_bf16,
+                                   const std::vector<float>& ref, double cancelling_term = 0) {
+  const double kernel_err = max_abs_diff(kernel, ref), cpu_err = max_abs_diff(cpu_bf16, ref);
+  const double bound = 2 * cpu_err + std::ldexp(max_abs(ref), -9) + 16 * FLT_EPSILON * cancelling_term;
+  EXPECT_LE(kernel_err, bound) << what << ": kernel error " << kernel_err << ", CPU bf16 error " << cpu_err;
+}
 
 }  // namespace llamatron::test

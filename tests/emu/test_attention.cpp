@@ -1,13 +1,8 @@
 // kernels/attention.cu, run by the emulator, against the CPU attention (csrc/ops/cpu/attention.cpp,
-// itself checked against PyTorch autograd). Tolerance, as FlashAttention's own tests derive it: on
-// the same bf16 inputs, the kernel's error against the CPU attention computed in fp32 (no bf16
-// rounding of P, dS or outputs) may be at most twice the error of the CPU's bf16 attention, which
-// rounds the same quantities, plus one bf16 rounding (2^-9) of the tensor's scale. dQ and dK come
-// from dS = P (dP - D), which cancels exactly where one key is visible (t = 1): there the fp32
-// sums leave a few ulps (16 eps) of one product term, |dO| |V| |K or Q|, on both sides.
+// itself checked against PyTorch autograd), within test::expect_no_worse_than_cpu_bf16
+// (kernel_test_util.h: twice the CPU bf16 attention's own error against its fp32 run).
 #include <gtest/gtest.h>
 
-#include <cfloat>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -27,29 +22,6 @@ struct Case {
   int b, t, h, kv, d;
   friend void PrintTo(const Case& c, std::ostream* os) { *os << c.b << "x" << c.t << " h" << c.h << " kv" << c.kv << " d" << c.d; }
 };
-
-template <typename A>
-double max_abs_diff(const std::vector<A>& a, const std::vector<float>& ref) {
-  double m = 0;
-  for (size_t i = 0; i < ref.size(); ++i) m = std::max(m, std::abs(static_cast<double>(static_cast<float>(a[i])) - ref[i]));
-  return m;
-}
-
-template <typename T>
-double max_abs(const std::vector<T>& v) {
-  double m = 0;
-  for (T x : v) m = std::max(m, static_cast<double>(std::abs(static_cast<float>(x))));
-  return m;
-}
-
-// The kernel's result is within the derived bound of the fp32 reference.
-template <typename K, typename C>
-void expect_close(const char* what, const std::vector<K>& kernel, const std::vector<C>& cpu_bf16, const std::vector<float>& ref,
-                  double cancelling_term = 0) {
-  const double kernel_err = max_abs_diff(kernel, ref), cpu_err = max_abs_diff(cpu_bf16, ref);
-  const double bound = 2 * cpu_err + std::ldexp(max_abs(ref), -9) + 16 * FLT_EPSILON * cancelling_term;
-  EXPECT_LE(kernel_err, bound) << what << ": kernel error " << kernel_err << ", CPU bf16 error " << cpu_err;
-}
 
 struct Inputs {
   cpu::AttentionShape shape;
@@ -102,17 +74,17 @@ TEST_P(AttentionKernel, ForwardAndBackwardMatchCpuAttention) {
   std::vector<bf16> o(in.q.size());
   std::vector<float> lse(ref.lse.size());
   kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr);
-  expect_close("O", o, cpu.o, ref.o);
+  test::expect_no_worse_than_cpu_bf16("O", o, cpu.o, ref.o);
   // LSE is fp32 on every side; only exp/log approximations and summation order differ.
-  EXPECT_LE(max_abs_diff(lse, ref.lse), 1e-5 * max_abs(ref.lse));
+  EXPECT_LE(test::max_abs_diff(lse, ref.lse), 1e-5 * test::max_abs(ref.lse));
 
   for (const bool deterministic : {false, true}) {
     SCOPED_TRACE(deterministic ? "deterministic dQ pass" : "atomic dQ");
     const KernelGrads g = kernel_backward(in, o, lse, deterministic);
-    const double ds_term = max_abs(in.dout) * max_abs(in.v);
-    expect_close("dQ", g.dq, cpu.dq, ref.dq, ds_term * max_abs(in.k));
-    expect_close("dK", g.dk, cpu.dk, ref.dk, ds_term * max_abs(in.q));
-    expect_close("dV", g.dv, cpu.dv, ref.dv);
+    const double ds_term = test::max_abs(in.dout) * test::max_abs(in.v);
+    test::expect_no_worse_than_cpu_bf16("dQ", g.dq, cpu.dq, ref.dq, ds_term * test::max_abs(in.k));
+    test::expect_no_worse_than_cpu_bf16("dK", g.dk, cpu.dk, ref.dk, ds_term * test::max_abs(in.q));
+    test::expect_no_worse_than_cpu_bf16("dV", g.dv, cpu.dv, ref.dv);
   }
 }
 

@@ -5,6 +5,10 @@
 // tensor's scale for bf16 outputs, 1e-5 for fp32 ones, which both sides reduce in fp32).
 #include <gtest/gtest.h>
 
+#ifdef LLAMATRON_TEST_EMULATED_DEVICE
+#include "kernels/emu/emu.h"  // first: the emulator's keywords come before any CUDA header
+#endif
+
 #include <cmath>
 
 #include "cuda/backend.h"
@@ -142,6 +146,43 @@ TEST_F(CudaBackendOps, RopeEmbeddingCrossEntropyMatchCpu) {
   EXPECT_LE(err(DL, dl), kOneBf16Rounding);
 }
 
+// Attention through the op interface: the flash kernels on the device against the CPU attention
+// (the tolerance of test_attention.cpp), with atomic and with deterministic dQ.
+TEST_F(CudaBackendOps, AttentionMatchesCpu) {
+  const int64_t B = 2, T = 70, H = 4, KV = 2, D = 64;
+  const Tensor q = host_bf16({B, T, H, D}, 21, 1.5f), k = host_bf16({B, T, KV, D}, 22, 1.5f), v = host_bf16({B, T, KV, D}, 23),
+               dout = host_bf16({B, T, H, D}, 24);
+  struct Result {
+    std::vector<float> o, dq, dk, dv;
+  };
+  // The op chain on tensors of one dtype and device.
+  const auto run = [&](DType dt, Device dev) {
+    const auto in = [&](const Tensor& x) {  // x: bf16 on the host
+      Tensor host = Tensor::empty(x.shape(), dt);
+      for (int64_t i = 0; i < x.numel(); ++i)
+        if (dt == DType::BF16) host.data<bf16>()[i] = x.data<bf16>()[i];
+        else host.data<float>()[i] = static_cast<float>(x.data<bf16>()[i]);
+      return dev == Device::CPU ? host : to_device(host);
+    };
+    const auto out = [&](const Tensor& like) { return Tensor::empty(like.shape(), dt, dev); };
+    const Tensor Q = in(q), K = in(k), V = in(v), DO = in(dout), O = out(q), DQ = out(q), DK = out(k), DV = out(v);
+    const Tensor L = Tensor::empty({B, H, T}, DType::F32, dev);
+    ops::attention_fwd(Q, K, V, O, L);
+    ops::attention_bwd(Q, K, V, O, L, DO, DQ, DK, DV);
+    const auto vals = [&](const Tensor& t) { return dt == DType::BF16 ? values<bf16>(t) : values<float>(t); };
+    return Result{vals(O), vals(DQ), vals(DK), vals(DV)};
+  };
+  const Result ref = run(DType::F32, Device::CPU), cpu = run(DType::BF16, Device::CPU);
+  for (const bool deterministic : {false, true}) {
+    backend->set_deterministic(deterministic);
+    const Result got = run(DType::BF16, Device::CUDA);
+    expect_no_worse_than_cpu_bf16("O", got.o, cpu.o, ref.o);
+    expect_no_worse_than_cpu_bf16("dQ", got.dq, cpu.dq, ref.dq);
+    expect_no_worse_than_cpu_bf16("dK", got.dk, cpu.dk, ref.dk);
+    expect_no_worse_than_cpu_bf16("dV", got.dv, cpu.dv, ref.dv);
+  }
+}
+
 TEST_F(CudaBackendOps, TensorsOnTwoDevicesInOneOpAreRejected) {
   const Tensor x = host_bf16({4, 8}, 1), w = host_bf16({8, 8}, 2);
   Tensor y = Tensor::empty({4, 8}, DType::BF16, Device::CUDA);
@@ -227,23 +268,31 @@ TEST(CudaBackendEndToEnd, ModelAttentionRunsTheFlashKernel) {
   }
 }
 
-// With set_deterministic, two identical steps give identical bits (dQ by the second pass).
+// With set_deterministic, two identical steps give identical bits (dQ by the second pass; 200
+// tokens = 4 key tiles, so atomics would sum 4 partials per dQ element in a varying order). On the
+// emulated device the second step runs its blocks in reverse order, as a GPU may.
 TEST(CudaBackendEndToEnd, DeterministicModeRepeatsBitForBit) {
   auto backend = linked_backend();
   backend->set_deterministic(true);
   ModelConfig cfg;
-  cfg.vocab_size = 64, cfg.dim = 128, cfg.n_layers = 1, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 64, cfg.max_seq_len = 80;
+  cfg.vocab_size = 64, cfg.dim = 128, cfg.n_layers = 1, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 64, cfg.max_seq_len = 256;
   LlamaModel model(cfg, DType::BF16, Device::CUDA);
   model.init_weights(1);
   MarkovSource data(cfg.vocab_size, 1, 4, 1, 2);
-  std::vector<int32_t> tokens(2 * 71);
-  data.next_batch(2, 70, tokens.data());
+  std::vector<int32_t> tokens(2 * 201);
+  data.next_batch(2, 200, tokens.data());
   std::vector<std::vector<float>> grads;
   for (int run = 0; run < 2; ++run) {
+#ifdef LLAMATRON_TEST_EMULATED_DEVICE
+    emu::set_reverse_block_order(run == 1);
+#endif
     model.params().zero_grads();
-    model.forward_backward(tokens.data(), 2, 70, 1.0f / 140);
+    model.forward_backward(tokens.data(), 2, 200, 1.0f / 400);
     grads.push_back(values<float>(model.params().grad("model.layers.0.self_attn.q_proj.weight")));
   }
+#ifdef LLAMATRON_TEST_EMULATED_DEVICE
+  emu::set_reverse_block_order(false);
+#endif
   EXPECT_EQ(grads[0], grads[1]);
 }
 
