@@ -1,4 +1,5 @@
-// `llamatron`: the command line. Every user-facing failure is one line on stderr and exit code 1.
+// `llamatron`: the command line. Every user-facing failure is one line on stderr (from rank 0 under
+// mpirun) and exit code 1 on every rank.
 #include <CLI/CLI.hpp>
 #include <omp.h>
 #include <spdlog/spdlog.h>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "llamatron/backend.h"
+#include "llamatron/comm.h"
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
@@ -28,15 +30,22 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (!cuda) throw Error("train.device=cuda, but " + why);
     cuda->set_deterministic(cfg.train.deterministic);
   }
-  Trainer trainer(cfg);
+  Trainer trainer(cfg, world());
+  const ProcessGrid& grid = trainer.grid();
+  if (grid.rank() != 0) spdlog::set_level(spdlog::level::off);  // rank 0 speaks for the job
   spdlog::info("model: {} | precision {} | device {} | {} thread(s)", describe(cfg.model), cfg.train.precision,
                cfg.train.device, omp_get_max_threads());
+  spdlog::info("layout: {} process(es) = tensor_parallel {} x pipeline_parallel {} x data_parallel {} | optimizer state "
+               "{:.1f} MiB per rank (fp32 master, m, v of a 1/{} ZeRO-1 shard)",
+               grid.world().size(), grid.tp(), grid.pp(), grid.dp(),
+               12.0 * static_cast<double>(trainer.optimizer().shard().size()) / (1 << 20), grid.dp());
   spdlog::info("data: {}", trainer.data().describe());
   auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());
   const double floor = markov ? markov->entropy_floor(cfg.train.seq_len) : 0.0;
   if (markov) spdlog::info("data: entropy floor {:.4f} nats (the best loss any model can reach)", floor);
-  spdlog::info("batch: {} x {} tokens x {} micro-batch(es) = {} tokens per step", cfg.train.batch_size, cfg.train.seq_len,
-               cfg.train.grad_accum_steps, cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum_steps);
+  spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", cfg.train.batch_size,
+               cfg.train.seq_len, cfg.train.grad_accum_steps, grid.dp(),
+               cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum_steps * grid.dp());
   StepStats last;
   trainer.run([&](const StepStats& s) {
     last = s;
@@ -84,11 +93,13 @@ int main(int argc, char** argv) {
     if (train->parsed()) return llamatron::cmd_train(config_path, overrides);
     if (info->parsed()) return llamatron::cmd_info();
   } catch (const llamatron::Error& e) {
-    std::fprintf(stderr, "llamatron: error: %s\n", e.what());
-    return 1;
+    // Configuration and layout errors are found the same way on every rank: rank 0 says it once.
+    if (!llamatron::launched_by_mpi() || llamatron::world().rank() == 0) std::fprintf(stderr, "llamatron: error: %s\n", e.what());
+    llamatron::exit_job(1, true);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "llamatron: internal error: %s (please report it)\n", e.what());
-    return 2;
+    const int rank = llamatron::launched_by_mpi() ? llamatron::world().rank() : 0;
+    std::fprintf(stderr, "llamatron: internal error on rank %d: %s (please report it)\n", rank, e.what());
+    llamatron::exit_job(2, false);
   }
   return 0;
 }

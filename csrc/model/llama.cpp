@@ -58,9 +58,10 @@ struct LlamaModel::Activations {
   Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
 };
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device) : cfg_(cfg), dtype_(dtype), device_(device) {
+LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const ModelShard& shard)
+    : cfg_(cfg), dtype_(dtype), device_(device) {
   cfg_.validate();
-  params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_), dtype, device);
+  params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_), dtype, device, shard.zero_shards);
   w_ = std::make_unique<Weights>();
   act_ = std::make_unique<Activations>();
   auto p = [&](const std::string& n) { return Param{params_->param(n), params_->grad(n)}; };

@@ -10,7 +10,7 @@ namespace llamatron {
 // vectorized kernels, and shard boundaries that never split a cache line.
 constexpr int64_t kAlign = 64;
 
-ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device)
+ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device, int64_t shards)
     : specs_(std::move(specs)), dtype_(dtype), device_(device) {
   LT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "parameters are fp32 or bf16");
   for (size_t i = 0; i < specs_.size(); ++i) {
@@ -18,6 +18,7 @@ ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device)
     numel_ += specs_[i].packed_with_next ? specs_[i].numel() : (specs_[i].numel() + kAlign - 1) / kAlign * kAlign;
     LT_CHECK(index_.emplace(specs_[i].name, i).second, "duplicate parameter " + specs_[i].name);
   }
+  numel_ = (numel_ + shards * kAlign - 1) / (shards * kAlign) * (shards * kAlign);
   master_ = Tensor::zeros({numel_}, DType::F32, device);
   params_ = dtype == DType::F32 ? master_ : Tensor::zeros({numel_}, DType::BF16, device);
   grads_ = Tensor::zeros({numel_}, DType::F32, device);
@@ -29,11 +30,6 @@ const ParamSpec& ParamStore::spec(const std::string& name) const {
   return specs_[it->second];
 }
 
-Tensor ParamStore::view(const Tensor& flat, const std::string& name) const {
-  const ParamSpec& s = spec(name);
-  return flat.view(s.offset, s.shape);
-}
-
 Tensor ParamStore::span(const Tensor& flat, const std::string& first, const Shape& shape) const {
   size_t i = index_.at(first);
   int64_t covered = specs_[i].numel();
@@ -43,6 +39,16 @@ Tensor ParamStore::span(const Tensor& flat, const std::string& first, const Shap
   }
   LT_CHECK(covered == shape_numel(shape), "span " + shape_str(shape) + " does not end on a parameter boundary");
   return flat.view(specs_[index_.at(first)].offset, shape);
+}
+
+void ParamStore::release_master() {
+  if (!master_is_params()) master_ = Tensor();
+}
+
+Tensor ParamStore::view(const Tensor& flat, const std::string& name) const {
+  LT_CHECK(flat.defined(), "the full master weights were released to a sharded optimizer");
+  const ParamSpec& s = spec(name);
+  return flat.view(s.offset, s.shape);
 }
 
 void ParamStore::sync_params_from_master() {

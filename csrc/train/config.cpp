@@ -61,6 +61,18 @@ void RunConfig::validate() const {
   need(optim.beta1 >= 0 && optim.beta1 < 1 && optim.beta2 >= 0 && optim.beta2 < 1 && optim.eps > 0,
        "optim.beta1 and optim.beta2 must be in [0, 1) and optim.eps positive");
   need(optim.weight_decay >= 0 && optim.max_grad_norm >= 0, "optim.weight_decay and optim.max_grad_norm must be >= 0");
+  const int64_t tp = parallel.tensor_parallel, pp = parallel.pipeline_parallel;
+  need(tp >= 1 && pp >= 1 && parallel.data_parallel >= 0,
+       "parallel.tensor_parallel and parallel.pipeline_parallel must be >= 1 and parallel.data_parallel >= 0 (0: the rest of the world)");
+  need(model.n_heads % tp == 0, "model.n_heads (" + std::to_string(model.n_heads) + ") must be divisible by parallel.tensor_parallel (" +
+                                    std::to_string(tp) + "): each tensor-parallel rank takes whole query heads");
+  need(model.n_kv_heads % tp == 0 || tp % model.n_kv_heads == 0,
+       "model.n_kv_heads (" + std::to_string(model.n_kv_heads) + ") and parallel.tensor_parallel (" + std::to_string(tp) +
+           ") must divide one another: KV heads are split (n_kv_heads % tp == 0) or replicated (tp % n_kv_heads == 0)");
+  need(model.resolved_ffn_dim() % tp == 0, "the FFN width (" + std::to_string(model.resolved_ffn_dim()) +
+                                               ") must be divisible by parallel.tensor_parallel (" + std::to_string(tp) + ")");
+  need(model.n_layers % pp == 0, "model.n_layers (" + std::to_string(model.n_layers) + ") must be divisible by parallel.pipeline_parallel (" +
+                                     std::to_string(pp) + "): each pipeline stage takes the same number of layers");
   need(data.source == "synthetic" || data.source == "llmc", "data.source must be synthetic or llmc, got '" + data.source + "'");
   need(data.source != "llmc" || !data.paths.empty(), "data.source is llmc but data.paths is empty: list the shard files");
   need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
@@ -140,6 +152,9 @@ const std::map<std::string, Setter>& fields() {
       field("model.rope_theta", &R::model, &ModelConfig::rope_theta),
       field("model.norm_eps", &R::model, &ModelConfig::norm_eps),
       field("model.tie_embeddings", &R::model, &ModelConfig::tie_embeddings),
+      field("parallel.tensor_parallel", &R::parallel, &ParallelConfig::tensor_parallel),
+      field("parallel.pipeline_parallel", &R::parallel, &ParallelConfig::pipeline_parallel),
+      field("parallel.data_parallel", &R::parallel, &ParallelConfig::data_parallel),
       field("optim.lr", &R::optim, &OptimConfig::lr),
       field("optim.min_lr", &R::optim, &OptimConfig::min_lr),
       field("optim.schedule", &R::optim, &OptimConfig::schedule),
@@ -179,7 +194,7 @@ void set_key(RunConfig& c, const std::string& key, const std::string& value) {
     const std::string section = key.substr(0, key.find('.') + 1);
     for (const auto& [k, s] : fields())
       if (k.rfind(section, 0) == 0) known += (known.empty() ? "" : ", ") + k;
-    throw Error("unknown config key '" + key + "'" + (known.empty() ? " (sections: model, optim, data, train)" : " (known: " + known + ")"));
+    throw Error("unknown config key '" + key + "'" + (known.empty() ? " (sections: model, parallel, optim, data, train)" : " (known: " + known + ")"));
   }
   it->second(c, value);
 }
@@ -213,7 +228,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
     throw Error("config is not valid YAML: " + std::string(e.what()));
   }
   if (!root.IsNull() && !root.IsMap())
-    throw Error("config must be a YAML mapping of sections (model, optim, data, train), e.g. 'train: {steps: 10}'");
+    throw Error("config must be a YAML mapping of sections (model, parallel, optim, data, train), e.g. 'train: {steps: 10}'");
   std::vector<std::pair<std::string, std::string>> kv;
   flatten(root, "", kv);
   RunConfig c;

@@ -8,49 +8,69 @@
 
 namespace llamatron {
 
-AdamW::AdamW(ParamStore& params, const OptimConfig& cfg)
-    : params_(params), cfg_(cfg), m_(Tensor::zeros({params.numel()}, DType::F32, params.device())),
-      v_(Tensor::zeros({params.numel()}, DType::F32, params.device())) {}
-
 namespace {
 bool decayed(const ParamSpec& s, const OptimConfig& c) { return !s.is_norm && (!s.is_embedding || c.decay_embeddings); }
 }  // namespace
 
+AdamW::AdamW(ParamStore& params, const OptimConfig& cfg, const OptimizerGroups& groups)
+    : params_(params), cfg_(cfg), zero_(params, groups.dp ? *groups.dp : self_group()),
+      m_(Tensor::zeros({zero_.size()}, DType::F32, params.device())),
+      v_(Tensor::zeros({zero_.size()}, DType::F32, params.device())) {
+  if (groups.dp) norm_groups_.push_back(groups.dp);
+  norm_groups_.insert(norm_groups_.end(), groups.model_parallel.begin(), groups.model_parallel.end());
+  const int64_t lo = zero_.begin(), hi = lo + zero_.size();
+  for (const ParamSpec& s : params_.specs()) {
+    const int64_t b = std::max(lo, s.offset), e = std::min(hi, s.offset + s.numel());
+    if (b < e)
+      pieces_.push_back({b - lo, e - lo, decayed(s, cfg_) ? static_cast<float>(cfg_.weight_decay) : 0.0f, s.counted_in_norm});
+  }
+}
+
+// Over this shard's pieces that count (a replicated parameter counts on one of its holders), then
+// summed over the DP and model-parallel groups in fp64.
+double AdamW::grad_norm() const {
+  const Tensor& g = zero_.grad_shard();
+  double sum = 0;
+  for (const Piece& p : pieces_) {
+    if (!p.counted_in_norm) continue;
+    const Tensor part = g.view(p.begin, {p.end - p.begin});
+    sum += g.device() != Device::CPU ? backend_for(g.device()).sum_squares(part) : cpu::sum_squares(part.data<float>(), part.numel());
+  }
+  for (Communicator* c : norm_groups_) c->all_reduce(&sum, 1, ReduceOp::Sum);
+  return std::sqrt(sum);
+}
+
 double AdamW::step(double lr) {
   ++step_;
-  const Tensor& grads = params_.grads_flat();
-  const bool on_device = params_.device() != Device::CPU;
-  const double norm = std::sqrt(on_device ? backend_for(params_.device()).sum_squares(grads)
-                                          : cpu::sum_squares(grads.data<float>(), grads.numel()));
+  zero_.reduce_gradients();
+  const double norm = grad_norm();
   float clip = 1.0f;
   if (cfg_.max_grad_norm > 0 && norm > 0) clip = static_cast<float>(std::min(1.0, cfg_.max_grad_norm / (norm + 1e-6)));
-  if (on_device) {  // one fused launch over the flat buffer, weight decay per parameter range
+  const Tensor &master = zero_.master_shard(), &grads = zero_.grad_shard(), param = zero_.param_shard();
+  if (params_.device() != Device::CPU) {  // one fused launch over the shard, weight decay per piece
     std::vector<int64_t> range_end;
     std::vector<float> range_wd;
-    for (const ParamSpec& s : params_.specs()) {
-      range_end.push_back(s.offset + s.numel());
-      range_wd.push_back(decayed(s, cfg_) ? static_cast<float>(cfg_.weight_decay) : 0.0f);
-    }
-    range_end.back() = params_.numel();
+    for (const Piece& p : pieces_) range_end.push_back(p.end), range_wd.push_back(p.weight_decay);
+    if (range_end.empty()) range_end.push_back(0), range_wd.push_back(0.0f);
+    range_end.back() = zero_.size();  // the padding after the last piece: zero gradients, zero weights
     backend_for(params_.device())
-        .adamw(params_.master_flat(), grads, m_, v_, params_.params_flat(), range_end, range_wd,
+        .adamw(master, grads, m_, v_, param, range_end, range_wd,
                {static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
                 static_cast<float>(cfg_.eps), clip, step_});
-    return norm;
+  } else {
+    for (const Piece& p : pieces_) {
+      const cpu::AdamWParams ap{static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
+                                static_cast<float>(cfg_.eps), p.weight_decay, step_, clip};
+      float* w = master.data<float>() + p.begin;
+      const float* g = grads.data<float>() + p.begin;
+      float *m = m_.data<float>() + p.begin, *v = v_.data<float>() + p.begin;
+      if (params_.master_is_params())
+        cpu::adamw_step<float>(w, g, m, v, w, p.end - p.begin, ap);
+      else
+        cpu::adamw_step<bf16>(w, g, m, v, param.data<bf16>() + p.begin, p.end - p.begin, ap);
+    }
   }
-  for (const ParamSpec& s : params_.specs()) {
-    const bool decay = decayed(s, cfg_);
-    cpu::AdamWParams p{static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
-                       static_cast<float>(cfg_.eps), decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, step_, clip};
-    float* master = params_.master_flat().data<float>() + s.offset;
-    const float* g = grads.data<float>() + s.offset;
-    float* m = m_.data<float>() + s.offset;
-    float* v = v_.data<float>() + s.offset;
-    if (params_.master_is_params())
-      cpu::adamw_step<float>(master, g, m, v, master, s.numel(), p);
-    else
-      cpu::adamw_step<bf16>(master, g, m, v, params_.params_flat().data<bf16>() + s.offset, s.numel(), p);
-  }
+  zero_.gather_params();
   return norm;
 }
 

@@ -4,43 +4,56 @@
 
 #include <omp.h>
 
+#include "llamatron/errors.h"
+
 namespace llamatron {
 
-Trainer::Trainer(const RunConfig& cfg) : cfg_(cfg) {
+Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   cfg_.validate();
+  grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel);
+  if (grid_->tp() > 1 || grid_->pp() > 1)
+    throw Error("tensor and pipeline parallelism are not implemented yet (issue #6): set parallel.tensor_parallel=1 and "
+                "parallel.pipeline_parallel=1");
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
-                                        cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU);
+                                        cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU, ModelShard{grid_->dp()});
   model_->init_weights(cfg_.train.seed);
-  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim);
+  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim, OptimizerGroups{&grid_->dp_group(), {}});
+}
+
+const int32_t* Trainer::local_rows(const int32_t* global_batch) const {
+  return global_batch + grid_->dp_rank() * cfg_.train.batch_size * (cfg_.train.seq_len + 1);
 }
 
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, M = cfg_.train.grad_accum_steps;
-  // Draw every micro-batch first: the loss is the mean over all counted targets of the step, so
-  // each micro-batch's gradient is scaled by 1 / (targets in the whole step).
-  tokens_.resize(static_cast<size_t>(M * B * (T + 1)));
-  for (int64_t m = 0; m < M; ++m) data_->next_batch(B, T, tokens_.data() + m * B * (T + 1));
+  const int64_t G = B * grid_->dp();  // sequences per global micro-batch
+  // Every rank draws the whole step (the same stream as one process training G-sequence
+  // micro-batches) and trains its rows: the loss is the mean over all counted targets of the step,
+  // so each micro-batch's gradient is scaled by 1 / (targets in the whole global step).
+  tokens_.resize(static_cast<size_t>(M * G * (T + 1)));
+  for (int64_t m = 0; m < M; ++m) data_->next_batch(G, T, tokens_.data() + m * G * (T + 1));
   int64_t counted = 0;
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 1; t <= T; ++t) counted += tokens_[(m * B + b) * (T + 1) + t] != kIgnoreIndex;
+    for (int64_t b = 0; b < G; ++b)
+      for (int64_t t = 1; t <= T; ++t) counted += tokens_[(m * G + b) * (T + 1) + t] != kIgnoreIndex;
   const float scale = counted > 0 ? 1.0f / counted : 0.0f;
 
   model_->params().zero_grads();
   double loss_sum = 0;
-  for (int64_t m = 0; m < M; ++m) loss_sum += model_->forward_backward(tokens_.data() + m * B * (T + 1), B, T, scale);
+  for (int64_t m = 0; m < M; ++m) loss_sum += model_->forward_backward(local_rows(tokens_.data() + m * G * (T + 1)), B, T, scale);
+  grid_->dp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);
   StepStats s;
   s.lr = lr_at(cfg_.optim, step_, cfg_.train.steps);
   s.grad_norm = optim_->step(s.lr);
   s.step = ++step_;
-  tokens_seen_ += M * B * T;
+  tokens_seen_ += M * G * T;
   s.tokens_seen = tokens_seen_;
   s.loss = counted > 0 ? loss_sum / counted : 0.0;
   s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  s.tokens_per_s = M * B * T / (s.step_ms / 1e3);
+  s.tokens_per_s = M * G * T / (s.step_ms / 1e3);
   return s;
 }
 
@@ -49,16 +62,17 @@ void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
 }
 
 double Trainer::evaluate(TokenSource& source, int64_t batches) {
-  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len;
-  std::vector<int32_t> tokens(static_cast<size_t>(B * (T + 1)));
+  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, G = B * grid_->dp();
+  std::vector<int32_t> tokens(static_cast<size_t>(G * (T + 1)));
   double sum = 0;
   int64_t counted = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    source.next_batch(B, T, tokens.data());
-    sum += model_->forward_loss(tokens.data(), B, T);
-    for (int64_t b = 0; b < B; ++b)
+    source.next_batch(G, T, tokens.data());
+    sum += model_->forward_loss(local_rows(tokens.data()), B, T);
+    for (int64_t b = 0; b < G; ++b)
       for (int64_t t = 1; t <= T; ++t) counted += tokens[b * (T + 1) + t] != kIgnoreIndex;
   }
+  grid_->dp_group().all_reduce(&sum, 1, ReduceOp::Sum);
   return counted > 0 ? sum / counted : 0.0;
 }
 

@@ -50,7 +50,7 @@ struct DataConfig {
 
 struct TrainConfig {
   int64_t steps = 100;
-  int64_t batch_size = 8;         // sequences per micro-batch
+  int64_t batch_size = 8;         // sequences per micro-batch per data-parallel rank
   int64_t seq_len = 64;
   int64_t grad_accum_steps = 1;   // micro-batches per optimizer step
   std::string precision = "bf16"; // bf16 (bf16 params/activations, fp32 master) | fp32 (exact mode)
@@ -62,15 +62,24 @@ struct TrainConfig {
                                   // the CPU backend always is
 };
 
+// The 3D layout (Megatron's order: TP fastest, then DP, then PP; docs/parallelism.md). The world
+// size must equal tensor_parallel * pipeline_parallel * data_parallel.
+struct ParallelConfig {
+  int64_t tensor_parallel = 1;
+  int64_t pipeline_parallel = 1;
+  int64_t data_parallel = 0;  // 0: world size / (tensor_parallel * pipeline_parallel)
+};
+
 struct RunConfig {
   ModelConfig model;
+  ParallelConfig parallel;
   OptimConfig optim;
   DataConfig data;
   TrainConfig train;
   void validate() const;
 };
 
-// Loads YAML (sections model/optim/data/train) and applies "section.key=value" overrides.
+// Loads YAML (sections model/parallel/optim/data/train) and applies "section.key=value" overrides.
 RunConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides = {});
 RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {});
 std::string describe(const ModelConfig& m);

@@ -16,13 +16,18 @@ namespace llamatron {
 
 constexpr int32_t kIgnoreIndex = -100;
 
+// This rank's part of the model (ARCHITECTURE.md, principle 5); the defaults are the whole model.
+struct ModelShard {
+  int64_t zero_shards = 1;  // the flat buffers are padded into this many equal ZeRO-1 shards (dp)
+};
+
 // Names and shapes of every parameter, Hugging Face naming (FACTS.md).
 std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg);
 
 class LlamaModel {
  public:
   // device: where parameters and activations live (CPU, or CUDA with a registered backend).
-  LlamaModel(const ModelConfig& cfg, DType dtype, Device device = Device::CPU);
+  LlamaModel(const ModelConfig& cfg, DType dtype, Device device = Device::CPU, const ModelShard& shard = {});
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
   LlamaModel& operator=(const LlamaModel&) = delete;

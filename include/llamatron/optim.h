@@ -2,25 +2,46 @@
 #pragma once
 #include <cstdint>
 
+#include <vector>
+
+#include "llamatron/comm.h"
 #include "llamatron/config.h"
 #include "llamatron/params.h"
+#include "llamatron/zero1.h"
 
 namespace llamatron {
 
+// Where the optimizer's collectives go; the single process: nowhere.
+struct OptimizerGroups {
+  Communicator* dp = nullptr;                 // ZeRO-1 shards the optimizer state over it
+  std::vector<Communicator*> model_parallel;  // the grad norm also sums over these (TP, PP)
+};
+
+// AdamW on this rank's ZeRO-1 shard of the flat buffers (the whole buffer in one process).
 class AdamW {
  public:
-  AdamW(ParamStore& params, const OptimConfig& cfg);
-  // Clips the gradients to max_grad_norm by their global L2 norm (torch's clip_grad_norm_:
-  // scale = max_norm / (norm + 1e-6) when below 1, fused into the update), then takes one AdamW
-  // step at `lr`. Returns the pre-clip gradient norm.
+  AdamW(ParamStore& params, const OptimConfig& cfg, const OptimizerGroups& groups = {});
+  // Sums the gradients over the DP group, clips them to max_grad_norm by their global L2 norm
+  // (torch's clip_grad_norm_: scale = max_norm / (norm + 1e-6) when below 1, fused into the
+  // update), takes one AdamW step at `lr` and gathers the parameters. Returns the pre-clip norm.
   double step(double lr);
   int64_t steps_taken() const { return step_; }
-  const Tensor& exp_avg() const { return m_; }
-  const Tensor& exp_avg_sq() const { return v_; }
+  const Zero1& shard() const { return zero_; }
+  const Tensor& exp_avg() const { return m_; }     // this rank's shard
+  const Tensor& exp_avg_sq() const { return v_; }  // this rank's shard
 
  private:
+  struct Piece {  // one parameter's part of the shard, shard-relative
+    int64_t begin, end;
+    float weight_decay;
+    bool counted_in_norm;
+  };
+  double grad_norm() const;
   ParamStore& params_;
   OptimConfig cfg_;
+  Zero1 zero_;
+  std::vector<Communicator*> norm_groups_;  // DP first, then the model-parallel groups
+  std::vector<Piece> pieces_;
   Tensor m_, v_;
   int64_t step_ = 0;
 };

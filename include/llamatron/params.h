@@ -16,6 +16,7 @@ struct ParamSpec {
   bool is_norm = false;       // RMSNorm weights: never weight-decayed
   bool is_embedding = false;  // embedding / LM head: decayed only if configured
   bool packed_with_next = false;  // the next parameter follows with no padding (fused GEMMs)
+  bool counted_in_norm = true;  // false on all but one holder of a replicated parameter (TP)
   int64_t offset = 0;         // elements into the flat buffers (filled by ParamStore)
   int64_t numel() const { return shape_numel(shape); }
 };
@@ -24,7 +25,8 @@ class ParamStore {
  public:
   // dtype: storage of the parameters the model computes with. With F32 the master copy *is* the
   // parameter buffer (exact mode); with BF16 the master is a separate fp32 buffer.
-  ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device = Device::CPU);
+  // The flat buffers are padded to a multiple of `shards` * 64 elements: ZeRO-1's equal shards.
+  ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device = Device::CPU, int64_t shards = 1);
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const ParamSpec& spec(const std::string& name) const;
@@ -45,6 +47,10 @@ class ParamStore {
   bool master_is_params() const { return dtype_ == DType::F32; }
 
   void zero_grads() { grads_.zero_(); }
+  // Frees the full fp32 master (bf16 mode) once a sharded optimizer holds its own shard of it;
+  // master() and master_flat() are then unavailable.
+  void release_master();
+  bool has_master() const { return master_.defined(); }
   // Rounds the fp32 master into the bf16 parameters (after loading or initialising weights).
   void sync_params_from_master();
 

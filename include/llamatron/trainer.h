@@ -1,11 +1,12 @@
-// The single-process training loop: micro-batches with gradient accumulation, clipping, AdamW,
-// the LR schedule, and one log record per step.
+// The training loop on this rank of the process grid: micro-batches with gradient accumulation,
+// clipping, AdamW (ZeRO-1 over the data-parallel group), the LR schedule, one log record per step.
 #pragma once
 #include <functional>
 #include <memory>
 
 #include "llamatron/config.h"
 #include "llamatron/data.h"
+#include "llamatron/grid.h"
 #include "llamatron/model.h"
 #include "llamatron/optim.h"
 
@@ -19,7 +20,9 @@ struct StepStats {
 
 class Trainer {
  public:
-  explicit Trainer(const RunConfig& cfg);
+  // world: the processes that train together (a world of one by default); the layout is
+  // cfg.parallel, checked against world.size().
+  explicit Trainer(const RunConfig& cfg, Communicator& world = self_group());
   StepStats step();  // one optimizer step over grad_accum_steps micro-batches
   // Runs cfg.train.steps steps, calling on_step after each.
   void run(const std::function<void(const StepStats&)>& on_step);
@@ -29,9 +32,15 @@ class Trainer {
   LlamaModel& model() { return *model_; }
   TokenSource& data() { return *data_; }
   const RunConfig& config() const { return cfg_; }
+  const ProcessGrid& grid() const { return *grid_; }
+  const AdamW& optimizer() const { return *optim_; }
 
  private:
+  // The global micro-batch (B * dp sequences) of micro-batch m; this DP rank trains rows
+  // [dp_rank * B, (dp_rank + 1) * B) of it.
+  const int32_t* local_rows(const int32_t* global_batch) const;
   RunConfig cfg_;
+  std::unique_ptr<ProcessGrid> grid_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<TokenSource> data_;

@@ -1,0 +1,28 @@
+#include "llamatron/grid.h"
+
+#include <string>
+
+#include "llamatron/errors.h"
+
+namespace llamatron {
+
+ProcessGrid::ProcessGrid(Communicator& world, const ParallelConfig& layout)
+    : world_(world), tp_(static_cast<int>(layout.tensor_parallel)), pp_(static_cast<int>(layout.pipeline_parallel)) {
+  const int n = world.size(), model_parallel = tp_ * pp_;
+  dp_ = layout.data_parallel > 0 ? static_cast<int>(layout.data_parallel) : n / model_parallel;
+  if (dp_ < 1 || tp_ * pp_ * dp_ != n) {
+    const std::string layout_text = "parallel.tensor_parallel (" + std::to_string(tp_) + ") x parallel.pipeline_parallel (" +
+                                    std::to_string(pp_) + ") x parallel.data_parallel (";
+    if (layout.data_parallel > 0)
+      throw Error("the world has " + std::to_string(n) + " process(es) but " + layout_text + std::to_string(dp_) + ") = " +
+                  std::to_string(tp_ * pp_ * dp_) + ": launch with mpirun -np " + std::to_string(tp_ * pp_ * dp_) +
+                  " or change parallel.*");
+    throw Error("the world has " + std::to_string(n) + " process(es), not a multiple of " + layout_text +
+                "the rest): launch a multiple of " + std::to_string(model_parallel) + " processes or change parallel.*");
+  }
+  tp_group_ = world.split(dp_rank() + dp_ * pp_rank(), tp_rank());
+  dp_group_ = world.split(tp_rank() + tp_ * pp_rank(), dp_rank());
+  pp_group_ = world.split(tp_rank() + tp_ * dp_rank(), pp_rank());
+}
+
+}  // namespace llamatron

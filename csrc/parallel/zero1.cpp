@@ -1,0 +1,34 @@
+#include "llamatron/zero1.h"
+
+#include "llamatron/errors.h"
+
+namespace llamatron {
+
+Zero1::Zero1(ParamStore& params, Communicator& dp) : params_(params), dp_(dp) {
+  LT_CHECK(params.numel() % dp.size() == 0, "the parameter buffers are not padded into equal ZeRO-1 shards");
+  size_ = params.numel() / dp.size();
+  begin_ = dp.rank() * size_;
+  const bool sharded = dp.size() > 1;
+  grad_ = sharded ? Tensor::zeros({size_}, DType::F32, params.device()) : params.grads_flat();
+  if (params.master_is_params()) {
+    master_ = params.params_flat().view(begin_, {size_});
+  } else if (!sharded) {
+    master_ = params.master_flat();
+  } else {
+    master_ = Tensor::empty({size_}, DType::F32, params.device());
+    master_.copy_from(params.master_flat().view(begin_, {size_}));
+    params.release_master();
+  }
+}
+
+void Zero1::reduce_gradients() {
+  if (dp_.size() > 1) dp_.reduce_scatter(params_.grads_flat().raw(), grad_.raw(), size_, DType::F32, ReduceOp::Sum);
+}
+
+void Zero1::gather_params() {
+  if (dp_.size() == 1) return;
+  const Tensor& flat = params_.params_flat();
+  dp_.all_gather(param_shard().raw(), flat.raw(), size_, flat.dtype());
+}
+
+}  // namespace llamatron

@@ -1,0 +1,58 @@
+// The one communicator interface every parallel dimension talks through (ARCHITECTURE.md,
+// principle 4): Open MPI on the CPU backend and the emulated device, NCCL on GPUs. Buffers are
+// where the tensors live (host memory for MPI). A process started without mpirun is a world of one.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llamatron/dtype.h"
+
+namespace llamatron {
+
+enum class ReduceOp { Sum, Max, Avg };
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In place over n elements of the group; Avg divides the sum by size(). Reductions take F32 or
+  // I32 (bf16 is gathered and moved, never summed, by the MPI implementation).
+  virtual void all_reduce(void* buf, int64_t n, DType dtype, ReduceOp op) = 0;
+  // Host scalars: loss sums, token counts, squared norms (fp64 so sums over ranks stay exact).
+  virtual void all_reduce(double* values, int64_t n, ReduceOp op) = 0;
+  // send holds size() chunks of n elements; rank r receives the reduction of every rank's chunk r.
+  virtual void reduce_scatter(const void* send, void* recv, int64_t n, DType dtype, ReduceOp op) = 0;
+  // Rank r's n elements are chunk r of recv on every rank. send may be recv + r * n (in place).
+  virtual void all_gather(const void* send, void* recv, int64_t n, DType dtype) = 0;
+  virtual void broadcast(void* buf, int64_t n, DType dtype, int root) = 0;
+  // Point-to-point transfers issued together and completed together (no ordering deadlock for any
+  // pairing of sends and receives).
+  struct Transfer {
+    enum Kind { Send, Recv } kind;
+    int peer;
+    void* buf;
+    int64_t n;
+    DType dtype;
+  };
+  virtual void send_recv(const std::vector<Transfer>& transfers) = 0;
+  virtual void barrier() = 0;
+  // The sub-group of ranks with the same color, ordered by key (MPI_Comm_split).
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+};
+
+// The world: every process of the mpirun job (MPI is initialised on first use and finalised at
+// exit), or a world of one for a process started on its own.
+Communicator& world();
+// A group of this process alone (the single-process defaults; reference runs inside an MPI job).
+Communicator& self_group();
+// True when this process was started by mpirun (or another MPI launcher).
+bool launched_by_mpi();
+// Ends the job after an error: a clean exit when every rank reached the same error (configuration
+// checks run identically everywhere), an abort of the whole job otherwise, so nothing hangs.
+[[noreturn]] void exit_job(int code, bool every_rank_failed);
+
+}  // namespace llamatron

@@ -1,0 +1,38 @@
+// The process grid: world = tp x pp x dp, rank = tp_rank + tp * dp_rank + tp * dp * pp_rank (TP
+// innermost, so a TP group sits inside a node). The one place that computes ranks and groups.
+#pragma once
+#include <memory>
+
+#include "llamatron/comm.h"
+#include "llamatron/config.h"
+
+namespace llamatron {
+
+class ProcessGrid {
+ public:
+  // Checks world.size() == tp * pp * dp (dp 0: whatever is left) and builds the groups; a layout
+  // that does not fit the world is an Error naming both and the fix (the same on every rank).
+  ProcessGrid(Communicator& world, const ParallelConfig& layout);
+
+  int tp() const { return tp_; }
+  int pp() const { return pp_; }
+  int dp() const { return dp_; }
+  int rank() const { return world_.rank(); }
+  int tp_rank() const { return rank() % tp_; }
+  int dp_rank() const { return rank() / tp_ % dp_; }
+  int pp_rank() const { return rank() / (tp_ * dp_); }
+  // World rank of the process at these coordinates.
+  int rank_of(int tp_rank, int dp_rank, int pp_rank) const { return tp_rank + tp_ * (dp_rank + dp_ * pp_rank); }
+
+  Communicator& world() const { return world_; }
+  Communicator& tp_group() const { return *tp_group_; }  // same (dp, pp): ordered by tp_rank
+  Communicator& dp_group() const { return *dp_group_; }  // same (tp, pp): ordered by dp_rank
+  Communicator& pp_group() const { return *pp_group_; }  // same (tp, dp): ordered by pp_rank
+
+ private:
+  Communicator& world_;
+  int tp_, pp_, dp_;
+  std::unique_ptr<Communicator> tp_group_, dp_group_, pp_group_;
+};
+
+}  // namespace llamatron
