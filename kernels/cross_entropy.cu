@@ -77,8 +77,10 @@ __global__ void cross_entropy_grad_kernel(const bf16* logits, const int* targets
 // Embedding: one thread per output element.
 __global__ void embedding_forward_kernel(const int* ids, const bf16* table, bf16* y, int64_t n, int c) {
   const int64_t total = n * c;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = table[static_cast<int64_t>(ids[i / c]) * c + i % c];
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int id = ids[i / c];  // negative: a token another vocab-parallel rank owns
+    y[i] = id < 0 ? __float2bfloat16(0.f) : table[static_cast<int64_t>(id) * c + i % c];
+  }
 }
 
 // Backward: each thread owns one column and walks the tokens in order, so repeated ids add up in
@@ -86,7 +88,8 @@ __global__ void embedding_forward_kernel(const int* ids, const bf16* table, bf16
 __global__ void embedding_backward_kernel(const int* ids, const bf16* dy, float* dtable, int64_t n, int c) {
   const int col = blockIdx.x * blockDim.x + threadIdx.x;
   if (col >= c) return;
-  for (int64_t i = 0; i < n; ++i) dtable[static_cast<int64_t>(ids[i]) * c + col] += __bfloat162float(dy[i * c + col]);
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] >= 0) dtable[static_cast<int64_t>(ids[i]) * c + col] += __bfloat162float(dy[i * c + col]);
 }
 
 }  // namespace

@@ -16,7 +16,8 @@ void cross_entropy_shard_stats(const bf16* logits, int rows, int v, float* row_m
 void cross_entropy_shard_grad(const bf16* logits, const int* targets, const float* logz, bf16* dlogits, float* target_logit,
                               int rows, int v, int vocab_start, float scale, int ignore_index, cudaStream_t stream);
 
-// y[i] = table[ids[i]] (rows of c); dtable[ids[i]] += dy[i] in fp32, deterministically.
+// y[i] = table[ids[i]] (rows of c); dtable[ids[i]] += dy[i] in fp32, deterministically. A negative
+// id (a token another vocab-parallel rank owns) reads zeros and adds nothing.
 void embedding_forward(const int* ids, const bf16* table, bf16* y, int64_t n, int c, cudaStream_t stream);
 void embedding_backward(const int* ids, const bf16* dy, float* dtable, int64_t n, int c, cudaStream_t stream);
 

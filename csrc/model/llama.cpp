@@ -1,33 +1,51 @@
 #include "llamatron/model.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "llamatron/comm.h"
 #include "llamatron/errors.h"
 #include "llamatron/ops.h"
 #include "llamatron/random.h"
+#include "llamatron/tensor_parallel.h"
 #include "ops/cpu/cpu_ops.h"
 
 namespace llamatron {
 
-std::vector<ParamSpec> llama_param_specs(const ModelConfig& c) {
-  const int64_t C = c.dim, D = c.head_dim(), F = c.resolved_ffn_dim();
+std::vector<ParamSpec> llama_param_specs(const ModelConfig& c, const ModelShard& sh) {
+  const int64_t C = c.dim, D = c.head_dim(), F = c.resolved_ffn_dim(), tp = sh.tp, r = sh.tp_rank;
+  const int64_t Vl = padded_vocab(c.vocab_size, tp) / tp, Hl = c.n_heads / tp, Fl = F / tp;
+  const bool kv_split = c.n_kv_heads % tp == 0;  // else replicated: tp / n_kv_heads ranks share a head
+  const int64_t KVl = kv_split ? c.n_kv_heads / tp : 1, kv_first = kv_split ? r * KVl : r / (tp / c.n_kv_heads);
+  const bool kv_counted = kv_split || r % (tp / c.n_kv_heads) == 0;
+  // A whole (replicated) tensor, or a slice of `rows` rows / `cols` columns from `offset`.
+  const auto whole = [&](const std::string& n, const Shape& g, bool norm, bool emb) {
+    return ParamSpec{n, g, norm, emb, false, !norm || r == 0, g};
+  };
+  const auto rows = [&](const std::string& n, const Shape& g, int64_t count, int64_t offset, bool emb = false, bool counted = true) {
+    return ParamSpec{n, {count, g[1]}, false, emb, false, counted, g, 0, offset};
+  };
+  const auto cols = [&](const std::string& n, const Shape& g, int64_t count, int64_t offset) {
+    return ParamSpec{n, {g[0], count}, false, false, false, true, g, 1, offset};
+  };
   std::vector<ParamSpec> s;
-  s.push_back({"model.embed_tokens.weight", {c.vocab_size, C}, false, true});
+  s.push_back(rows("model.embed_tokens.weight", {c.vocab_size, C}, Vl, r * Vl, true));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    s.push_back({p + "input_layernorm.weight", {C}, true, false});
-    s.push_back({p + "self_attn.q_proj.weight", {c.n_heads * D, C}});
-    s.push_back({p + "self_attn.k_proj.weight", {c.n_kv_heads * D, C}});
-    s.push_back({p + "self_attn.v_proj.weight", {c.n_kv_heads * D, C}});
-    s.push_back({p + "self_attn.o_proj.weight", {C, c.n_heads * D}});
-    s.push_back({p + "post_attention_layernorm.weight", {C}, true, false});
+    s.push_back(whole(p + "input_layernorm.weight", {C}, true, false));
+    s.push_back(rows(p + "self_attn.q_proj.weight", {c.n_heads * D, C}, Hl * D, r * Hl * D));
+    s.push_back(rows(p + "self_attn.k_proj.weight", {c.n_kv_heads * D, C}, KVl * D, kv_first * D, false, kv_counted));
+    s.push_back(rows(p + "self_attn.v_proj.weight", {c.n_kv_heads * D, C}, KVl * D, kv_first * D, false, kv_counted));
+    s.push_back(cols(p + "self_attn.o_proj.weight", {C, c.n_heads * D}, Hl * D, r * Hl * D));
+    s.push_back(whole(p + "post_attention_layernorm.weight", {C}, true, false));
     // gate and up are packed back to back: together they are one [2F, C] matrix, one GEMM.
-    s.push_back({p + "mlp.gate_proj.weight", {F, C}, false, false, true});
-    s.push_back({p + "mlp.up_proj.weight", {F, C}});
-    s.push_back({p + "mlp.down_proj.weight", {C, F}});
+    s.push_back(rows(p + "mlp.gate_proj.weight", {F, C}, Fl, r * Fl));
+    s.back().packed_with_next = true;
+    s.push_back(rows(p + "mlp.up_proj.weight", {F, C}, Fl, r * Fl));
+    s.push_back(cols(p + "mlp.down_proj.weight", {C, F}, Fl, r * Fl));
   }
-  s.push_back({"model.norm.weight", {C}, true, false});
-  if (!c.tie_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, C}, false, true});
+  s.push_back(whole("model.norm.weight", {C}, true, false));
+  if (!c.tie_embeddings) s.push_back(rows("lm_head.weight", {c.vocab_size, C}, Vl, r * Vl, true));
   return s;
 }
 
@@ -59,13 +77,23 @@ struct LlamaModel::Activations {
 };
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const ModelShard& shard)
-    : cfg_(cfg), dtype_(dtype), device_(device) {
+    : cfg_(cfg), shard_(shard), dtype_(dtype), device_(device) {
   cfg_.validate();
-  params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_), dtype, device, shard.zero_shards);
+  LT_CHECK(shard.tp == 1 || shard.tp_group != nullptr, "a tensor-parallel model needs its TP group");
+  const int64_t tp = shard.tp;
+  heads_ = cfg_.n_heads / tp;
+  kv_heads_ = cfg_.n_kv_heads % tp == 0 ? cfg_.n_kv_heads / tp : 1;
+  ffn_ = cfg_.resolved_ffn_dim() / tp;
+  vocab_rows_ = padded_vocab(cfg_.vocab_size, tp) / tp;
+  vocab_start_ = shard.tp_rank * vocab_rows_;
+  vocab_valid_ = std::clamp<int64_t>(cfg_.vocab_size - vocab_start_, 0, vocab_rows_);
+  if (tp > 1 && cfg_.n_kv_heads % tp != 0)  // replicated KV heads: their holders sum gradients
+    kv_replicas_ = shard.tp_group->split(static_cast<int>(shard.tp_rank / (tp / cfg_.n_kv_heads)), shard.tp_rank);
+  params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_, shard), dtype, device, shard.zero_shards);
   w_ = std::make_unique<Weights>();
   act_ = std::make_unique<Activations>();
   auto p = [&](const std::string& n) { return Param{params_->param(n), params_->grad(n)}; };
-  const int64_t F = cfg_.resolved_ffn_dim();
+  const int64_t F2 = 2 * ffn_;
   w_->embed = p("model.embed_tokens.weight");
   w_->final_norm = p("model.norm.weight");
   w_->head = cfg_.tie_embeddings ? w_->embed : p("lm_head.weight");
@@ -74,8 +102,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
     w_->layers.push_back({p(pre + "input_layernorm.weight"), p(pre + "self_attn.q_proj.weight"),
                           p(pre + "self_attn.k_proj.weight"), p(pre + "self_attn.v_proj.weight"),
                           p(pre + "self_attn.o_proj.weight"), p(pre + "post_attention_layernorm.weight"),
-                          Param{params_->param_span(pre + "mlp.gate_proj.weight", {2 * F, cfg_.dim}),
-                                params_->grad_span(pre + "mlp.gate_proj.weight", {2 * F, cfg_.dim})},
+                          Param{params_->param_span(pre + "mlp.gate_proj.weight", {F2, cfg_.dim}),
+                                params_->grad_span(pre + "mlp.gate_proj.weight", {F2, cfg_.dim})},
                           p(pre + "mlp.down_proj.weight")});
   }
   const int64_t half = cfg_.head_dim() / 2;
@@ -89,20 +117,35 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
 
 LlamaModel::~LlamaModel() = default;
 
+// Every rank draws the whole model in the same order (the single-process stream) and keeps its
+// slices, so any layout starts from the same weights.
 void LlamaModel::init_weights(uint64_t seed) {
   Rng rng(mix_seed(seed, 1));
   const double out_std = 0.02 / std::sqrt(2.0 * cfg_.n_layers);
-  for (const ParamSpec& s : params_->specs()) {
-    Tensor host = Tensor::empty(s.shape, DType::F32);  // drawn on the host, then copied wherever the model lives
-    float* x = host.data<float>();
-    const bool residual_out = s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos;
+  for (const ParamSpec& g : llama_param_specs(cfg_)) {
+    Tensor global = Tensor::empty(g.shape, DType::F32);  // drawn on the host, then copied wherever the model lives
+    float* x = global.data<float>();
+    const bool residual_out = g.name.find("o_proj") != std::string::npos || g.name.find("down_proj") != std::string::npos;
     const double std = residual_out ? out_std : 0.02;
-    for (int64_t i = 0; i < host.numel(); ++i) x[i] = s.is_norm ? 1.0f : static_cast<float>(std * rng.normal());
-    params_->master(s.name).copy_from(host);
+    for (int64_t i = 0; i < global.numel(); ++i) x[i] = g.is_norm ? 1.0f : static_cast<float>(std * rng.normal());
+    if (!params_->has(g.name)) continue;
+    const ParamSpec& s = params_->spec(g.name);
+    Tensor local = Tensor::empty(s.shape, DType::F32);
+    slice_global(s, x, local.data<float>());
+    params_->master(s.name).copy_from(local);
   }
   params_->sync_params_from_master();
 }
 
+void LlamaModel::tp_reduce(const Tensor& x) const {
+  if (shard_.tp > 1) tp_all_reduce(*shard_.tp_group, x);
+}
+
+void LlamaModel::finish_gradients() {
+  if (!kv_replicas_ || kv_replicas_->size() == 1) return;
+  for (const auto& w : w_->layers)
+    for (const Tensor& g : {w.wk.g, w.wv.g}) kv_replicas_->all_reduce(g.raw(), g.numel(), DType::F32, ReduceOp::Sum);
+}
 
 double LlamaModel::forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale) {
   const double loss = forward(tokens, batch, seq, loss_scale);
@@ -117,8 +160,9 @@ double LlamaModel::forward_loss(const int32_t* tokens, int64_t batch, int64_t se
 double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float loss_scale) {
   if (T > cfg_.max_seq_len)
     throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
-  const int64_t C = cfg_.dim, H = cfg_.n_heads, KV = cfg_.n_kv_heads, D = cfg_.head_dim(),
-                F = cfg_.resolved_ffn_dim(), V = cfg_.vocab_size, N = B * T;
+  // This rank's widths: query/KV heads, FFN and vocabulary rows (all of them when tp == 1).
+  const int64_t C = cfg_.dim, H = heads_, KV = kv_heads_, D = cfg_.head_dim(), F = ffn_, V = cfg_.vocab_size,
+                Vl = vocab_rows_, N = B * T;
   Activations& a = *act_;
   const DType dt = dtype_;
   auto make = [&](const Shape& s, DType t) { return Tensor::empty(s, t, device_); };
@@ -132,7 +176,7 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
                           make({B, H, T}, DType::F32), make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt),
                           make({N, 2 * F}, dt), make({N, F}, dt)});
     a.out = make({N, C}, dt), a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt);
-    a.logits = make({N, V}, dt);
+    a.logits = make({N, Vl}, dt);
     a.dres = make({N, C}, dt), a.dxn = make({N, C}, dt), a.datt = make({N, H * D}, dt);
     a.dq = make({B, T, H, D}, dt), a.dk = make({B, T, KV, D}, dt), a.dv = make({B, T, KV, D}, dt);
     a.dact = make({N, F}, dt), a.dgate_up = make({N, 2 * F}, dt);
@@ -146,14 +190,17 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
       if (x < 0 || x >= V) throw Error("token id " + std::to_string(x) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
       if (y != kIgnoreIndex && (y < 0 || y >= V))
         throw Error("target id " + std::to_string(y) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
-      ids[b * T + t] = x;
+      // A token another vocab-parallel rank owns becomes -1 (a zero row).
+      ids[b * T + t] = x >= vocab_start_ && x < vocab_start_ + vocab_valid_ ? static_cast<int32_t>(x - vocab_start_) : -1;
       tgt[b * T + t] = y;
     }
 
   a.ids.copy_from(ids_host);
   a.targets.copy_from(targets_host);
   const float eps = static_cast<float>(cfg_.norm_eps);
-  ops::embedding_fwd(a.ids, w_->embed.w, a.layers.empty() ? a.out : a.layers[0].in);
+  const Tensor& x0 = a.layers.empty() ? a.out : a.layers[0].in;
+  ops::embedding_fwd(a.ids, w_->embed.w, x0);
+  tp_reduce(x0);
   for (int64_t l = 0; l < cfg_.n_layers; ++l) {
     auto& x = a.layers[l];
     const auto& w = w_->layers[l];
@@ -167,12 +214,14 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
     ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0);
     ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, block_q_, block_k_);
     ops::linear_fwd(x.att, w.wo.w, x.mid);
+    tp_reduce(x.mid);  // row-parallel o: the heads' partial sums
     ops::add_inplace(x.mid, x.in);
     // MLP block: out = mid + down(silu(gate(xn2)) * up(xn2)), gate and up as one GEMM
     ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, eps, x.xn2, x.rstd2);
     ops::linear_fwd(x.xn2, w.wgate_up.w, x.gate_up);
     ops::swiglu_fwd(x.gate_up, x.act);
     ops::linear_fwd(x.act, w.wdown.w, out);
+    tp_reduce(out);  // row-parallel down
     ops::add_inplace(out, x.mid);
   }
   ops::rmsnorm_fwd(a.out, w_->final_norm.w, eps, a.xn_f, a.rstd_f);
@@ -182,6 +231,8 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
     kept_logits_.copy_from(a.logits);
   }
   // Loss and dlogits in one pass, in place: the logits are not needed after this.
+  if (shard_.tp > 1)
+    return vocab_parallel_cross_entropy(*shard_.tp_group, a.logits, a.targets, vocab_start_, vocab_valid_, loss_scale, kIgnoreIndex);
   return ops::cross_entropy_fwd_bwd(a.logits, a.targets, a.logits, loss_scale, kIgnoreIndex);
 }
 
@@ -190,6 +241,7 @@ void LlamaModel::backward() {
   // head and final norm
   ops::linear_bwd_data(a.logits, w_->head.w, a.dxn, false);
   ops::linear_bwd_weight(a.logits, a.xn_f, w_->head.g);
+  tp_reduce(a.dxn);  // vocab-parallel head: each rank's vocabulary rows contribute
   ops::rmsnorm_bwd(a.dxn, a.out, w_->final_norm.w, a.rstd_f, a.dres, w_->final_norm.g, false);
   // a.dres now holds d(loss)/d(residual stream) and flows down through the layers.
   for (int64_t l = cfg_.n_layers - 1; l >= 0; --l) {
@@ -201,6 +253,7 @@ void LlamaModel::backward() {
     ops::swiglu_bwd(a.dact, x.gate_up, a.dgate_up);
     ops::linear_bwd_data(a.dgate_up, w.wgate_up.w, a.dxn, false);
     ops::linear_bwd_weight(a.dgate_up, x.xn2, w.wgate_up.g);
+    tp_reduce(a.dxn);  // column-parallel gate/up: the conjugate all-reduce
     ops::rmsnorm_bwd(a.dxn, x.mid, w.mlp_norm.w, x.rstd2, a.dres, w.mlp_norm.g, true);
     // attention block
     ops::linear_bwd_data(a.dres, w.wo.w, a.datt, false);
@@ -215,6 +268,7 @@ void LlamaModel::backward() {
     ops::linear_bwd_weight(a.dq, x.xn1, w.wq.g);
     ops::linear_bwd_weight(a.dk, x.xn1, w.wk.g);
     ops::linear_bwd_weight(a.dv, x.xn1, w.wv.g);
+    tp_reduce(a.dxn);  // column-parallel q, k, v
     ops::rmsnorm_bwd(a.dxn, x.in, w.attn_norm.w, x.rstd1, a.dres, w.attn_norm.g, true);
   }
   ops::embedding_bwd(a.ids, a.dres, w_->embed.g);

@@ -1,5 +1,7 @@
 #include "llamatron/params.h"
 
+#include <algorithm>
+
 #include "llamatron/backend.h"
 #include "llamatron/errors.h"
 #include "ops/cpu/cpu_ops.h"
@@ -22,6 +24,16 @@ ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device,
   master_ = Tensor::zeros({numel_}, DType::F32, device);
   params_ = dtype == DType::F32 ? master_ : Tensor::zeros({numel_}, DType::BF16, device);
   grads_ = Tensor::zeros({numel_}, DType::F32, device);
+}
+
+void slice_global(const ParamSpec& s, const float* global, float* local) {
+  if (s.split_dim < 0) return void(std::copy_n(global, s.numel(), local));
+  const int64_t R = s.global_shape[0], Cg = s.global_shape[1], r = s.shape[0], c = s.shape[1];
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < c; ++j) {
+      const int64_t gi = s.split_dim == 0 ? s.split_offset + i : i, gj = s.split_dim == 1 ? s.split_offset + j : j;
+      local[i * c + j] = gi < R ? global[gi * Cg + gj] : 0.f;
+    }
 }
 
 const ParamSpec& ParamStore::spec(const std::string& name) const {

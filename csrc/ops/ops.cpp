@@ -249,6 +249,38 @@ double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const 
   return loss;
 }
 
+void cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int64_t valid, int64_t vocab_start,
+                               const Tensor& row_max, const Tensor& row_sumexp, const Tensor& target_logit,
+                               int32_t ignore_index) {
+  OpTimer timer_("cross_entropy_shard_stats");
+  if (backend_of({&logits, &targets, &row_max, &row_sumexp, &target_logit}))
+    throw Error("tensor parallelism runs on the CPU backend for now (the CUDA path needs NCCL, issue #6): set train.device=cpu");
+  const int64_t n = rows_of(logits);
+  LT_CHECK(targets.numel() == n && row_max.numel() == n && row_sumexp.numel() == n && target_logit.numel() == n &&
+               valid >= 0 && valid <= logits.dim(-1),
+           "cross_entropy_shard_stats shapes");
+  dispatch_float(logits, [&](auto t) {
+    using T = decltype(t);
+    cpu::cross_entropy_shard_stats<T>(logits.data<T>(), targets.data<int32_t>(), n, logits.dim(-1), valid, vocab_start,
+                                      ignore_index, row_max.data<float>(), row_sumexp.data<float>(), target_logit.data<float>());
+  });
+}
+
+void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
+                              int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) {
+  OpTimer timer_("cross_entropy_shard_grad");
+  if (backend_of({&logits, &targets, &logz, &dlogits}))
+    throw Error("tensor parallelism runs on the CPU backend for now (the CUDA path needs NCCL, issue #6): set train.device=cpu");
+  same_shape(logits, dlogits, "cross_entropy_shard_grad logits/dlogits");
+  const int64_t n = rows_of(logits);
+  LT_CHECK(targets.numel() == n && logz.numel() == n && valid >= 0 && valid <= logits.dim(-1), "cross_entropy_shard_grad shapes");
+  dispatch_float(logits, [&](auto t) {
+    using T = decltype(t);
+    cpu::cross_entropy_shard_grad<T>(logits.data<T>(), targets.data<int32_t>(), logz.data<float>(), dlogits.data<T>(), n,
+                                     logits.dim(-1), valid, vocab_start, ignore_index, scale);
+  });
+}
+
 void add_inplace(const Tensor& y, const Tensor& x) {
   OpTimer timer_("add_inplace");
   DeviceBackend* be = backend_of({&y, &x});

@@ -11,15 +11,15 @@ namespace llamatron {
 Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   cfg_.validate();
   grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel);
-  if (grid_->tp() > 1 || grid_->pp() > 1)
-    throw Error("tensor and pipeline parallelism are not implemented yet (issue #6): set parallel.tensor_parallel=1 and "
-                "parallel.pipeline_parallel=1");
+  if (grid_->pp() > 1)
+    throw Error("pipeline parallelism is not implemented yet (issue #6): set parallel.pipeline_parallel=1");
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
-                                        cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU, ModelShard{grid_->dp()});
+                                        cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU,
+                                        ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group()});
   model_->init_weights(cfg_.train.seed);
-  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim, OptimizerGroups{&grid_->dp_group(), {}});
+  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim, OptimizerGroups{&grid_->dp_group(), {&grid_->tp_group()}});
 }
 
 const int32_t* Trainer::local_rows(const int32_t* global_batch) const {
@@ -44,6 +44,7 @@ StepStats Trainer::step() {
   model_->params().zero_grads();
   double loss_sum = 0;
   for (int64_t m = 0; m < M; ++m) loss_sum += model_->forward_backward(local_rows(tokens_.data() + m * G * (T + 1)), B, T, scale);
+  model_->finish_gradients();
   grid_->dp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);
   StepStats s;
   s.lr = lr_at(cfg_.optim, step_, cfg_.train.steps);

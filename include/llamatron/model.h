@@ -16,13 +16,19 @@ namespace llamatron {
 
 constexpr int32_t kIgnoreIndex = -100;
 
+class Communicator;
+
 // This rank's part of the model (ARCHITECTURE.md, principle 5); the defaults are the whole model.
 struct ModelShard {
-  int64_t zero_shards = 1;  // the flat buffers are padded into this many equal ZeRO-1 shards (dp)
+  int64_t zero_shards = 1;          // the flat buffers are padded into this many equal ZeRO-1 shards (dp)
+  int tp = 1, tp_rank = 0;          // tensor parallelism (Megatron): this rank's slice of every linear
+  Communicator* tp_group = nullptr;  // required when tp > 1
 };
 
-// Names and shapes of every parameter, Hugging Face naming (FACTS.md).
-std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg);
+// Names, local shapes and global placement of this shard's parameters, Hugging Face naming
+// (FACTS.md). Column-parallel (split rows): q, k, v, gate, up, and the vocab-parallel embedding and
+// head; row-parallel (split columns): o, down; replicated: norms, and KV heads when tp > n_kv_heads.
+std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg, const ModelShard& shard = {});
 
 class LlamaModel {
  public:
@@ -47,6 +53,11 @@ class LlamaModel {
   double forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
   // Forward only: the summed loss (evaluation).
   double forward_loss(const int32_t* tokens, int64_t batch, int64_t seq);
+  // After the last micro-batch's backward: sums the gradients of replicated KV heads over their
+  // replicas (tp > n_kv_heads); nothing otherwise.
+  void finish_gradients();
+  const ModelShard& shard() const { return shard_; }
+
   // When set, the logits [B*T, V] of the last forward are kept (tests; costs a copy).
   void keep_logits(bool keep) { keep_logits_ = keep; }
   const Tensor& last_logits() const { return kept_logits_; }
@@ -60,7 +71,12 @@ class LlamaModel {
   double forward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
   void backward();  // of the last forward
 
+  void tp_reduce(const Tensor& x) const;  // sum over the TP group (nothing when tp == 1)
   ModelConfig cfg_;
+  ModelShard shard_;
+  int64_t heads_ = 0, kv_heads_ = 0, ffn_ = 0, vocab_rows_ = 0;  // this rank's
+  int64_t vocab_start_ = 0, vocab_valid_ = 0;  // global vocab rows this rank holds, unpadded
+  std::unique_ptr<Communicator> kv_replicas_;   // ranks holding the same replicated KV head
   DType dtype_;
   Device device_;
   std::unique_ptr<ParamStore> params_;

@@ -38,7 +38,8 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 void swiglu_fwd(const Tensor& gate_up, const Tensor& y);
 void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up);
 
-// ids int32 [N] (any shape), table [V, C] -> y [N, C]; dtable (fp32) += scatter of dy.
+// ids int32 [N] (any shape), table [V, C] -> y [N, C]; dtable (fp32) += scatter of dy. A negative
+// id reads zeros and adds nothing (tokens of another vocab-parallel rank).
 void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y);
 void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable);
 
@@ -46,6 +47,15 @@ void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable);
 // dlogits = scale * (softmax - onehot). dlogits may be logits itself.
 double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                              int32_t ignore_index = -100);
+
+// Vocab-parallel cross-entropy pieces on this rank's logits shard [N, Vl] whose columns [valid, Vl)
+// are padding (csrc/ops/cpu/cpu_ops.h): per-row max, sum exp and owned target logit (fp32 [N]);
+// then, from the global logz [N], dlogits (may be logits). CPU tensors.
+void cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int64_t valid, int64_t vocab_start,
+                               const Tensor& row_max, const Tensor& row_sumexp, const Tensor& target_logit,
+                               int32_t ignore_index = -100);
+void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
+                              int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index = -100);
 
 void add_inplace(const Tensor& y, const Tensor& x);
 

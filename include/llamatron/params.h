@@ -17,9 +17,18 @@ struct ParamSpec {
   bool is_embedding = false;  // embedding / LM head: decayed only if configured
   bool packed_with_next = false;  // the next parameter follows with no padding (fused GEMMs)
   bool counted_in_norm = true;  // false on all but one holder of a replicated parameter (TP)
+  // Where this (local) tensor sits in the global one: rows (split_dim 0) or columns (1) from
+  // split_offset, or the whole tensor (-1). Global rows past global_shape[0] are vocab padding.
+  Shape global_shape;
+  int split_dim = -1;
+  int64_t split_offset = 0;
   int64_t offset = 0;         // elements into the flat buffers (filled by ParamStore)
   int64_t numel() const { return shape_numel(shape); }
 };
+
+// This (local) parameter's piece of its global tensor (host, fp32): its rows or columns; rows past
+// the global tensor (vocab padding) are zero.
+void slice_global(const ParamSpec& s, const float* global, float* local);
 
 class ParamStore {
  public:

@@ -47,6 +47,7 @@ template <typename T>
 void swiglu_bwd(const T* dy, const T* gate_up, T* dgate_up, int64_t rows, int64_t f);
 
 // y[i] = table[ids[i]]; dtable[ids[i]] += dy[i] (fp32; parallel over columns, so deterministic).
+// A negative id (a token another vocab-parallel rank owns) reads zeros and adds nothing.
 template <typename T>
 void embedding_fwd(const int32_t* ids, const T* table, T* y, int64_t n, int64_t c);
 template <typename T>
@@ -58,6 +59,19 @@ void embedding_bwd(const int32_t* ids, const T* dy, float* dtable, int64_t n, in
 template <typename T>
 double cross_entropy_fwd_bwd(const T* logits, const int32_t* targets, T* dlogits, int64_t n, int64_t v,
                              int32_t ignore_index, float scale);
+
+// Vocab-parallel pieces on this rank's shard of the logits [n, v], whose columns [valid, v) are
+// vocabulary padding (never part of the softmax). Stats, per row over the valid columns: the max,
+// the sum of exp(x - max), and the target's logit if this shard owns global column
+// target - vocab_start (else 0). Grad, given the global logz per row: dlogits = scale * (softmax -
+// onehot) on the valid columns, 0 on padding and on ignored rows (dlogits may alias logits).
+template <typename T>
+void cross_entropy_shard_stats(const T* logits, const int32_t* targets, int64_t n, int64_t v, int64_t valid,
+                               int64_t vocab_start, int32_t ignore_index, float* row_max, float* row_sumexp,
+                               float* target_logit);
+template <typename T>
+void cross_entropy_shard_grad(const T* logits, const int32_t* targets, const float* logz, T* dlogits, int64_t n,
+                              int64_t v, int64_t valid, int64_t vocab_start, int32_t ignore_index, float scale);
 
 // y += x (residual add).
 template <typename T>
