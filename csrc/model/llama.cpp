@@ -29,8 +29,8 @@ std::vector<ParamSpec> llama_param_specs(const ModelConfig& c, const ModelShard&
     return ParamSpec{n, {g[0], count}, false, false, false, true, g, 1, offset};
   };
   std::vector<ParamSpec> s;
-  s.push_back(rows("model.embed_tokens.weight", {c.vocab_size, C}, Vl, r * Vl, true));
-  for (int64_t l = 0; l < c.n_layers; ++l) {
+  if (sh.first_stage()) s.push_back(rows("model.embed_tokens.weight", {c.vocab_size, C}, Vl, r * Vl, true));
+  for (int64_t l = sh.first_layer(c); l < sh.last_layer(c); ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     s.push_back(whole(p + "input_layernorm.weight", {C}, true, false));
     s.push_back(rows(p + "self_attn.q_proj.weight", {c.n_heads * D, C}, Hl * D, r * Hl * D));
@@ -44,8 +44,10 @@ std::vector<ParamSpec> llama_param_specs(const ModelConfig& c, const ModelShard&
     s.push_back(rows(p + "mlp.up_proj.weight", {F, C}, Fl, r * Fl));
     s.push_back(cols(p + "mlp.down_proj.weight", {C, F}, Fl, r * Fl));
   }
-  s.push_back(whole("model.norm.weight", {C}, true, false));
-  if (!c.tie_embeddings) s.push_back(rows("lm_head.weight", {c.vocab_size, C}, Vl, r * Vl, true));
+  if (sh.last_stage()) {
+    s.push_back(whole("model.norm.weight", {C}, true, false));
+    if (!c.tie_embeddings) s.push_back(rows("lm_head.weight", {c.vocab_size, C}, Vl, r * Vl, true));
+  }
   return s;
 }
 
@@ -58,11 +60,12 @@ struct LlamaModel::Weights {
   struct Layer {
     Param attn_norm, wq, wk, wv, wo, mlp_norm, wgate_up, wdown;  // wgate_up: [gate; up], [2F, C]
   };
-  Param embed, final_norm, head;
-  std::vector<Layer> layers;
+  Param embed, final_norm, head;  // embed on the first stage, final_norm and head on the last
+  std::vector<Layer> layers;      // this stage's
 };
 
-// Saved for the backward, per layer; buffers are kept between steps and re-made if (B, T) changes.
+// One micro-batch in flight: what its backward needs, per layer of this stage. Buffers are kept
+// between steps and re-made if (B, T) changes.
 struct LlamaModel::Activations {
   struct Layer {
     Tensor in, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate_up, act;
@@ -70,9 +73,14 @@ struct LlamaModel::Activations {
   int64_t batch = 0, seq = 0;
   Tensor ids, targets;         // [B*T] int32
   std::vector<Layer> layers;
-  Tensor out, rstd_f, xn_f;    // final residual stream, final norm
-  Tensor logits;               // [B*T, V]; becomes dlogits in place
-  // backward scratch, shared by all layers
+  Tensor out, rstd_f, xn_f;    // the stage's output (residual stream), final norm (last stage)
+  Tensor logits;               // [B*T, V] (last stage); becomes dlogits in place
+};
+
+// Backward scratch, shared by every layer and micro-batch (one backward runs at a time). dres is
+// the residual-stream gradient: it arrives from the next stage and leaves as this stage's input_grad.
+struct LlamaModel::Scratch {
+  int64_t rows = 0;
   Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
 };
 
@@ -80,6 +88,9 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
     : cfg_(cfg), shard_(shard), dtype_(dtype), device_(device) {
   cfg_.validate();
   LT_CHECK(shard.tp == 1 || shard.tp_group != nullptr, "a tensor-parallel model needs its TP group");
+  if (shard.pp > 1 && cfg_.tie_embeddings)
+    throw Error("model.tie_embeddings with parallel.pipeline_parallel > 1 is not supported yet (the embedding and the head "
+                "live on different stages): set model.tie_embeddings=false or parallel.pipeline_parallel=1");
   const int64_t tp = shard.tp;
   heads_ = cfg_.n_heads / tp;
   kv_heads_ = cfg_.n_kv_heads % tp == 0 ? cfg_.n_kv_heads / tp : 1;
@@ -91,13 +102,15 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
     kv_replicas_ = shard.tp_group->split(static_cast<int>(shard.tp_rank / (tp / cfg_.n_kv_heads)), shard.tp_rank);
   params_ = std::make_unique<ParamStore>(llama_param_specs(cfg_, shard), dtype, device, shard.zero_shards);
   w_ = std::make_unique<Weights>();
-  act_ = std::make_unique<Activations>();
+  scratch_ = std::make_unique<Scratch>();
   auto p = [&](const std::string& n) { return Param{params_->param(n), params_->grad(n)}; };
   const int64_t F2 = 2 * ffn_;
-  w_->embed = p("model.embed_tokens.weight");
-  w_->final_norm = p("model.norm.weight");
-  w_->head = cfg_.tie_embeddings ? w_->embed : p("lm_head.weight");
-  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+  if (shard.first_stage()) w_->embed = p("model.embed_tokens.weight");
+  if (shard.last_stage()) {
+    w_->final_norm = p("model.norm.weight");
+    w_->head = cfg_.tie_embeddings ? w_->embed : p("lm_head.weight");
+  }
+  for (int64_t l = shard.first_layer(cfg_); l < shard.last_layer(cfg_); ++l) {
     const std::string pre = "model.layers." + std::to_string(l) + ".";
     w_->layers.push_back({p(pre + "input_layernorm.weight"), p(pre + "self_attn.q_proj.weight"),
                           p(pre + "self_attn.k_proj.weight"), p(pre + "self_attn.v_proj.weight"),
@@ -148,63 +161,89 @@ void LlamaModel::finish_gradients() {
 }
 
 double LlamaModel::forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale) {
-  const double loss = forward(tokens, batch, seq, loss_scale);
-  backward();
+  LT_CHECK(shard_.pp == 1, "forward_backward is the whole model; a pipeline stage runs forward_stage/backward_stage");
+  const double loss = forward_stage(0, tokens, batch, seq, loss_scale);
+  backward_stage(0);
   return loss;
 }
 
 double LlamaModel::forward_loss(const int32_t* tokens, int64_t batch, int64_t seq) {
-  return forward(tokens, batch, seq, 0.0f);  // scale 0: the gradient it writes is zero and unused
+  LT_CHECK(shard_.pp == 1, "forward_loss is the whole model");
+  return forward_stage(0, tokens, batch, seq, 0.0f);  // scale 0: the gradient it writes is zero and unused
 }
 
-double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float loss_scale) {
-  if (T > cfg_.max_seq_len)
-    throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
-  // This rank's widths: query/KV heads, FFN and vocabulary rows (all of them when tp == 1).
-  const int64_t C = cfg_.dim, H = heads_, KV = kv_heads_, D = cfg_.head_dim(), F = ffn_, V = cfg_.vocab_size,
-                Vl = vocab_rows_, N = B * T;
-  Activations& a = *act_;
+LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
+  if (static_cast<int>(slots_.size()) <= i) slots_.resize(i + 1);
+  Activations& a = slots_[i];
+  if (a.batch == B && a.seq == T) return a;
+  // (Re)allocate for this micro-batch shape, at this rank's widths: query/KV heads, FFN and
+  // vocabulary rows (all of them when tp == 1), and this stage's layers.
+  const int64_t C = cfg_.dim, H = heads_, KV = kv_heads_, D = cfg_.head_dim(), F = ffn_, N = B * T;
   const DType dt = dtype_;
   auto make = [&](const Shape& s, DType t) { return Tensor::empty(s, t, device_); };
-  if (a.batch != B || a.seq != T) {  // (re)allocate for this micro-batch shape
-    a = Activations{};
-    a.batch = B, a.seq = T;
-    a.ids = make({N}, DType::I32), a.targets = make({N}, DType::I32);
-    for (int64_t l = 0; l < cfg_.n_layers; ++l)
-      a.layers.push_back({make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt), make({B, T, H, D}, dt),
-                          make({B, T, KV, D}, dt), make({B, T, KV, D}, dt), make({B, T, H, D}, dt),
-                          make({B, H, T}, DType::F32), make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt),
-                          make({N, 2 * F}, dt), make({N, F}, dt)});
-    a.out = make({N, C}, dt), a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt);
-    a.logits = make({N, Vl}, dt);
-    a.dres = make({N, C}, dt), a.dxn = make({N, C}, dt), a.datt = make({N, H * D}, dt);
-    a.dq = make({B, T, H, D}, dt), a.dk = make({B, T, KV, D}, dt), a.dv = make({B, T, KV, D}, dt);
-    a.dact = make({N, F}, dt), a.dgate_up = make({N, 2 * F}, dt);
+  a = Activations{};
+  a.batch = B, a.seq = T;
+  a.ids = make({N}, DType::I32), a.targets = make({N}, DType::I32);
+  for (size_t l = 0; l < w_->layers.size(); ++l)
+    a.layers.push_back({make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt), make({B, T, H, D}, dt),
+                        make({B, T, KV, D}, dt), make({B, T, KV, D}, dt), make({B, T, H, D}, dt),
+                        make({B, H, T}, DType::F32), make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt),
+                        make({N, 2 * F}, dt), make({N, F}, dt)});
+  a.out = make({N, C}, dt);
+  if (shard_.last_stage()) a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt), a.logits = make({N, vocab_rows_}, dt);
+  Scratch& g = *scratch_;
+  if (g.rows != N) {
+    g.rows = N;
+    g.dres = make({N, C}, dt), g.dxn = make({N, C}, dt), g.datt = make({N, H * D}, dt);
+    g.dq = make({B, T, H, D}, dt), g.dk = make({B, T, KV, D}, dt), g.dv = make({B, T, KV, D}, dt);
+    g.dact = make({N, F}, dt), g.dgate_up = make({N, 2 * F}, dt);
   }
-  Tensor ids_host = Tensor::empty({N}, DType::I32), targets_host = Tensor::empty({N}, DType::I32);
-  int32_t* ids = ids_host.data<int32_t>();
-  int32_t* tgt = targets_host.data<int32_t>();
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      const int32_t x = tokens[b * (T + 1) + t], y = tokens[b * (T + 1) + t + 1];
-      if (x < 0 || x >= V) throw Error("token id " + std::to_string(x) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
-      if (y != kIgnoreIndex && (y < 0 || y >= V))
-        throw Error("target id " + std::to_string(y) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
-      // A token another vocab-parallel rank owns becomes -1 (a zero row).
-      ids[b * T + t] = x >= vocab_start_ && x < vocab_start_ + vocab_valid_ ? static_cast<int32_t>(x - vocab_start_) : -1;
-      tgt[b * T + t] = y;
-    }
+  return a;
+}
 
-  a.ids.copy_from(ids_host);
-  a.targets.copy_from(targets_host);
+const Tensor& LlamaModel::stage_input(int i, int64_t B, int64_t T) {
+  Activations& a = slot(i, B, T);
+  return a.layers.empty() ? a.out : a.layers[0].in;
+}
+
+const Tensor& LlamaModel::stage_output(int i) const { return slots_.at(i).out; }
+
+const Tensor& LlamaModel::input_grad() const { return scratch_->dres; }
+
+const Tensor& LlamaModel::output_grad() const { return scratch_->dres; }
+
+double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_t T, float loss_scale) {
+  if (T > cfg_.max_seq_len)
+    throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
+  const int64_t V = cfg_.vocab_size, N = B * T;
+  Activations& a = slot(i, B, T);
+  const Tensor& x0 = stage_input(i, B, T);  // filled by the previous stage unless this is the first
+  if (shard_.first_stage() || shard_.last_stage()) {
+    Tensor ids_host = Tensor::empty({N}, DType::I32), targets_host = Tensor::empty({N}, DType::I32);
+    int32_t* ids = ids_host.data<int32_t>();
+    int32_t* tgt = targets_host.data<int32_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) {
+        const int32_t x = tokens[b * (T + 1) + t], y = tokens[b * (T + 1) + t + 1];
+        if (x < 0 || x >= V) throw Error("token id " + std::to_string(x) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+        if (y != kIgnoreIndex && (y < 0 || y >= V))
+          throw Error("target id " + std::to_string(y) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+        // A token another vocab-parallel rank owns becomes -1 (a zero row).
+        ids[b * T + t] = x >= vocab_start_ && x < vocab_start_ + vocab_valid_ ? static_cast<int32_t>(x - vocab_start_) : -1;
+        tgt[b * T + t] = y;
+      }
+    a.ids.copy_from(ids_host);
+    a.targets.copy_from(targets_host);
+  }
   const float eps = static_cast<float>(cfg_.norm_eps);
-  const Tensor& x0 = a.layers.empty() ? a.out : a.layers[0].in;
-  ops::embedding_fwd(a.ids, w_->embed.w, x0);
-  tp_reduce(x0);
-  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+  if (shard_.first_stage()) {
+    ops::embedding_fwd(a.ids, w_->embed.w, x0);
+    tp_reduce(x0);
+  }
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
     auto& x = a.layers[l];
     const auto& w = w_->layers[l];
-    Tensor& out = l + 1 < cfg_.n_layers ? a.layers[l + 1].in : a.out;
+    Tensor& out = l + 1 < w_->layers.size() ? a.layers[l + 1].in : a.out;
     // attention block: mid = in + o(attention(rope(q), rope(k), v))
     ops::rmsnorm_fwd(x.in, w.attn_norm.w, eps, x.xn1, x.rstd1);
     ops::linear_fwd(x.xn1, w.wq.w, x.q);
@@ -224,6 +263,7 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
     tp_reduce(out);  // row-parallel down
     ops::add_inplace(out, x.mid);
   }
+  if (!shard_.last_stage()) return 0.0;  // a.out goes to the next stage
   ops::rmsnorm_fwd(a.out, w_->final_norm.w, eps, a.xn_f, a.rstd_f);
   ops::linear_fwd(a.xn_f, w_->head.w, a.logits);
   if (keep_logits_) {
@@ -236,42 +276,44 @@ double LlamaModel::forward(const int32_t* tokens, int64_t B, int64_t T, float lo
   return ops::cross_entropy_fwd_bwd(a.logits, a.targets, a.logits, loss_scale, kIgnoreIndex);
 }
 
-void LlamaModel::backward() {
-  Activations& a = *act_;
-  // head and final norm
-  ops::linear_bwd_data(a.logits, w_->head.w, a.dxn, false);
-  ops::linear_bwd_weight(a.logits, a.xn_f, w_->head.g);
-  tp_reduce(a.dxn);  // vocab-parallel head: each rank's vocabulary rows contribute
-  ops::rmsnorm_bwd(a.dxn, a.out, w_->final_norm.w, a.rstd_f, a.dres, w_->final_norm.g, false);
-  // a.dres now holds d(loss)/d(residual stream) and flows down through the layers.
-  for (int64_t l = cfg_.n_layers - 1; l >= 0; --l) {
+void LlamaModel::backward_stage(int i) {
+  Activations& a = slots_.at(i);
+  Scratch& g = *scratch_;
+  if (shard_.last_stage()) {  // head and final norm; otherwise g.dres holds the next stage's input_grad
+    ops::linear_bwd_data(a.logits, w_->head.w, g.dxn, false);
+    ops::linear_bwd_weight(a.logits, a.xn_f, w_->head.g);
+    tp_reduce(g.dxn);  // vocab-parallel head: each rank's vocabulary rows contribute
+    ops::rmsnorm_bwd(g.dxn, a.out, w_->final_norm.w, a.rstd_f, g.dres, w_->final_norm.g, false);
+  }
+  // g.dres now holds d(loss)/d(residual stream) and flows down through the layers.
+  for (int64_t l = static_cast<int64_t>(w_->layers.size()) - 1; l >= 0; --l) {
     auto& x = a.layers[l];
     const auto& w = w_->layers[l];
     // MLP block
-    ops::linear_bwd_data(a.dres, w.wdown.w, a.dact, false);
-    ops::linear_bwd_weight(a.dres, x.act, w.wdown.g);
-    ops::swiglu_bwd(a.dact, x.gate_up, a.dgate_up);
-    ops::linear_bwd_data(a.dgate_up, w.wgate_up.w, a.dxn, false);
-    ops::linear_bwd_weight(a.dgate_up, x.xn2, w.wgate_up.g);
-    tp_reduce(a.dxn);  // column-parallel gate/up: the conjugate all-reduce
-    ops::rmsnorm_bwd(a.dxn, x.mid, w.mlp_norm.w, x.rstd2, a.dres, w.mlp_norm.g, true);
+    ops::linear_bwd_data(g.dres, w.wdown.w, g.dact, false);
+    ops::linear_bwd_weight(g.dres, x.act, w.wdown.g);
+    ops::swiglu_bwd(g.dact, x.gate_up, g.dgate_up);
+    ops::linear_bwd_data(g.dgate_up, w.wgate_up.w, g.dxn, false);
+    ops::linear_bwd_weight(g.dgate_up, x.xn2, w.wgate_up.g);
+    tp_reduce(g.dxn);  // column-parallel gate/up: the conjugate all-reduce
+    ops::rmsnorm_bwd(g.dxn, x.mid, w.mlp_norm.w, x.rstd2, g.dres, w.mlp_norm.g, true);
     // attention block
-    ops::linear_bwd_data(a.dres, w.wo.w, a.datt, false);
-    ops::linear_bwd_weight(a.dres, x.att, w.wo.g);
-    Tensor datt4 = a.datt.reshape(x.att.shape());
-    ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, a.dq, a.dk, a.dv, block_q_, block_k_);
-    ops::rope_bwd(a.dq, rope_cos_, rope_sin_, 0);
-    ops::rope_bwd(a.dk, rope_cos_, rope_sin_, 0);
-    ops::linear_bwd_data(a.dq, w.wq.w, a.dxn, false);
-    ops::linear_bwd_data(a.dk, w.wk.w, a.dxn, true);
-    ops::linear_bwd_data(a.dv, w.wv.w, a.dxn, true);
-    ops::linear_bwd_weight(a.dq, x.xn1, w.wq.g);
-    ops::linear_bwd_weight(a.dk, x.xn1, w.wk.g);
-    ops::linear_bwd_weight(a.dv, x.xn1, w.wv.g);
-    tp_reduce(a.dxn);  // column-parallel q, k, v
-    ops::rmsnorm_bwd(a.dxn, x.in, w.attn_norm.w, x.rstd1, a.dres, w.attn_norm.g, true);
+    ops::linear_bwd_data(g.dres, w.wo.w, g.datt, false);
+    ops::linear_bwd_weight(g.dres, x.att, w.wo.g);
+    Tensor datt4 = g.datt.reshape(x.att.shape());
+    ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, g.dq, g.dk, g.dv, block_q_, block_k_);
+    ops::rope_bwd(g.dq, rope_cos_, rope_sin_, 0);
+    ops::rope_bwd(g.dk, rope_cos_, rope_sin_, 0);
+    ops::linear_bwd_data(g.dq, w.wq.w, g.dxn, false);
+    ops::linear_bwd_data(g.dk, w.wk.w, g.dxn, true);
+    ops::linear_bwd_data(g.dv, w.wv.w, g.dxn, true);
+    ops::linear_bwd_weight(g.dq, x.xn1, w.wq.g);
+    ops::linear_bwd_weight(g.dk, x.xn1, w.wk.g);
+    ops::linear_bwd_weight(g.dv, x.xn1, w.wv.g);
+    tp_reduce(g.dxn);  // column-parallel q, k, v
+    ops::rmsnorm_bwd(g.dxn, x.in, w.attn_norm.w, x.rstd1, g.dres, w.attn_norm.g, true);
   }
-  ops::embedding_bwd(a.ids, a.dres, w_->embed.g);
+  if (shard_.first_stage()) ops::embedding_bwd(a.ids, g.dres, w_->embed.g);  // else g.dres is input_grad()
 }
 
 }  // namespace llamatron

@@ -5,21 +5,22 @@
 #include <omp.h>
 
 #include "llamatron/errors.h"
+#include "llamatron/pipeline.h"
 
 namespace llamatron {
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   cfg_.validate();
   grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel);
-  if (grid_->pp() > 1)
-    throw Error("pipeline parallelism is not implemented yet (issue #6): set parallel.pipeline_parallel=1");
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
                                         cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU,
-                                        ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group()});
+                                        ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
+                                                   grid_->pp_rank()});
   model_->init_weights(cfg_.train.seed);
-  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim, OptimizerGroups{&grid_->dp_group(), {&grid_->tp_group()}});
+  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim,
+                                   OptimizerGroups{&grid_->dp_group(), {&grid_->tp_group(), &grid_->pp_group()}});
 }
 
 const int32_t* Trainer::local_rows(const int32_t* global_batch) const {
@@ -42,9 +43,10 @@ StepStats Trainer::step() {
   const float scale = counted > 0 ? 1.0f / counted : 0.0f;
 
   model_->params().zero_grads();
-  double loss_sum = 0;
-  for (int64_t m = 0; m < M; ++m) loss_sum += model_->forward_backward(local_rows(tokens_.data() + m * G * (T + 1)), B, T, scale);
+  double loss_sum = train_1f1b(*model_, grid_->pp_group(), M, [&](int64_t m) { return local_rows(tokens_.data() + m * G * (T + 1)); },
+                               B, T, scale);
   model_->finish_gradients();
+  grid_->pp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);  // the loss is the last stage's
   grid_->dp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);
   StepStats s;
   s.lr = lr_at(cfg_.optim, step_, cfg_.train.steps);
@@ -69,10 +71,11 @@ double Trainer::evaluate(TokenSource& source, int64_t batches) {
   int64_t counted = 0;
   for (int64_t i = 0; i < batches; ++i) {
     source.next_batch(G, T, tokens.data());
-    sum += model_->forward_loss(local_rows(tokens.data()), B, T);
+    sum += forward_pipeline(*model_, grid_->pp_group(), local_rows(tokens.data()), B, T);
     for (int64_t b = 0; b < G; ++b)
       for (int64_t t = 1; t <= T; ++t) counted += tokens[b * (T + 1) + t] != kIgnoreIndex;
   }
+  grid_->pp_group().all_reduce(&sum, 1, ReduceOp::Sum);
   grid_->dp_group().all_reduce(&sum, 1, ReduceOp::Sum);
   return counted > 0 ? sum / counted : 0.0;
 }

@@ -23,6 +23,11 @@ struct ModelShard {
   int64_t zero_shards = 1;          // the flat buffers are padded into this many equal ZeRO-1 shards (dp)
   int tp = 1, tp_rank = 0;          // tensor parallelism (Megatron): this rank's slice of every linear
   Communicator* tp_group = nullptr;  // required when tp > 1
+  int pp = 1, pp_rank = 0;          // pipeline stage: n_layers / pp consecutive layers
+  bool first_stage() const { return pp_rank == 0; }       // holds the embedding
+  bool last_stage() const { return pp_rank == pp - 1; }   // holds the final norm, head and loss
+  int64_t first_layer(const ModelConfig& c) const { return pp_rank * (c.n_layers / pp); }
+  int64_t last_layer(const ModelConfig& c) const { return (pp_rank + 1) * (c.n_layers / pp); }
 };
 
 // Names, local shapes and global placement of this shard's parameters, Hugging Face naming
@@ -47,12 +52,26 @@ class LlamaModel {
   // (o, down), ones for norm weights. Deterministic in the seed.
   void init_weights(uint64_t seed);
 
-  // One micro-batch: tokens [B, T+1] (inputs tokens[:, :T], targets tokens[:, 1:]; a target equal
-  // to kIgnoreIndex is skipped). Returns the summed loss over counted targets and adds
-  // d(loss_scale * summed loss)/d(params) to the gradients.
+  // One micro-batch through the whole model (pp == 1): tokens [B, T+1] (inputs tokens[:, :T],
+  // targets tokens[:, 1:]; a target equal to kIgnoreIndex is skipped). Returns the summed loss over
+  // counted targets and adds d(loss_scale * summed loss)/d(params) to the gradients.
   double forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
-  // Forward only: the summed loss (evaluation).
+  // Forward only: the summed loss (evaluation; pp == 1).
   double forward_loss(const int32_t* tokens, int64_t batch, int64_t seq);
+
+  // A pipeline stage's halves, on micro-batch slot `slot` (1F1B keeps several in flight; each slot
+  // holds one micro-batch's activations). forward_stage: the first stage embeds the tokens, the
+  // others start from stage_input(slot), which the caller has filled with the previous stage's
+  // output; the last stage returns the summed loss (others 0; their result is stage_output).
+  // backward_stage: the last stage starts from its loss, the others from output_grad(), which the
+  // caller has filled with the next stage's input_grad(); afterwards input_grad() holds this
+  // stage's (until the next backward_stage).
+  double forward_stage(int slot, const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
+  void backward_stage(int slot);
+  const Tensor& stage_input(int slot, int64_t batch, int64_t seq);  // [B*T, C]
+  const Tensor& stage_output(int slot) const;                       // [B*T, C]
+  const Tensor& output_grad() const;                                // [B*T, C]
+  const Tensor& input_grad() const;                                 // [B*T, C]
   // After the last micro-batch's backward: sums the gradients of replicated KV heads over their
   // replicas (tp > n_kv_heads); nothing otherwise.
   void finish_gradients();
@@ -68,8 +87,8 @@ class LlamaModel {
  private:
   struct Weights;
   struct Activations;
-  double forward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
-  void backward();  // of the last forward
+  struct Scratch;
+  Activations& slot(int i, int64_t batch, int64_t seq);  // allocated on first use and on a new shape
 
   void tp_reduce(const Tensor& x) const;  // sum over the TP group (nothing when tp == 1)
   ModelConfig cfg_;
@@ -81,7 +100,8 @@ class LlamaModel {
   Device device_;
   std::unique_ptr<ParamStore> params_;
   std::unique_ptr<Weights> w_;
-  std::unique_ptr<Activations> act_;
+  std::vector<Activations> slots_;
+  std::unique_ptr<Scratch> scratch_;
   Tensor rope_cos_, rope_sin_;
   bool keep_logits_ = false;
   Tensor kept_logits_;

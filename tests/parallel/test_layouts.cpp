@@ -81,7 +81,8 @@ TEST_P(Layouts, MatchOneProcess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Parallel, Layouts,
-                         testing::Values(Layout{2, 1, 1}, Layout{1, 1, 2}, Layout{4, 1, 2}, Layout{8, 1, 1}, Layout{1, 1, 8}),
+                         testing::Values(Layout{2, 1, 1}, Layout{1, 2, 1}, Layout{1, 1, 2}, Layout{2, 2, 2}, Layout{4, 1, 2},
+                                         Layout{1, 4, 2}, Layout{2, 4, 1}, Layout{8, 1, 1}, Layout{1, 1, 8}),
                          [](const testing::TestParamInfo<Layout>& i) {
                            return "tp" + std::to_string(i.param.tp) + "_pp" + std::to_string(i.param.pp) + "_dp" +
                                   std::to_string(i.param.dp);
