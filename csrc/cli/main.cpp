@@ -43,9 +43,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());
   const double floor = markov ? markov->entropy_floor(cfg.train.seq_len) : 0.0;
   if (markov) spdlog::info("data: entropy floor {:.4f} nats (the best loss any model can reach)", floor);
-  spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", cfg.train.batch_size,
-               cfg.train.seq_len, cfg.train.grad_accum_steps, grid.dp(),
-               cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum_steps * grid.dp());
+  const TrainConfig& t = trainer.config().train;  // resolved: the micro-batch count may follow from global_batch_size
+  spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", t.batch_size,
+               t.seq_len, t.grad_accum_steps, grid.dp(), t.batch_size * t.seq_len * t.grad_accum_steps * grid.dp());
   StepStats last;
   trainer.run([&](const StepStats& s) {
     last = s;

@@ -48,6 +48,9 @@ void RunConfig::validate() const {
   };
   need(train.steps >= 0 && train.batch_size > 0 && train.seq_len > 0 && train.grad_accum_steps > 0,
        "train.steps must be >= 0 and train.batch_size, train.seq_len, train.grad_accum_steps positive");
+  need(train.global_batch_size >= 0, "train.global_batch_size must be >= 0 (0: batch_size x grad_accum_steps x data-parallel ranks)");
+  need(train.global_batch_size == 0 || train.grad_accum_steps == 1,
+       "set train.global_batch_size or train.grad_accum_steps, not both (the micro-batch count follows from the global batch)");
   need(train.seq_len <= model.max_seq_len, "train.seq_len (" + std::to_string(train.seq_len) +
                                                ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
   need(train.precision == "bf16" || train.precision == "fp32", "train.precision must be bf16 or fp32, got '" + train.precision + "'");
@@ -175,6 +178,7 @@ const std::map<std::string, Setter>& fields() {
       field("train.batch_size", &R::train, &TrainConfig::batch_size),
       field("train.seq_len", &R::train, &TrainConfig::seq_len),
       field("train.grad_accum_steps", &R::train, &TrainConfig::grad_accum_steps),
+      field("train.global_batch_size", &R::train, &TrainConfig::global_batch_size),
       field("train.precision", &R::train, &TrainConfig::precision),
       field("train.seed", &R::train, &TrainConfig::seed),
       field("train.log_every", &R::train, &TrainConfig::log_every),

@@ -12,6 +12,14 @@ namespace llamatron {
 Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   cfg_.validate();
   grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel);
+  if (const int64_t global = cfg_.train.global_batch_size; global > 0) {
+    const int64_t per_micro = cfg_.train.batch_size * grid_->dp();
+    if (global % per_micro != 0)
+      throw Error("train.global_batch_size (" + std::to_string(global) + ") must be divisible by train.batch_size (" +
+                  std::to_string(cfg_.train.batch_size) + ") x data-parallel ranks (" + std::to_string(grid_->dp()) + ") = " +
+                  std::to_string(per_micro) + ": change one of them");
+    cfg_.train.grad_accum_steps = global / per_micro;
+  }
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,

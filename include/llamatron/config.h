@@ -53,6 +53,8 @@ struct TrainConfig {
   int64_t batch_size = 8;         // sequences per micro-batch per data-parallel rank
   int64_t seq_len = 64;
   int64_t grad_accum_steps = 1;   // micro-batches per optimizer step
+  int64_t global_batch_size = 0;  // sequences per step over all DP ranks; when set, grad_accum_steps =
+                                  // global_batch_size / (batch_size * data_parallel) (Megatron's rule)
   std::string precision = "bf16"; // bf16 (bf16 params/activations, fp32 master) | fp32 (exact mode)
   uint64_t seed = 0;
   int64_t log_every = 1;

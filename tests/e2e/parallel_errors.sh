@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Bad layouts under mpirun: each must end the whole job (no hang: a 60 s timeout), with a non-zero
+# exit status, and exactly one "llamatron: error: ..." line (rank 0 speaks for every rank) naming
+# the problem; then a valid 3D run (tp 2 x pp 2 x dp 2) must train.
+#
+# Usage: parallel_errors.sh PATH_TO_llamatron MPIEXEC WORKDIR      (CTest: parallel_errors)
+set -u
+BIN=$1 MPIEXEC=$2
+rm -rf "$3" && mkdir -p "$3" || exit 2
+W=$(cd "$3" && pwd)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+PASSED=0 FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
+
+cat >"$W/base.yaml" <<'YAML'
+model: {vocab_size: 100, dim: 64, n_layers: 4, n_heads: 4, n_kv_heads: 2, ffn_dim: 96, max_seq_len: 16}
+optim: {lr: 1.0e-3, warmup_steps: 0}
+train: {steps: 2, batch_size: 2, seq_len: 16, log_every: 1, threads: 1, precision: fp32}
+YAML
+
+# expect_layout_error NAME NP KEYWORD -- --set ...: mpirun -np NP llamatron train base.yaml ARGS.
+expect_layout_error() {
+  local name=$1 np=$2 keyword=$3
+  shift 4
+  timeout 60 "$MPIEXEC" -np "$np" --oversubscribe "$BIN" train "$W/base.yaml" "$@" >"$W/out" 2>"$W/err"
+  local rc=$? errors
+  errors=$(grep -c '^llamatron: error: ' "$W/err")
+  if (( rc == 124 )); then fail "$name" "the job hung (killed after 60 s)"
+  elif (( rc == 0 )); then fail "$name" "exit status 0"
+  elif (( errors != 1 )); then fail "$name" "$errors 'llamatron: error:' lines, expected 1: $(head -c 400 "$W/err")"
+  elif ! grep '^llamatron: error: ' "$W/err" | grep -qF -- "$keyword"; then fail "$name" "the error does not mention '$keyword': $(grep '^llamatron: error: ' "$W/err")"
+  elif grep -q 'internal error' "$W/err"; then fail "$name" "an internal error: $(head -c 400 "$W/err")"
+  else pass "$name"
+  fi
+}
+
+#                   name                                   np keyword                                -- overrides
+expect_layout_error "world != tp x pp x dp"                 3 "the world has 3 process(es)"          -- --set parallel.data_parallel=2
+expect_layout_error "world not a multiple of tp x pp"       3 "not a multiple"                        -- --set parallel.tensor_parallel=2
+expect_layout_error "n_heads not divisible by tp"           8 "model.n_heads (4) must be divisible"   -- --set parallel.tensor_parallel=8
+expect_layout_error "KV heads neither split nor replicated" 2 "must divide one another"               -- --set model.n_heads=6 --set model.n_kv_heads=3 --set model.dim=96 --set parallel.tensor_parallel=2
+expect_layout_error "n_layers not divisible by pp"          2 "model.n_layers (3) must be divisible"  -- --set model.n_layers=3 --set parallel.pipeline_parallel=2
+expect_layout_error "global batch not divisible by micro x dp" 2 "train.global_batch_size (3) must be divisible" -- --set train.global_batch_size=3
+expect_layout_error "tied embeddings across pipeline stages" 2 "tie_embeddings"                       -- --set model.tie_embeddings=true --set parallel.pipeline_parallel=2
+
+# A valid 3D layout trains: 8 ranks, 4 micro-batches, every step logged once (by rank 0).
+timeout 120 "$MPIEXEC" -np 8 --oversubscribe "$BIN" train "$W/base.yaml" --set parallel.tensor_parallel=2 \
+  --set parallel.pipeline_parallel=2 --set train.global_batch_size=16 >"$W/out" 2>"$W/err"
+rc=$?
+steps=$(grep -c '\] step ' "$W/out")
+if (( rc == 0 )) && (( steps == 2 )) && grep -q 'tensor_parallel 2 x pipeline_parallel 2 x data_parallel 2' "$W/out" &&
+   grep -q '2 x 16 tokens x 4 micro-batch(es) x 2 data-parallel rank(s)' "$W/out"; then
+  pass "tp 2 x pp 2 x dp 2 trains, rank 0 logs"
+else
+  fail "tp 2 x pp 2 x dp 2 trains, rank 0 logs" "exit $rc, $steps step lines; $(head -c 600 "$W/out") $(head -c 300 "$W/err")"
+fi
+
+echo "$PASSED passed, $FAILED failed"
+(( FAILED == 0 ))
