@@ -54,24 +54,33 @@ __global__ void cross_entropy_fused_kernel(const bf16* logits, const int* target
   row_grad(logits + off, dlogits + off, v, logz, target, scale);
 }
 
-__global__ void cross_entropy_stats_kernel(const bf16* logits, int v, float* row_max, float* row_sumexp) {
-  float m, s;
-  row_stats(logits + static_cast<int64_t>(blockIdx.x) * v, v, m, s);
-  if (threadIdx.x == 0) row_max[blockIdx.x] = m, row_sumexp[blockIdx.x] = s;
+// The column of this row's target within the shard's valid columns, or -1.
+__device__ __forceinline__ int owned_target(int target, int vocab_start, int valid, int ignore_index) {
+  const int local = target - vocab_start;
+  return target != ignore_index && local >= 0 && local < valid ? local : -1;
 }
 
-__global__ void cross_entropy_grad_kernel(const bf16* logits, const int* targets, const float* logz, bf16* dlogits,
-                                          float* target_logit, int v, int vocab_start, float scale, int ignore_index) {
+__global__ void cross_entropy_stats_kernel(const bf16* logits, const int* targets, int v, int valid, int vocab_start,
+                                           int ignore_index, float* row_max, float* row_sumexp, float* target_logit) {
   const int64_t off = static_cast<int64_t>(blockIdx.x) * v;
-  const int target = targets[blockIdx.x], local = target - vocab_start;
-  const bool ignored = target == ignore_index, owner = !ignored && local >= 0 && local < v;
-  if (threadIdx.x == 0) target_logit[blockIdx.x] = owner ? __bfloat162float(logits[off + local]) : 0.f;
-  __syncthreads();  // the target logit is read before an in-place gradient overwrites it
-  if (ignored) {
-    for (int j = threadIdx.x; j < v; j += blockDim.x) dlogits[off + j] = __float2bfloat16(0.f);
-    return;
+  float m, s;
+  row_stats(logits + off, valid, m, s);
+  if (threadIdx.x == 0) {
+    const int local = owned_target(targets[blockIdx.x], vocab_start, valid, ignore_index);
+    row_max[blockIdx.x] = m, row_sumexp[blockIdx.x] = s;
+    target_logit[blockIdx.x] = local >= 0 ? __bfloat162float(logits[off + local]) : 0.f;
   }
-  row_grad(logits + off, dlogits + off, v, logz[blockIdx.x], owner ? local : -1, scale);
+}
+
+__global__ void cross_entropy_grad_kernel(const bf16* logits, const int* targets, const float* logz, bf16* dlogits, int v,
+                                          int valid, int vocab_start, float scale, int ignore_index) {
+  const int64_t off = static_cast<int64_t>(blockIdx.x) * v;
+  const bool ignored = targets[blockIdx.x] == ignore_index;
+  const int first_zero = ignored ? 0 : valid;  // padding columns (or the whole ignored row) get zero
+  for (int j = first_zero + threadIdx.x; j < v; j += blockDim.x) dlogits[off + j] = __float2bfloat16(0.f);
+  if (!ignored)
+    row_grad(logits + off, dlogits + off, valid, logz[blockIdx.x], owned_target(targets[blockIdx.x], vocab_start, valid, ignore_index),
+             scale);
 }
 
 // Embedding: one thread per output element.
@@ -99,14 +108,16 @@ void cross_entropy_forward_backward(const bf16* logits, const int* targets, bf16
   launch(cross_entropy_fused_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, targets, dlogits, losses, v, scale, ignore_index);
 }
 
-void cross_entropy_shard_stats(const bf16* logits, int rows, int v, float* row_max, float* row_sumexp, cudaStream_t s) {
-  launch(cross_entropy_stats_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, v, row_max, row_sumexp);
+void cross_entropy_shard_stats(const bf16* logits, const int* targets, int rows, int v, int valid, int vocab_start,
+                               int ignore_index, float* row_max, float* row_sumexp, float* target_logit, cudaStream_t s) {
+  launch(cross_entropy_stats_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, targets, v, valid, vocab_start, ignore_index,
+         row_max, row_sumexp, target_logit);
 }
 
-void cross_entropy_shard_grad(const bf16* logits, const int* targets, const float* logz, bf16* dlogits, float* target_logit,
-                              int rows, int v, int vocab_start, float scale, int ignore_index, cudaStream_t s) {
-  launch(cross_entropy_grad_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, targets, logz, dlogits, target_logit, v,
-         vocab_start, scale, ignore_index);
+void cross_entropy_shard_grad(const bf16* logits, const int* targets, const float* logz, bf16* dlogits, int rows, int v,
+                              int valid, int vocab_start, float scale, int ignore_index, cudaStream_t s) {
+  launch(cross_entropy_grad_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, targets, logz, dlogits, v, valid, vocab_start,
+         scale, ignore_index);
 }
 
 void embedding_forward(const int* ids, const bf16* table, bf16* y, int64_t n, int c, cudaStream_t s) {

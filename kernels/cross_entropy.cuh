@@ -9,12 +9,15 @@ namespace llamatron::kernels {
 void cross_entropy_forward_backward(const bf16* logits, const int* targets, bf16* dlogits, float* losses, int rows, int v,
                                     float scale, int ignore_index, cudaStream_t stream);
 
-// Vocab-sharded pieces: per-row (max, sum exp(x - max)) over this shard; and, given the global
-// logz = max + log(sum) per row, this shard's dlogits and its share of the target logit (the
-// logit on the owning shard, 0 elsewhere; summed over shards, loss = logz - target_logit).
-void cross_entropy_shard_stats(const bf16* logits, int rows, int v, float* row_max, float* row_sumexp, cudaStream_t stream);
-void cross_entropy_shard_grad(const bf16* logits, const int* targets, const float* logz, bf16* dlogits, float* target_logit,
-                              int rows, int v, int vocab_start, float scale, int ignore_index, cudaStream_t stream);
+// Vocab-sharded pieces on rows of v columns whose first `valid` are this shard's vocabulary
+// [vocab_start, vocab_start + valid) (the rest is padding, outside the softmax). Stats, per row: the
+// max and sum exp(x - max) over the valid columns, and the target's logit if this shard owns it
+// (else 0; summed over shards, loss = logz - target_logit). Grad, given the global logz = max +
+// log(sum) per row: this shard's dlogits (0 on padding and on ignored rows; may be logits).
+void cross_entropy_shard_stats(const bf16* logits, const int* targets, int rows, int v, int valid, int vocab_start,
+                               int ignore_index, float* row_max, float* row_sumexp, float* target_logit, cudaStream_t stream);
+void cross_entropy_shard_grad(const bf16* logits, const int* targets, const float* logz, bf16* dlogits, int rows, int v,
+                              int valid, int vocab_start, float scale, int ignore_index, cudaStream_t stream);
 
 // y[i] = table[ids[i]] (rows of c); dtable[ids[i]] += dy[i] in fp32, deterministically. A negative
 // id (a token another vocab-parallel rank owns) reads zeros and adds nothing.

@@ -133,6 +133,20 @@ double CudaBackend::cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& ta
   return total;
 }
 
+void CudaBackend::cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int64_t valid, int64_t vocab_start,
+                                            const Tensor& row_max, const Tensor& row_sumexp, const Tensor& target_logit,
+                                            int32_t ignore_index) {
+  kernels::cross_entropy_shard_stats(bf(logits), targets.data<int32_t>(), rows_of(logits), static_cast<int>(logits.dim(-1)),
+                                     static_cast<int>(valid), static_cast<int>(vocab_start), ignore_index, f32(row_max),
+                                     f32(row_sumexp), f32(target_logit), cs(stream_));
+}
+void CudaBackend::cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
+                                           int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) {
+  kernels::cross_entropy_shard_grad(bf(logits), targets.data<int32_t>(), f32(logz), bf_mut(dlogits), rows_of(logits),
+                                    static_cast<int>(logits.dim(-1)), static_cast<int>(valid), static_cast<int>(vocab_start), scale,
+                                    ignore_index, cs(stream_));
+}
+
 void CudaBackend::add_inplace(const Tensor& y, const Tensor& x) { kernels::add_inplace(bf_mut(y), bf(x), y.numel(), cs(stream_)); }
 
 void CudaBackend::cast(const Tensor& src_f32, const Tensor& dst_bf16) {

@@ -42,6 +42,11 @@ class CudaBackend final : public DeviceBackend {
   void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) override;
   double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                                int32_t ignore_index) override;
+  void cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int64_t valid, int64_t vocab_start,
+                                 const Tensor& row_max, const Tensor& row_sumexp, const Tensor& target_logit,
+                                 int32_t ignore_index) override;
+  void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
+                                int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) override;
   void add_inplace(const Tensor& y, const Tensor& x) override;
   void cast(const Tensor& src_f32, const Tensor& dst_bf16) override;
   double sum_squares(const Tensor& x_f32) override;

@@ -253,12 +253,12 @@ void cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int6
                                const Tensor& row_max, const Tensor& row_sumexp, const Tensor& target_logit,
                                int32_t ignore_index) {
   OpTimer timer_("cross_entropy_shard_stats");
-  if (backend_of({&logits, &targets, &row_max, &row_sumexp, &target_logit}))
-    throw Error("tensor parallelism runs on the CPU backend for now (the CUDA path needs NCCL, issue #6): set train.device=cpu");
+  DeviceBackend* be = backend_of({&logits, &targets, &row_max, &row_sumexp, &target_logit});
   const int64_t n = rows_of(logits);
   LT_CHECK(targets.numel() == n && row_max.numel() == n && row_sumexp.numel() == n && target_logit.numel() == n &&
                valid >= 0 && valid <= logits.dim(-1),
            "cross_entropy_shard_stats shapes");
+  if (be) return be->cross_entropy_shard_stats(logits, targets, valid, vocab_start, row_max, row_sumexp, target_logit, ignore_index);
   dispatch_float(logits, [&](auto t) {
     using T = decltype(t);
     cpu::cross_entropy_shard_stats<T>(logits.data<T>(), targets.data<int32_t>(), n, logits.dim(-1), valid, vocab_start,
@@ -269,11 +269,11 @@ void cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int6
 void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
                               int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) {
   OpTimer timer_("cross_entropy_shard_grad");
-  if (backend_of({&logits, &targets, &logz, &dlogits}))
-    throw Error("tensor parallelism runs on the CPU backend for now (the CUDA path needs NCCL, issue #6): set train.device=cpu");
+  DeviceBackend* be = backend_of({&logits, &targets, &logz, &dlogits});
   same_shape(logits, dlogits, "cross_entropy_shard_grad logits/dlogits");
   const int64_t n = rows_of(logits);
   LT_CHECK(targets.numel() == n && logz.numel() == n && valid >= 0 && valid <= logits.dim(-1), "cross_entropy_shard_grad shapes");
+  if (be) return be->cross_entropy_shard_grad(logits, targets, logz, dlogits, valid, vocab_start, scale, ignore_index);
   dispatch_float(logits, [&](auto t) {
     using T = decltype(t);
     cpu::cross_entropy_shard_grad<T>(logits.data<T>(), targets.data<int32_t>(), logz.data<float>(), dlogits.data<T>(), n,

@@ -26,8 +26,27 @@ int count(int64_t n) {
   return static_cast<int>(n);
 }
 
+// bf16 sums (MPI has no bf16): each pair added in fp32 and rounded to nearest-even, as NCCL does.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const bf16* a = static_cast<const bf16*>(in);
+  bf16* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = bf16(static_cast<float>(a[i]) + static_cast<float>(b[i]));
+}
+
+MPI_Op bf16_sum_op() {
+  static MPI_Op op = [] {
+    MPI_Op o;
+    MPI_Op_create(bf16_sum, 1, &o);
+    return o;
+  }();
+  return op;
+}
+
 MPI_Op mpi_op(ReduceOp op, DType t) {
-  LT_CHECK(t != DType::BF16, "bf16 buffers are not reduced over MPI: reduce in fp32");
+  if (t == DType::BF16) {
+    LT_CHECK(op == ReduceOp::Sum, "bf16 buffers are only summed over MPI");
+    return bf16_sum_op();
+  }
   return op == ReduceOp::Max ? MPI_MAX : MPI_SUM;  // Avg = Sum, then a division
 }
 

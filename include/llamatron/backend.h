@@ -43,6 +43,11 @@ class DeviceBackend {
   virtual void embedding_bwd(const Tensor& ids, const Tensor& dy, const Tensor& dtable) = 0;
   virtual double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const Tensor& dlogits, float scale,
                                        int32_t ignore_index) = 0;
+  virtual void cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int64_t valid, int64_t vocab_start,
+                                         const Tensor& row_max, const Tensor& row_sumexp, const Tensor& target_logit,
+                                         int32_t ignore_index) = 0;
+  virtual void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
+                                        int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) = 0;
   virtual void add_inplace(const Tensor& y, const Tensor& x) = 0;
 
   // The optimizer's pieces on flat buffers (csrc/train/optim.cpp): fp32 -> bf16 rounding, the

@@ -19,8 +19,8 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
 
-  // In place over n elements of the group; Avg divides the sum by size(). Reductions take F32 or
-  // I32 (bf16 is gathered and moved, never summed, by the MPI implementation).
+  // In place over n elements of the group; Avg divides the sum by size(). F32 and I32 take every
+  // op; BF16 is summed (pairwise in fp32, rounded each time, as NCCL does).
   virtual void all_reduce(void* buf, int64_t n, DType dtype, ReduceOp op) = 0;
   // Host scalars: loss sums, token counts, squared norms (fp64 so sums over ranks stay exact).
   virtual void all_reduce(double* values, int64_t n, ReduceOp op) = 0;

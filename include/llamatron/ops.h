@@ -50,7 +50,7 @@ double cross_entropy_fwd_bwd(const Tensor& logits, const Tensor& targets, const 
 
 // Vocab-parallel cross-entropy pieces on this rank's logits shard [N, Vl] whose columns [valid, Vl)
 // are padding (csrc/ops/cpu/cpu_ops.h): per-row max, sum exp and owned target logit (fp32 [N]);
-// then, from the global logz [N], dlogits (may be logits). CPU tensors.
+// then, from the global logz [N], dlogits (may be logits).
 void cross_entropy_shard_stats(const Tensor& logits, const Tensor& targets, int64_t valid, int64_t vocab_start,
                                const Tensor& row_max, const Tensor& row_sumexp, const Tensor& target_logit,
                                int32_t ignore_index = -100);

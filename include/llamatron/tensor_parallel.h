@@ -13,7 +13,7 @@ namespace llamatron {
 // padded rows are never in the loss and never exported.
 int64_t padded_vocab(int64_t vocab, int64_t tp);
 
-// x = sum of x over the group, in place (bf16 tensors are summed in fp32: MPI has no bf16 sum).
+// x = sum of x over the group, in place (bf16 in bf16, as Megatron does over NCCL).
 void tp_all_reduce(Communicator& tp, const Tensor& x);
 
 // Summed loss over the rows of vocab-sharded logits [N, Vl] (this rank holds global columns

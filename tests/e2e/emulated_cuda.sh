@@ -3,8 +3,10 @@
 # kernel in the emulator; its losses must match the CPU backend's (`llamatron`) step by step within
 # the bf16 bound of the model test ((12 * layers + 2) bf16 roundings: 26 * 2^-8 for tiny.yaml).
 # And `llamatron` itself, on a machine without a GPU, must refuse train.device=cuda in one line.
+# With MPIEXEC given: the emulated device under mpirun with tp 2 x pp 2 must match the single
+# emulated process on the same global batch, within the same bound.
 set -u
-cpu_bin=$1 emu_bin=$2 config=$3
+cpu_bin=$1 emu_bin=$2 config=$3 mpiexec=${4-}
 common=(--set train.steps=6 --set train.log_every=1)
 losses() { grep ' step ' | grep -o 'loss [0-9.]*' | awk '{ print $2 }'; }
 cpu=$("$cpu_bin" train "$config" "${common[@]}" 2>&1 | losses)
@@ -18,6 +20,16 @@ if ! nvidia-smi >/dev/null 2>&1; then
   out=$("$cpu_bin" train "$config" --set train.device=cuda 2>&1 >/dev/null)
   rc=$?
   check "without a GPU, train.device=cuda is a one-line error with exit 1" '[ $rc -eq 1 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "train.device=cuda"'
+fi
+if [ -n "$mpiexec" ]; then
+  small=(--set train.steps=3 --set train.log_every=1 --set train.device=cuda --set train.batch_size=4 --set train.threads=1)
+  one=$("$emu_bin" train "$config" "${small[@]}" 2>&1 | losses)
+  grid=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 "$mpiexec" -np 4 --oversubscribe "$emu_bin" train \
+    "$config" "${small[@]}" --set parallel.tensor_parallel=2 --set parallel.pipeline_parallel=2 2>&1 | losses)
+  check "emulated CUDA under mpirun, tp 2 x pp 2, logged 3 steps" '[ "$(echo "$grid" | wc -l)" -eq 3 ]'
+  check "emulated CUDA tp 2 x pp 2 matches one emulated process within 26 * 2^-8" \
+    'paste <(echo "$one") <(echo "$grid") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
+  echo "one process: $(echo $one) | tp2 x pp2: $(echo $grid)"
 fi
 echo "cpu losses: $(echo $cpu)"
 echo "emu losses: $(echo $emu)"

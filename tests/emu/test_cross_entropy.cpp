@@ -49,10 +49,11 @@ TEST(CrossEntropyKernel, FusedMatchesCpuReferenceAlsoInPlace) {
   }
 }
 
-// Two vocabulary shards, combined as the vocab-parallel loss does: global max, rescaled sum,
-// logz, then each shard's gradient and target-logit share.
+// Two vocabulary shards, the second with 24 padding columns, combined as the vocab-parallel loss
+// does: global max, rescaled sum, logz, then each shard's gradient; the target logit comes from its
+// owner. Each shard's pieces match the CPU shard ops, and together they give the full loss.
 TEST(CrossEntropyKernel, ShardedStatisticsRecombineToTheFullLoss) {
-  const int rows = 9, v = 1000, split = 600;
+  const int rows = 9, v = 1000, split = 600, pad = 24;
   const auto logits = random_bf16(static_cast<size_t>(rows) * v, 2, 2.0f);
   const auto targets = targets_for(rows, v);
   const float scale = 0.5f;
@@ -60,29 +61,44 @@ TEST(CrossEntropyKernel, ShardedStatisticsRecombineToTheFullLoss) {
   std::vector<bf16> dl_ref;
   cpu_reference(logits, targets, rows, v, scale, loss_ref, dl_ref);
 
-  const int widths[2] = {split, v - split}, starts[2] = {0, split};
-  std::vector<bf16> shard[2], dshard[2];
-  std::vector<float> mx[2], sm[2], tl[2];
+  const int valid[2] = {split, v - split}, widths[2] = {split, v - split + pad}, starts[2] = {0, split};
+  std::vector<bf16> shard[2], dshard[2], dshard_cpu[2];
+  std::vector<float> mx[2], sm[2], tl[2], mx_cpu[2], sm_cpu[2], tl_cpu[2];
   for (int s = 0; s < 2; ++s) {
-    for (int r = 0; r < rows; ++r)
-      shard[s].insert(shard[s].end(), logits.begin() + r * v + starts[s], logits.begin() + r * v + starts[s] + widths[s]);
-    mx[s].resize(rows), sm[s].resize(rows), tl[s].resize(rows), dshard[s].resize(shard[s].size());
-    kernels::cross_entropy_shard_stats(dev(shard[s]), rows, widths[s], mx[s].data(), sm[s].data(), nullptr);
+    for (int r = 0; r < rows; ++r) {
+      shard[s].insert(shard[s].end(), logits.begin() + r * v + starts[s], logits.begin() + r * v + starts[s] + valid[s]);
+      shard[s].insert(shard[s].end(), widths[s] - valid[s], bf16(5.0f));  // padding: a large logit that must not count
+    }
+    for (auto* x : {&mx[s], &sm[s], &tl[s], &mx_cpu[s], &sm_cpu[s], &tl_cpu[s]}) x->resize(rows);
+    dshard[s].resize(shard[s].size()), dshard_cpu[s].resize(shard[s].size());
+    kernels::cross_entropy_shard_stats(dev(shard[s]), targets.data(), rows, widths[s], valid[s], starts[s], kIgnore, mx[s].data(),
+                                       sm[s].data(), tl[s].data(), nullptr);
+    cpu::cross_entropy_shard_stats<bf16>(shard[s].data(), targets.data(), rows, widths[s], valid[s], starts[s], kIgnore,
+                                         mx_cpu[s].data(), sm_cpu[s].data(), tl_cpu[s].data());
+    EXPECT_EQ(mx[s], mx_cpu[s]);
+    EXPECT_LE(scaled_error(sm[s], sm_cpu[s]), 1e-5);
+    EXPECT_EQ(tl[s], tl_cpu[s]);
   }
   std::vector<float> logz(rows);
   for (int r = 0; r < rows; ++r) {
     const float m = std::max(mx[0][r], mx[1][r]);
     logz[r] = m + std::log(sm[0][r] * std::exp(mx[0][r] - m) + sm[1][r] * std::exp(mx[1][r] - m));
   }
-  for (int s = 0; s < 2; ++s)
-    kernels::cross_entropy_shard_grad(dev(shard[s]), targets.data(), logz.data(), dev(dshard[s]), tl[s].data(), rows, widths[s],
+  for (int s = 0; s < 2; ++s) {
+    kernels::cross_entropy_shard_grad(dev(shard[s]), targets.data(), logz.data(), dev(dshard[s]), rows, widths[s], valid[s],
                                       starts[s], scale, kIgnore, nullptr);
+    cpu::cross_entropy_shard_grad<bf16>(shard[s].data(), targets.data(), logz.data(), dshard_cpu[s].data(), rows, widths[s],
+                                        valid[s], starts[s], kIgnore, scale);
+    EXPECT_LE(scaled_error(dshard[s], dshard_cpu[s]), kOneBf16Rounding);
+  }
   std::vector<double> loss(rows);
   std::vector<bf16> dl;
   for (int r = 0; r < rows; ++r) {
     loss[r] = targets[r] == kIgnore ? 0.0 : logz[r] - (tl[0][r] + tl[1][r]);
-    for (int s = 0; s < 2; ++s)
-      dl.insert(dl.end(), dshard[s].begin() + r * widths[s], dshard[s].begin() + (r + 1) * widths[s]);
+    for (int s = 0; s < 2; ++s) {
+      dl.insert(dl.end(), dshard[s].begin() + r * widths[s], dshard[s].begin() + r * widths[s] + valid[s]);
+      for (int j = valid[s]; j < widths[s]; ++j) EXPECT_EQ(static_cast<float>(dshard[s][r * widths[s] + j]), 0.f) << "padding";
+    }
   }
   EXPECT_LE(scaled_error(loss, loss_ref), 1e-5);
   EXPECT_LE(scaled_error(dl, dl_ref), kOneBf16Rounding);
