@@ -44,8 +44,8 @@ rt::Copy copy_kind(Device dst, Device src) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm)
-    : rt_(std::move(runtime)), alloc_(*rt_), gemm_(std::move(gemm)) {
+CudaBackend::CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm, GroupFactory groups)
+    : rt_(std::move(runtime)), alloc_(*rt_), gemm_(std::move(gemm)), groups_(std::move(groups)) {
   register_backend(Device::CUDA, this);
 }
 

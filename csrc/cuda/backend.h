@@ -3,6 +3,7 @@
 // nvcc-built kernels) and the emulated device (emulated runtime, CPU GEMM, the kernels run by the
 // emulator); which one is decided by the factory a binary links (backend_emu.cpp here).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -15,7 +16,10 @@ namespace llamatron::cuda {
 
 class CudaBackend final : public DeviceBackend {
  public:
-  CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm);
+  // Makes the device communicator of an MPI group on the compute stream (NCCL on GPUs); empty:
+  // the MPI group itself (the emulated device).
+  using GroupFactory = std::function<std::unique_ptr<Communicator>(std::unique_ptr<Communicator>, rt::Stream)>;
+  CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm, GroupFactory groups = {});
   ~CudaBackend() override;
 
   Allocator& allocator() override { return alloc_; }
@@ -24,6 +28,9 @@ class CudaBackend final : public DeviceBackend {
   void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) override;
   void zero(void* ptr, size_t bytes) override;
   void set_deterministic(bool on) override { deterministic_ = on; }
+  std::unique_ptr<Communicator> device_group(std::unique_ptr<Communicator> host) override {
+    return groups_ ? groups_(std::move(host), stream_) : std::move(host);
+  }
 
   void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) override;
   void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) override;
@@ -60,6 +67,7 @@ class CudaBackend final : public DeviceBackend {
   std::unique_ptr<DeviceGemm> gemm_;
   rt::Stream stream_ = nullptr;  // one in-order compute stream
   bool deterministic_ = false;
+  GroupFactory groups_;
 };
 
 // The emulated device: emulated runtime, CPU GEMM, kernels run by the emulator. Registers itself

@@ -1,5 +1,6 @@
-// The GPU CUDA backend's factory: the real runtime, cuBLASLt, and the nvcc-built kernels.
+// The GPU CUDA backend's factory: the real runtime, cuBLASLt, the nvcc-built kernels and NCCL.
 #include "cuda/backend.h"
+#include "cuda/comm_nccl.h"
 
 namespace llamatron {
 
@@ -8,7 +9,7 @@ std::unique_ptr<DeviceBackend> make_linked_cuda_backend(std::string* why) {
   if (!runtime) return nullptr;
   auto gemm = cuda::make_cublaslt_gemm(*runtime, why);
   if (!gemm) return nullptr;
-  return std::make_unique<cuda::CudaBackend>(std::move(runtime), std::move(gemm));
+  return std::make_unique<cuda::CudaBackend>(std::move(runtime), std::move(gemm), cuda::make_nccl_communicator);
 }
 
 }  // namespace llamatron

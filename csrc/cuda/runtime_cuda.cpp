@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/runtime.h"
+#include "llamatron/comm.h"
 #include "llamatron/errors.h"
 
 #define LT_CUDA(call) ::llamatron::rt::check_cuda((call), #call, __FILE__, __LINE__)
@@ -82,6 +83,12 @@ std::unique_ptr<Runtime> make_cuda_runtime(std::string* why) {
   const cudaError_t err = cudaGetDeviceCount(&n);
   if (err != cudaSuccess || n == 0) {
     if (why) *why = err != cudaSuccess ? std::string("no usable CUDA device: ") + cudaGetErrorString(err) : "no CUDA device";
+    return nullptr;
+  }
+  // One GPU per process: the node-local rank picks it (mpirun across nodes: each node counts from 0).
+  const cudaError_t set = cudaSetDevice(node_local_rank() % n);
+  if (set != cudaSuccess) {
+    if (why) *why = std::string("cannot select a CUDA device: ") + cudaGetErrorString(set);
     return nullptr;
   }
   return std::make_unique<CudaRuntime>();

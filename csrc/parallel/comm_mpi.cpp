@@ -176,6 +176,20 @@ Communicator& world() {
   return *w;
 }
 
+int node_local_rank() {
+  if (!launched_by_mpi()) return 0;
+  static const int local = [] {
+    world();  // initialises MPI
+    MPI_Comm node;
+    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+    int r = 0;
+    MPI_Comm_rank(node, &r);
+    MPI_Comm_free(&node);
+    return r;
+  }();
+  return local;
+}
+
 void exit_job(int code, bool every_rank_failed) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);

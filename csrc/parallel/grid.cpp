@@ -6,7 +6,8 @@
 
 namespace llamatron {
 
-ProcessGrid::ProcessGrid(Communicator& world, const ParallelConfig& layout)
+ProcessGrid::ProcessGrid(Communicator& world, const ParallelConfig& layout,
+                         const std::function<std::unique_ptr<Communicator>(std::unique_ptr<Communicator>)>& device_group)
     : world_(world), tp_(static_cast<int>(layout.tensor_parallel)), pp_(static_cast<int>(layout.pipeline_parallel)) {
   const int n = world.size(), model_parallel = tp_ * pp_;
   dp_ = layout.data_parallel > 0 ? static_cast<int>(layout.data_parallel) : n / model_parallel;
@@ -20,9 +21,14 @@ ProcessGrid::ProcessGrid(Communicator& world, const ParallelConfig& layout)
     throw Error("the world has " + std::to_string(n) + " process(es), not a multiple of " + layout_text +
                 "the rest): launch a multiple of " + std::to_string(model_parallel) + " processes or change parallel.*");
   }
-  tp_group_ = world.split(dp_rank() + dp_ * pp_rank(), tp_rank());
-  dp_group_ = world.split(tp_rank() + tp_ * pp_rank(), dp_rank());
-  pp_group_ = world.split(tp_rank() + tp_ * dp_rank(), pp_rank());
+  const auto group = [&](int color, int key) {
+    std::unique_ptr<Communicator> g = world.split(color, key);
+    return device_group ? device_group(std::move(g)) : std::move(g);
+  };
+  tp_group_ = group(dp_rank() + dp_ * pp_rank(), tp_rank());
+  dp_group_ = group(tp_rank() + tp_ * pp_rank(), dp_rank());
+  pp_group_ = group(tp_rank() + tp_ * dp_rank(), pp_rank());
+  mp_group_ = group(dp_rank(), tp_rank() + tp_ * pp_rank());
 }
 
 }  // namespace llamatron

@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include "llamatron/backend.h"
 #include "llamatron/errors.h"
 #include "llamatron/pipeline.h"
 
@@ -11,7 +12,10 @@ namespace llamatron {
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   cfg_.validate();
-  grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel);
+  std::function<std::unique_ptr<Communicator>(std::unique_ptr<Communicator>)> device_group;
+  if (cfg_.train.device == "cuda")  // NCCL groups on GPUs
+    device_group = [](std::unique_ptr<Communicator> g) { return backend_for(Device::CUDA).device_group(std::move(g)); };
+  grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel, device_group);
   if (const int64_t global = cfg_.train.global_batch_size; global > 0) {
     const int64_t per_micro = cfg_.train.batch_size * grid_->dp();
     if (global % per_micro != 0)
@@ -28,7 +32,7 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                                                    grid_->pp_rank()});
   model_->init_weights(cfg_.train.seed);
   optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim,
-                                   OptimizerGroups{&grid_->dp_group(), {&grid_->tp_group(), &grid_->pp_group()}});
+                                   OptimizerGroups{&grid_->dp_group(), {&grid_->model_parallel_group()}});
 }
 
 const int32_t* Trainer::local_rows(const int32_t* global_batch) const {

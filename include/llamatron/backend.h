@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "llamatron/comm.h"
 #include "llamatron/tensor.h"
 
 namespace llamatron {
@@ -24,6 +25,9 @@ class DeviceBackend {
   // Same inputs, same bits, at some cost in speed where the fast path sums in a racy order
   // (attention's dQ atomics on CUDA). Off by default, as in FlashAttention and Megatron.
   virtual void set_deterministic(bool on) = 0;
+  // The communicator for tensors on this device over the ranks of `host` (an MPI group): NCCL on
+  // GPUs; the host group itself where device memory is host memory (the emulated device).
+  virtual std::unique_ptr<Communicator> device_group(std::unique_ptr<Communicator> host) { return host; }
 
   virtual void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
   virtual void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) = 0;

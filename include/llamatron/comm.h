@@ -49,6 +49,8 @@ class Communicator {
 Communicator& world();
 // A group of this process alone (the single-process defaults; reference runs inside an MPI job).
 Communicator& self_group();
+// This process's rank among the job's processes on its node (0 without mpirun): its GPU.
+int node_local_rank();
 // True when this process was started by mpirun (or another MPI launcher).
 bool launched_by_mpi();
 // Ends the job after an error: a clean exit when every rank reached the same error (configuration

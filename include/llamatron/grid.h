@@ -1,6 +1,7 @@
 // The process grid: world = tp x pp x dp, rank = tp_rank + tp * dp_rank + tp * dp * pp_rank (TP
 // innermost, so a TP group sits inside a node). The one place that computes ranks and groups.
 #pragma once
+#include <functional>
 #include <memory>
 
 #include "llamatron/comm.h"
@@ -12,7 +13,9 @@ class ProcessGrid {
  public:
   // Checks world.size() == tp * pp * dp (dp 0: whatever is left) and builds the groups; a layout
   // that does not fit the world is an Error naming both and the fix (the same on every rank).
-  ProcessGrid(Communicator& world, const ParallelConfig& layout);
+  // device_group: wraps each MPI group for the device the tensors live on (DeviceBackend::device_group).
+  ProcessGrid(Communicator& world, const ParallelConfig& layout,
+              const std::function<std::unique_ptr<Communicator>(std::unique_ptr<Communicator>)>& device_group = {});
 
   int tp() const { return tp_; }
   int pp() const { return pp_; }
@@ -28,11 +31,12 @@ class ProcessGrid {
   Communicator& tp_group() const { return *tp_group_; }  // same (dp, pp): ordered by tp_rank
   Communicator& dp_group() const { return *dp_group_; }  // same (tp, pp): ordered by dp_rank
   Communicator& pp_group() const { return *pp_group_; }  // same (tp, dp): ordered by pp_rank
+  Communicator& model_parallel_group() const { return *mp_group_; }  // same dp: one model replica
 
  private:
   Communicator& world_;
   int tp_, pp_, dp_;
-  std::unique_ptr<Communicator> tp_group_, dp_group_, pp_group_;
+  std::unique_ptr<Communicator> tp_group_, dp_group_, pp_group_, mp_group_;
 };
 
 }  // namespace llamatron

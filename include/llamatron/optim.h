@@ -14,7 +14,7 @@ namespace llamatron {
 // Where the optimizer's collectives go; the single process: nowhere.
 struct OptimizerGroups {
   Communicator* dp = nullptr;                 // ZeRO-1 shards the optimizer state over it
-  std::vector<Communicator*> model_parallel;  // the grad norm also sums over these (TP, PP)
+  std::vector<Communicator*> model_parallel;  // the grad norm also sums over these (the TP x PP group)
 };
 
 // AdamW on this rank's ZeRO-1 shard of the flat buffers (the whole buffer in one process).
