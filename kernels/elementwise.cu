@@ -93,6 +93,19 @@ __global__ void cast_kernel(const float* src, bf16* dst, int64_t n, bool vec) {
   });
 }
 
+__global__ void widen_kernel(const bf16* src, float* dst, int64_t n, bool vec) {
+  grid_stride_vec8(n, vec, [&](int64_t i, int m) {
+    float v[8];
+    load_bf16(src + i, m, v);
+    if (m == 8) {
+      reinterpret_cast<float4*>(dst + i)[0] = float4{v[0], v[1], v[2], v[3]};
+      reinterpret_cast<float4*>(dst + i)[1] = float4{v[4], v[5], v[6], v[7]};
+    } else {
+      dst[i] = v[0];
+    }
+  });
+}
+
 bool aligned(const void* a, const void* b, const void* c = nullptr) {
   return (reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) | reinterpret_cast<uintptr_t>(c)) % 16 == 0;
 }
@@ -120,6 +133,9 @@ void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int o
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(add_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t s) {
   launch(cast_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
+}
+void cast_to_f32(const bf16* src, float* dst, int64_t n, cudaStream_t s) {
+  launch(widen_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
 }
 
 }  // namespace llamatron::kernels

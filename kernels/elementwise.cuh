@@ -14,5 +14,6 @@ void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, i
 void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int offset, cudaStream_t stream);
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t stream);
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t stream);
+void cast_to_f32(const bf16* src, float* dst, int64_t n, cudaStream_t stream);
 
 }  // namespace llamatron::kernels

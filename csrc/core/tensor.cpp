@@ -122,8 +122,10 @@ void Tensor::zero_() {
 
 void Tensor::copy_from(const Tensor& src) {
   LT_CHECK(src.numel() == numel(), "copy " + shape_str(src.shape()) + " into " + shape_str(shape_));
-  if (src.device() != Device::CPU || device_ != Device::CPU) {
-    LT_CHECK(src.dtype() == dtype_, "copies to or from a device keep the dtype");
+  if (src.device() == device_ && device_ != Device::CPU && src.dtype() != dtype_) {
+    backend_for(device_).cast(src, *this);  // fp32 <-> bf16 on the device
+  } else if (src.device() != Device::CPU || device_ != Device::CPU) {
+    LT_CHECK(src.dtype() == dtype_, "copies between the host and a device keep the dtype");
     backend_for(src.device() != Device::CPU ? src.device() : device_).copy(data_, device_, src.raw(), src.device(), nbytes());
   } else if (src.dtype() == dtype_) {
     std::memcpy(data_, src.raw(), nbytes());

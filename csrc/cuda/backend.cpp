@@ -149,8 +149,9 @@ void CudaBackend::cross_entropy_shard_grad(const Tensor& logits, const Tensor& t
 
 void CudaBackend::add_inplace(const Tensor& y, const Tensor& x) { kernels::add_inplace(bf_mut(y), bf(x), y.numel(), cs(stream_)); }
 
-void CudaBackend::cast(const Tensor& src_f32, const Tensor& dst_bf16) {
-  kernels::cast_to_bf16(f32(src_f32), bf_mut(dst_bf16), src_f32.numel(), cs(stream_));
+void CudaBackend::cast(const Tensor& src, const Tensor& dst) {
+  if (src.dtype() == DType::F32) return kernels::cast_to_bf16(f32(src), bf_mut(dst), src.numel(), cs(stream_));
+  kernels::cast_to_f32(bf(src), f32(dst), src.numel(), cs(stream_));
 }
 
 double CudaBackend::sum_squares(const Tensor& x_f32) {

@@ -67,6 +67,8 @@ void RunConfig::validate() const {
   const int64_t tp = parallel.tensor_parallel, pp = parallel.pipeline_parallel;
   need(tp >= 1 && pp >= 1 && parallel.data_parallel >= 0,
        "parallel.tensor_parallel and parallel.pipeline_parallel must be >= 1 and parallel.data_parallel >= 0 (0: the rest of the world)");
+  need(parallel.grad_reduce_dtype == "fp32" || parallel.grad_reduce_dtype == "bf16",
+       "parallel.grad_reduce_dtype must be fp32 or bf16, got '" + parallel.grad_reduce_dtype + "'");
   need(model.n_heads % tp == 0, "model.n_heads (" + std::to_string(model.n_heads) + ") must be divisible by parallel.tensor_parallel (" +
                                     std::to_string(tp) + "): each tensor-parallel rank takes whole query heads");
   need(model.n_kv_heads % tp == 0 || tp % model.n_kv_heads == 0,
@@ -158,6 +160,7 @@ const std::map<std::string, Setter>& fields() {
       field("parallel.tensor_parallel", &R::parallel, &ParallelConfig::tensor_parallel),
       field("parallel.pipeline_parallel", &R::parallel, &ParallelConfig::pipeline_parallel),
       field("parallel.data_parallel", &R::parallel, &ParallelConfig::data_parallel),
+      field("parallel.grad_reduce_dtype", &R::parallel, &ParallelConfig::grad_reduce_dtype),
       field("optim.lr", &R::optim, &OptimConfig::lr),
       field("optim.min_lr", &R::optim, &OptimConfig::min_lr),
       field("optim.schedule", &R::optim, &OptimConfig::schedule),

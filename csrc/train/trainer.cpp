@@ -32,7 +32,8 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                                                    grid_->pp_rank()});
   model_->init_weights(cfg_.train.seed);
   optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim,
-                                   OptimizerGroups{&grid_->dp_group(), {&grid_->model_parallel_group()}});
+                                   OptimizerGroups{&grid_->dp_group(), cfg_.parallel.grad_reduce_dtype == "bf16" ? DType::BF16 : DType::F32,
+                                                   {&grid_->model_parallel_group()}});
 }
 
 const int32_t* Trainer::local_rows(const int32_t* global_batch) const {

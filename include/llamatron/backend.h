@@ -57,7 +57,7 @@ class DeviceBackend {
   // The optimizer's pieces on flat buffers (csrc/train/optim.cpp): fp32 -> bf16 rounding, the
   // sum of squares of the gradients, and AdamW where element i decays with range_wd[r] for the
   // first r with i < range_end[r] (host vectors).
-  virtual void cast(const Tensor& src_f32, const Tensor& dst_bf16) = 0;
+  virtual void cast(const Tensor& src, const Tensor& dst) = 0;  // fp32 -> bf16 (rounding) or bf16 -> fp32
   virtual double sum_squares(const Tensor& x_f32) = 0;
   struct AdamWStep {
     float lr, beta1, beta2, eps, grad_scale;

@@ -14,6 +14,7 @@ namespace llamatron {
 // Where the optimizer's collectives go; the single process: nowhere.
 struct OptimizerGroups {
   Communicator* dp = nullptr;                 // ZeRO-1 shards the optimizer state over it
+  DType grad_wire = DType::F32;               // the dtype gradients are reduce-scattered in
   std::vector<Communicator*> model_parallel;  // the grad norm also sums over these (the TP x PP group)
 };
 

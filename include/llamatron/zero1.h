@@ -12,7 +12,9 @@ class Zero1 {
  public:
   // params must be padded to a multiple of dp.size() shards (ParamStore's `shards`). In bf16 mode
   // with dp > 1 this copies the shard of the master and releases the store's full master.
-  Zero1(ParamStore& params, Communicator& dp);
+  // wire: the dtype the gradients are reduce-scattered in (fp32, or bf16: half the traffic, one
+  // rounding of each gradient before the sum and one per pairwise add).
+  Zero1(ParamStore& params, Communicator& dp, DType wire = DType::F32);
   int64_t begin() const { return begin_; }
   int64_t size() const { return size_; }
   const Tensor& grad_shard() const { return grad_; }      // summed over the DP group
@@ -28,6 +30,7 @@ class Zero1 {
   Communicator& dp_;
   int64_t begin_ = 0, size_ = 0;
   Tensor grad_, master_;
+  Tensor wire_, wire_shard_;  // bf16 staging of the gradients (wire == bf16 only)
 };
 
 }  // namespace llamatron

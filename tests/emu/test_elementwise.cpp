@@ -65,6 +65,11 @@ TEST(ResidualAndCastKernels, MatchCpuReference) {
   cpu::convert<bf16>(f.data(), cast_ref.data(), n);
   kernels::cast_to_bf16(f.data(), dev(cast), n, nullptr);
   EXPECT_EQ(0, std::memcmp(cast.data(), cast_ref.data(), n * sizeof(bf16)));  // same round-to-nearest-even
+  // bf16 -> fp32 is exact, on the 128-bit path and (from an odd offset) the scalar one.
+  std::vector<float> wide(n, -1.f);
+  kernels::cast_to_f32(dev(cast), wide.data(), n, nullptr);
+  kernels::cast_to_f32(dev(cast) + 1, wide.data() + 1, n - 1, nullptr);
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(wide[i], static_cast<float>(cast[i])) << i;
 }
 
 }  // namespace
