@@ -1,5 +1,6 @@
 #include "llamatron/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -76,8 +77,17 @@ void RunConfig::validate() const {
            ") must divide one another: KV heads are split (n_kv_heads % tp == 0) or replicated (tp % n_kv_heads == 0)");
   need(model.resolved_ffn_dim() % tp == 0, "the FFN width (" + std::to_string(model.resolved_ffn_dim()) +
                                                ") must be divisible by parallel.tensor_parallel (" + std::to_string(tp) + ")");
-  need(model.n_layers % pp == 0, "model.n_layers (" + std::to_string(model.n_layers) + ") must be divisible by parallel.pipeline_parallel (" +
-                                     std::to_string(pp) + "): each pipeline stage takes the same number of layers");
+  if (parallel.pipeline_layers.empty()) {
+    need(model.n_layers % pp == 0, "model.n_layers (" + std::to_string(model.n_layers) + ") must be divisible by parallel.pipeline_parallel (" +
+                                       std::to_string(pp) + "): each pipeline stage takes the same number of layers, or list "
+                                       "them per stage in parallel.pipeline_layers");
+  } else {
+    int64_t total = 0, least = model.n_layers;
+    for (int64_t n : parallel.pipeline_layers) total += n, least = std::min(least, n);
+    need(static_cast<int64_t>(parallel.pipeline_layers.size()) == pp && total == model.n_layers && least >= 1,
+         "parallel.pipeline_layers must list " + std::to_string(pp) + " positive layer counts (one per stage) that add up to "
+         "model.n_layers (" + std::to_string(model.n_layers) + ")");
+  }
   need(data.source == "synthetic" || data.source == "llmc", "data.source must be synthetic or llmc, got '" + data.source + "'");
   need(data.source != "llmc" || !data.paths.empty(), "data.source is llmc but data.paths is empty: list the shard files");
   need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
@@ -137,6 +147,13 @@ std::vector<std::string> parse_value<std::vector<std::string>>(const std::string
   return out;
 }
 
+template <>
+std::vector<int64_t> parse_value<std::vector<int64_t>>(const std::string& key, const std::string& text) {
+  std::vector<int64_t> out;
+  for (const std::string& item : parse_value<std::vector<std::string>>(key, text)) out.push_back(parse_value<int64_t>(key, item));
+  return out;
+}
+
 template <typename S, typename T>
 std::pair<std::string, Setter> field(const std::string& key, S RunConfig::*section, T S::*member) {
   return {key, [=](RunConfig& c, const std::string& text) { (c.*section).*member = parse_value<T>(key, text); }};
@@ -161,6 +178,7 @@ const std::map<std::string, Setter>& fields() {
       field("parallel.pipeline_parallel", &R::parallel, &ParallelConfig::pipeline_parallel),
       field("parallel.data_parallel", &R::parallel, &ParallelConfig::data_parallel),
       field("parallel.grad_reduce_dtype", &R::parallel, &ParallelConfig::grad_reduce_dtype),
+      field("parallel.pipeline_layers", &R::parallel, &ParallelConfig::pipeline_layers),
       field("optim.lr", &R::optim, &OptimConfig::lr),
       field("optim.min_lr", &R::optim, &OptimConfig::min_lr),
       field("optim.schedule", &R::optim, &OptimConfig::schedule),

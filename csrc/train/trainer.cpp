@@ -29,7 +29,7 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
                                         cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU,
                                         ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
-                                                   grid_->pp_rank()});
+                                                   grid_->pp_rank(), cfg_.parallel.pipeline_layers});
   model_->init_weights(cfg_.train.seed);
   optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim,
                                    OptimizerGroups{&grid_->dp_group(), cfg_.parallel.grad_reduce_dtype == "bf16" ? DType::BF16 : DType::F32,

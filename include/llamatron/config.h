@@ -71,6 +71,7 @@ struct ParallelConfig {
   int64_t pipeline_parallel = 1;
   int64_t data_parallel = 0;  // 0: world size / (tensor_parallel * pipeline_parallel)
   std::string grad_reduce_dtype = "fp32";  // fp32 | bf16: the dtype of the DP gradient reduce-scatter
+  std::vector<int64_t> pipeline_layers;    // layers per stage (sums to n_layers); empty: n_layers / pp each
 };
 
 struct RunConfig {

@@ -23,11 +23,18 @@ struct ModelShard {
   int64_t zero_shards = 1;          // the flat buffers are padded into this many equal ZeRO-1 shards (dp)
   int tp = 1, tp_rank = 0;          // tensor parallelism (Megatron): this rank's slice of every linear
   Communicator* tp_group = nullptr;  // required when tp > 1
-  int pp = 1, pp_rank = 0;          // pipeline stage: n_layers / pp consecutive layers
+  int pp = 1, pp_rank = 0;          // pipeline stage: consecutive layers, n_layers / pp each...
+  std::vector<int64_t> stage_layers;  // ...or these many on each stage
   bool first_stage() const { return pp_rank == 0; }       // holds the embedding
   bool last_stage() const { return pp_rank == pp - 1; }   // holds the final norm, head and loss
-  int64_t first_layer(const ModelConfig& c) const { return pp_rank * (c.n_layers / pp); }
-  int64_t last_layer(const ModelConfig& c) const { return (pp_rank + 1) * (c.n_layers / pp); }
+  int64_t first_layer(const ModelConfig& c) const { return layers_before(c, pp_rank); }
+  int64_t last_layer(const ModelConfig& c) const { return layers_before(c, pp_rank + 1); }
+  int64_t layers_before(const ModelConfig& c, int stage) const {
+    if (stage_layers.empty()) return stage * (c.n_layers / pp);
+    int64_t n = 0;
+    for (int s = 0; s < stage; ++s) n += stage_layers[s];
+    return n;
+  }
 };
 
 // Names, local shapes and global placement of this shard's parameters, Hugging Face naming

@@ -41,6 +41,7 @@ expect_layout_error "world not a multiple of tp x pp"       3 "not a multiple"  
 expect_layout_error "n_heads not divisible by tp"           8 "model.n_heads (4) must be divisible"   -- --set parallel.tensor_parallel=8
 expect_layout_error "KV heads neither split nor replicated" 2 "must divide one another"               -- --set model.n_heads=6 --set model.n_kv_heads=3 --set model.dim=96 --set parallel.tensor_parallel=2
 expect_layout_error "n_layers not divisible by pp"          2 "model.n_layers (3) must be divisible"  -- --set model.n_layers=3 --set parallel.pipeline_parallel=2
+expect_layout_error "explicit layer split not adding up"   2 "parallel.pipeline_layers must list 2"  -- --set parallel.pipeline_parallel=2 --set parallel.pipeline_layers=3,2
 expect_layout_error "global batch not divisible by micro x dp" 2 "train.global_batch_size (3) must be divisible" -- --set train.global_batch_size=3
 expect_layout_error "tied embeddings across pipeline stages" 2 "tie_embeddings"                       -- --set model.tie_embeddings=true --set parallel.pipeline_parallel=2
 
