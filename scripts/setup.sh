@@ -10,6 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-torch python3-numpy  # the PyTorch reference the tests compare against
+  python3-venv                # a venv for tools/prepare_hf.py (tokenizers, from PyPI)
 )
 
 missing=()

@@ -16,9 +16,18 @@ namespace llamatron {
 namespace {
 constexpr int32_t kMagicU16 = 20240520, kMagicU32 = 20240801;
 constexpr size_t kHeaderBytes = 256 * sizeof(int32_t);
-}  // namespace
 
-int32_t LlmcShardSource::Shard::token(int64_t i) const {
+// One memory-mapped shard.
+struct Shard {
+  std::string path;
+  const void* map = nullptr;
+  size_t map_bytes = 0;
+  int64_t n_tokens = 0;
+  int token_bytes = 2;
+  int32_t token(int64_t i) const;
+};
+
+int32_t Shard::token(int64_t i) const {
   const char* base = static_cast<const char*>(map) + kHeaderBytes;
   if (token_bytes == 2) {
     uint16_t t;
@@ -30,7 +39,7 @@ int32_t LlmcShardSource::Shard::token(int64_t i) const {
   return static_cast<int32_t>(t);
 }
 
-LlmcShardSource::Shard open_llmc_shard(const std::string& path, int64_t vocab) {
+Shard open_shard(const std::string& path, int64_t vocab) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw Error("cannot open data shard " + path + ": " + std::strerror(errno));
   struct stat st {};
@@ -43,7 +52,7 @@ LlmcShardSource::Shard open_llmc_shard(const std::string& path, int64_t vocab) {
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (map == MAP_FAILED) throw Error("cannot mmap data shard " + path + ": " + std::strerror(errno));
-  LlmcShardSource::Shard s{path, map, size, 0, 2};
+  Shard s{path, map, size, 0, 2};
   auto fail = [&](const std::string& msg) {
     ::munmap(map, size);
     throw Error(path + ": " + msg);
@@ -71,44 +80,43 @@ LlmcShardSource::Shard open_llmc_shard(const std::string& path, int64_t vocab) {
   return s;
 }
 
-LlmcShardSource::LlmcShardSource(const std::vector<std::string>& paths, int64_t vocab, int64_t seq) {
-  int64_t total = 0;
-  try {
-    for (const std::string& p : paths) {
-      shards_.push_back(open_llmc_shard(p, vocab));
-      total += shards_.back().n_tokens;
-    }
-  } catch (...) {
+// Shards concatenated into one stream; a token is found by binary search over the shard starts.
+class LlmcCorpus final : public TokenCorpus {
+ public:
+  explicit LlmcCorpus(std::vector<Shard> shards) : shards_(std::move(shards)) {
+    for (const Shard& s : shards_) starts_.push_back(total_), total_ += s.n_tokens;
+  }
+  ~LlmcCorpus() override {
     for (Shard& s : shards_) ::munmap(const_cast<void*>(s.map), s.map_bytes);
+  }
+  int64_t size() const override { return total_; }
+  int32_t token(int64_t i) const override {
+    const size_t k = std::upper_bound(starts_.begin(), starts_.end(), i) - starts_.begin() - 1;
+    return shards_[k].token(i - starts_[k]);
+  }
+  int64_t documents() const override { return -1; }
+  std::string describe() const override {
+    return "llm.c shards: " + std::to_string(shards_.size()) + " file(s), " + std::to_string(total_) + " tokens (" +
+           (shards_.front().token_bytes == 2 ? "uint16" : "uint32") + ")";
+  }
+
+ private:
+  std::vector<Shard> shards_;
+  std::vector<int64_t> starts_;
+  int64_t total_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<TokenCorpus> open_llmc_corpus(const std::vector<std::string>& paths, int64_t vocab) {
+  std::vector<Shard> shards;
+  try {
+    for (const std::string& p : paths) shards.push_back(open_shard(p, vocab));
+  } catch (...) {
+    for (Shard& s : shards) ::munmap(const_cast<void*>(s.map), s.map_bytes);
     throw;
   }
-  const bool any_fits = std::any_of(shards_.begin(), shards_.end(), [&](const Shard& s) { return s.n_tokens >= seq + 1; });
-  if (!any_fits) {
-    for (Shard& s : shards_) ::munmap(const_cast<void*>(s.map), s.map_bytes);
-    throw Error("the data shards hold " + std::to_string(total) + " tokens and none has seq_len + 1 = " + std::to_string(seq + 1) +
-                ": use a shorter train.seq_len or more data");
-  }
-}
-
-LlmcShardSource::~LlmcShardSource() {
-  for (Shard& s : shards_) ::munmap(const_cast<void*>(s.map), s.map_bytes);
-}
-
-void LlmcShardSource::next_batch(int64_t batch, int64_t seq, int32_t* tokens) {
-  for (int64_t b = 0; b < batch; ++b) {
-    while (pos_ + seq + 1 > shards_[shard_].n_tokens) {  // move on to a shard with a full window left
-      pos_ = 0;
-      if (++shard_ == shards_.size()) shard_ = 0, ++epoch_;
-    }
-    for (int64_t t = 0; t <= seq; ++t) tokens[b * (seq + 1) + t] = shards_[shard_].token(pos_ + t);
-    pos_ += seq;
-  }
-}
-
-std::string LlmcShardSource::describe() const {
-  int64_t total = 0;
-  for (const Shard& s : shards_) total += s.n_tokens;
-  return "llm.c shards: " + std::to_string(shards_.size()) + " file(s), " + std::to_string(total) + " tokens";
+  return std::make_unique<LlmcCorpus>(std::move(shards));
 }
 
 void write_llmc_shard(const std::string& path, const std::vector<int32_t>& tokens) {
@@ -148,11 +156,5 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& patterns) 
   return out;
 }
 
-std::unique_ptr<TokenSource> make_token_source(const RunConfig& c) {
-  if (c.data.source == "llmc")
-    return std::make_unique<LlmcShardSource>(expand_paths(c.data.paths), c.model.vocab_size, c.train.seq_len);
-  return std::make_unique<MarkovSource>(c.model.vocab_size, c.data.markov_order, c.data.markov_branching, c.data.markov_seed,
-                                        mix_seed(c.train.seed, 2));
-}
 
 }  // namespace llamatron

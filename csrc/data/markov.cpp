@@ -40,10 +40,10 @@ MarkovSource::Row MarkovSource::row(uint64_t context) const {
   return r;
 }
 
-void MarkovSource::next_batch(int64_t batch, int64_t seq, int32_t* tokens) {
-  Rng rng(mix_seed(stream_seed_, ++batches_drawn_));
+void MarkovSource::read(int64_t first, int64_t count, int64_t seq, int32_t* tokens) const {
   const uint64_t n_ctx = contexts();
-  for (int64_t b = 0; b < batch; ++b) {
+  for (int64_t b = 0; b < count; ++b) {
+    Rng rng(mix_seed(stream_seed_, static_cast<uint64_t>(first + b) + 1));  // sample s: its own stream
     uint64_t ctx = rng.below(n_ctx);
     for (int64_t t = -kBurnIn; t < seq + 1; ++t) {
       const Row r = row(ctx);
@@ -66,7 +66,7 @@ double MarkovSource::entropy_floor(int64_t seq) const {
     rows.push_back(row(c));
     for (double p : rows.back().prob) h[c] -= p * std::log(p);
   }
-  // Context distribution, step by step from the uniform start, exactly as next_batch samples.
+  // Context distribution, step by step from the uniform start, exactly as read samples.
   std::vector<double> pi(n_ctx, 1.0 / n_ctx), nxt(n_ctx);
   auto advance = [&] {
     std::fill(nxt.begin(), nxt.end(), 0.0);

@@ -88,8 +88,21 @@ void RunConfig::validate() const {
          "parallel.pipeline_layers must list " + std::to_string(pp) + " positive layer counts (one per stage) that add up to "
          "model.n_layers (" + std::to_string(model.n_layers) + ")");
   }
-  need(data.source == "synthetic" || data.source == "llmc", "data.source must be synthetic or llmc, got '" + data.source + "'");
-  need(data.source != "llmc" || !data.paths.empty(), "data.source is llmc but data.paths is empty: list the shard files");
+  need(data.source == "synthetic" || data.source == "llmc" || data.source == "megatron",
+       "data.source must be synthetic, llmc or megatron, got '" + data.source + "'");
+  need(data.source == "synthetic" || !data.paths.empty(),
+       "data.source is " + data.source + " but data.paths is empty: list the shard files (llmc) or dataset prefixes (megatron)");
+  need(data.weights.empty() || data.weights.size() == data.paths.size(),
+       "data.weights has " + std::to_string(data.weights.size()) + " entries but data.paths has " + std::to_string(data.paths.size()) +
+           ": give one blend weight per dataset");
+  for (double w : data.weights)
+    need(w > 0 && std::isfinite(w), "data.weights must all be positive, got " + (std::ostringstream() << w).str() +
+                                        ": drop the dataset instead of weighting it 0 or less");
+  need(data.valid_fraction >= 0 && data.valid_fraction < 0.5, "data.valid_fraction must be in [0, 0.5)");
+  need(data.valid_paths.empty() || data.valid_fraction == 0, "set data.valid_paths or data.valid_fraction, not both");
+  need(data.source != "synthetic" || (data.valid_paths.empty() && data.valid_fraction == 0),
+       "synthetic data validates on fresh samples: data.valid_paths and data.valid_fraction are for llmc or megatron data");
+  need(train.eval_every >= 0 && train.eval_batches >= 1, "train.eval_every must be >= 0 and train.eval_batches >= 1");
   need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
        "data.markov_order must be >= 1 and data.markov_branching in [1, vocab_size]");
 }
@@ -154,6 +167,13 @@ std::vector<int64_t> parse_value<std::vector<int64_t>>(const std::string& key, c
   return out;
 }
 
+template <>
+std::vector<double> parse_value<std::vector<double>>(const std::string& key, const std::string& text) {
+  std::vector<double> out;
+  for (const std::string& item : parse_value<std::vector<std::string>>(key, text)) out.push_back(parse_value<double>(key, item));
+  return out;
+}
+
 template <typename S, typename T>
 std::pair<std::string, Setter> field(const std::string& key, S RunConfig::*section, T S::*member) {
   return {key, [=](RunConfig& c, const std::string& text) { (c.*section).*member = parse_value<T>(key, text); }};
@@ -192,6 +212,10 @@ const std::map<std::string, Setter>& fields() {
       field("optim.max_grad_norm", &R::optim, &OptimConfig::max_grad_norm),
       field("data.source", &R::data, &DataConfig::source),
       field("data.paths", &R::data, &DataConfig::paths),
+      field("data.weights", &R::data, &DataConfig::weights),
+      field("data.shuffle", &R::data, &DataConfig::shuffle),
+      field("data.valid_paths", &R::data, &DataConfig::valid_paths),
+      field("data.valid_fraction", &R::data, &DataConfig::valid_fraction),
       field("data.markov_order", &R::data, &DataConfig::markov_order),
       field("data.markov_branching", &R::data, &DataConfig::markov_branching),
       field("data.markov_seed", &R::data, &DataConfig::markov_seed),
@@ -205,6 +229,8 @@ const std::map<std::string, Setter>& fields() {
       field("train.log_every", &R::train, &TrainConfig::log_every),
       field("train.threads", &R::train, &TrainConfig::threads),
       field("train.device", &R::train, &TrainConfig::device),
+      field("train.eval_every", &R::train, &TrainConfig::eval_every),
+      field("train.eval_batches", &R::train, &TrainConfig::eval_batches),
       field("train.deterministic", &R::train, &TrainConfig::deterministic),
   };
   return table;

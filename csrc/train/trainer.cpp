@@ -26,6 +26,9 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   }
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
+  valid_ = make_valid_source(cfg_);
+  if (cfg_.train.eval_every > 0 && !valid_)
+    throw Error("train.eval_every is set but there is no validation data: set data.valid_paths or data.valid_fraction");
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
                                         cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU,
                                         ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
@@ -36,28 +39,33 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                                                    {&grid_->model_parallel_group()}});
 }
 
-const int32_t* Trainer::local_rows(const int32_t* global_batch) const {
-  return global_batch + grid_->dp_rank() * cfg_.train.batch_size * (cfg_.train.seq_len + 1);
+int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const {
+  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, G = B * grid_->dp();
+  tokens.resize(static_cast<size_t>(micro_batches * B * (T + 1)));
+  double counted = 0;
+  for (int64_t m = 0; m < micro_batches; ++m) {
+    int32_t* rows = tokens.data() + m * B * (T + 1);
+    source.read(first + m * G + grid_->dp_rank() * B, B, T, rows);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 1; t <= T; ++t) counted += rows[b * (T + 1) + t] != kIgnoreIndex;
+  }
+  grid_->dp_group().all_reduce(&counted, 1, ReduceOp::Sum);
+  return static_cast<int64_t>(counted);
 }
 
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, M = cfg_.train.grad_accum_steps;
   const int64_t G = B * grid_->dp();  // sequences per global micro-batch
-  // Every rank draws the whole step (the same stream as one process training G-sequence
-  // micro-batches) and trains its rows: the loss is the mean over all counted targets of the step,
-  // so each micro-batch's gradient is scaled by 1 / (targets in the whole global step).
-  tokens_.resize(static_cast<size_t>(M * G * (T + 1)));
-  for (int64_t m = 0; m < M; ++m) data_->next_batch(G, T, tokens_.data() + m * G * (T + 1));
-  int64_t counted = 0;
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t b = 0; b < G; ++b)
-      for (int64_t t = 1; t <= T; ++t) counted += tokens_[(m * G + b) * (T + 1) + t] != kIgnoreIndex;
-  const float scale = counted > 0 ? 1.0f / counted : 0.0f;
+  // The step trains samples [position, position + M * G) of the stream (the same samples one
+  // process would train with G-sequence micro-batches); this rank reads only its rows. The loss
+  // is the mean over all counted targets of the step, so each micro-batch's gradient is scaled by
+  // 1 / (targets in the whole global step).
+  const int64_t counted = read_local(*data_, position_, M, tokens_);
+  const float scale = counted > 0 ? 1.0f / static_cast<float>(counted) : 0.0f;
 
   model_->params().zero_grads();
-  double loss_sum = train_1f1b(*model_, grid_->pp_group(), M, [&](int64_t m) { return local_rows(tokens_.data() + m * G * (T + 1)); },
-                               B, T, scale);
+  double loss_sum = train_1f1b(*model_, grid_->pp_group(), M, [&](int64_t m) { return tokens_.data() + m * B * (T + 1); }, B, T, scale);
   model_->finish_gradients();
   grid_->pp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);  // the loss is the last stage's
   grid_->dp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);
@@ -65,11 +73,15 @@ StepStats Trainer::step() {
   s.lr = lr_at(cfg_.optim, step_, cfg_.train.steps);
   s.grad_norm = optim_->step(s.lr);
   s.step = ++step_;
+  position_ += M * G;
+  s.epoch = data_->epoch(position_);
   tokens_seen_ += M * G * T;
   s.tokens_seen = tokens_seen_;
   s.loss = counted > 0 ? loss_sum / counted : 0.0;
   s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   s.tokens_per_s = M * G * T / (s.step_ms / 1e3);
+  if (cfg_.train.eval_every > 0 && (step_ % cfg_.train.eval_every == 0 || step_ == cfg_.train.steps))
+    s.valid_loss = evaluate(*valid_, cfg_.train.eval_batches);
   return s;
 }
 
@@ -77,17 +89,12 @@ void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
   while (step_ < cfg_.train.steps) on_step(step());
 }
 
-double Trainer::evaluate(TokenSource& source, int64_t batches) {
-  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, G = B * grid_->dp();
-  std::vector<int32_t> tokens(static_cast<size_t>(G * (T + 1)));
+double Trainer::evaluate(const TokenSource& source, int64_t batches) {
+  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len;
+  std::vector<int32_t> tokens;
+  const int64_t counted = read_local(source, 0, batches, tokens);
   double sum = 0;
-  int64_t counted = 0;
-  for (int64_t i = 0; i < batches; ++i) {
-    source.next_batch(G, T, tokens.data());
-    sum += forward_pipeline(*model_, grid_->pp_group(), local_rows(tokens.data()), B, T);
-    for (int64_t b = 0; b < G; ++b)
-      for (int64_t t = 1; t <= T; ++t) counted += tokens[b * (T + 1) + t] != kIgnoreIndex;
-  }
+  for (int64_t i = 0; i < batches; ++i) sum += forward_pipeline(*model_, grid_->pp_group(), tokens.data() + i * B * (T + 1), B, T);
   grid_->pp_group().all_reduce(&sum, 1, ReduceOp::Sum);
   grid_->dp_group().all_reduce(&sum, 1, ReduceOp::Sum);
   return counted > 0 ? sum / counted : 0.0;

@@ -41,8 +41,14 @@ struct OptimConfig {
 };
 
 struct DataConfig {
-  std::string source = "synthetic";  // synthetic | llmc
-  std::vector<std::string> paths;    // llmc: shard files (globs allowed)
+  std::string source = "synthetic";  // synthetic | llmc | megatron
+  // llmc: shard files (globs allowed); megatron: dataset prefixes (prefix.bin + prefix.idx).
+  // Without weights they form one dataset; with weights, entry i is dataset i of a blend.
+  std::vector<std::string> paths;
+  std::vector<double> weights;       // blend weights, one per paths entry (positive)
+  bool shuffle = true;               // a fresh window order each epoch (false: file order, llm.c style)
+  std::vector<std::string> valid_paths;  // validation data (same format); else...
+  double valid_fraction = 0;         // ...the last windows of each dataset held out, [0, 0.5)
   int64_t markov_order = 1;          // synthetic: order-k Markov chain...
   int64_t markov_branching = 4;      // ...with this many successors per context
   uint64_t markov_seed = 1234;       // the chain itself (the data stream uses train.seed)
@@ -60,6 +66,8 @@ struct TrainConfig {
   int64_t log_every = 1;
   int64_t threads = 0;            // 0: OMP_NUM_THREADS or all cores
   std::string device = "cpu";     // cpu | cuda (the GPU, or the emulated device in llamatron_emu)
+  int64_t eval_every = 0;         // validation loss and perplexity every N steps (0: never; needs validation data)
+  int64_t eval_batches = 4;       // global batches of validation samples (the same ones every time)
   bool deterministic = false;     // cuda: bit-identical steps (attention dQ by a second pass, not atomics);
                                   // the CPU backend always is
 };

@@ -1,7 +1,12 @@
-// Token sources for training: windows of seq + 1 tokens (inputs and shifted targets).
+// Training data. A corpus is a flat stream of tokens (documents concatenated, EOS between them)
+// read from llm.c shards or a Megatron indexed dataset, both memory-mapped and validated when
+// opened. A token source turns it into an endless, deterministic stream of samples (windows of
+// seq + 1 tokens: inputs and shifted targets) that anyone can read at any position: data-parallel
+// ranks read disjoint parts of each global batch, and a resumed run continues at the saved position.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -12,20 +17,34 @@ namespace llamatron {
 class TokenSource {
  public:
   virtual ~TokenSource() = default;
-  // Fills tokens[batch][seq + 1].
-  virtual void next_batch(int64_t batch, int64_t seq, int32_t* tokens) = 0;
+  // Samples [first, first + count) of the stream into tokens[count][seq + 1].
+  virtual void read(int64_t first, int64_t count, int64_t seq, int32_t* tokens) const = 0;
   virtual std::string describe() const = 0;
+  // Passes over the data completed before `sample` (0 for generated data).
+  virtual int64_t epoch(int64_t /*sample*/) const { return 0; }
+
+  // Reading in order: the next `batch` samples, from position().
+  void next_batch(int64_t batch, int64_t seq, int32_t* tokens) {
+    read(position_, batch, seq, tokens);
+    position_ += batch;
+  }
+  int64_t position() const { return position_; }
+  void seek(int64_t sample) { position_ = sample; }
+
+ private:
+  int64_t position_ = 0;
 };
 
 // A random order-k Markov chain over the vocabulary: each context (the last k tokens) has
 // `branching` successors with random probabilities, drawn from a hash of (chain seed, context),
-// so nothing is stored. Every sequence starts from a uniform random context followed by a burn-in.
-// Its entropy floor (the best achievable loss, FACTS: the chain's conditional entropy averaged
-// under the distribution of contexts the windows actually see) is computed exactly.
+// so nothing is stored. Sample s starts from a uniform random context drawn from (stream seed, s),
+// followed by a burn-in. Its entropy floor (the best achievable loss, FACTS: the chain's
+// conditional entropy averaged under the distribution of contexts the windows actually see) is
+// computed exactly.
 class MarkovSource final : public TokenSource {
  public:
   MarkovSource(int64_t vocab, int64_t order, int64_t branching, uint64_t chain_seed, uint64_t stream_seed);
-  void next_batch(int64_t batch, int64_t seq, int32_t* tokens) override;
+  void read(int64_t first, int64_t count, int64_t seq, int32_t* tokens) const override;
   std::string describe() const override;
   // Expected loss (nats) of the true chain on the targets of a window of length seq; exact for
   // order 1 (every target's context is inside the window), a lower bound for order > 1.
@@ -42,42 +61,84 @@ class MarkovSource final : public TokenSource {
   uint64_t contexts() const;
   int64_t vocab_, order_, branching_;
   uint64_t chain_seed_, stream_seed_;
-  uint64_t batches_drawn_ = 0;
 };
 
-// llm.c token shards (FACTS.md), memory-mapped and validated when opened: magic, version, size,
-// and every token id < vocab. Windows are read in order across the shards, llm.c style (each
-// window of seq + 1 tokens starts seq tokens after the previous one), wrapping into a new epoch.
-class LlmcShardSource final : public TokenSource {
+// Random access to a flat token stream.
+class TokenCorpus {
  public:
-  LlmcShardSource(const std::vector<std::string>& paths, int64_t vocab, int64_t seq);
-  ~LlmcShardSource() override;
-  void next_batch(int64_t batch, int64_t seq, int32_t* tokens) override;
-  std::string describe() const override;
-  int64_t epoch() const { return epoch_; }
+  virtual ~TokenCorpus() = default;
+  virtual int64_t size() const = 0;  // tokens
+  virtual int32_t token(int64_t i) const = 0;
+  virtual int64_t documents() const = 0;  // -1 where the format does not record them (llm.c)
+  virtual std::string describe() const = 0;
+};
 
-  struct Shard {
-    std::string path;
-    const void* map = nullptr;
-    size_t map_bytes = 0;
-    int64_t n_tokens = 0;
-    int token_bytes = 2;
-    int32_t token(int64_t i) const;
-  };
+// llm.c token shards (FACTS.md), concatenated in the order given. Each is checked when opened:
+// magic, version, size, and every token id < vocab.
+std::unique_ptr<TokenCorpus> open_llmc_corpus(const std::vector<std::string>& paths, int64_t vocab);
+// A Megatron indexed dataset (FACTS.md): `prefix` names prefix.bin and prefix.idx (a path ending
+// in .bin or .idx is taken as its prefix). Checked: magic, version, dtype code, index sizes against
+// the .bin, and every token id < vocab.
+std::unique_ptr<TokenCorpus> open_megatron_corpus(const std::string& prefix, int64_t vocab);
+
+// Windows of seq + 1 tokens over windows [begin, end) of a corpus (window w starts at token w * seq),
+// in a fresh pseudo-random order each epoch (a keyed bijection of the window indices, so any
+// position is read without state) or in file order.
+struct WindowRange {
+  int64_t begin = 0, end = -1;  // -1: to the last whole window
+};
+
+class WindowSource final : public TokenSource {
+ public:
+  // name: how errors refer to the data (the file or prefix).
+  WindowSource(std::shared_ptr<const TokenCorpus> corpus, std::string name, int64_t seq, bool shuffle, uint64_t seed,
+               WindowRange windows = {});
+  void read(int64_t first, int64_t count, int64_t seq, int32_t* tokens) const override;
+  std::string describe() const override;
+  int64_t epoch(int64_t sample) const override { return sample / windows(); }
+  int64_t windows() const { return end_ - begin_; }
+  // The window a sample reads (tests: coverage and disjointness).
+  int64_t window_of(int64_t sample) const;
+  static int64_t whole_windows(int64_t tokens, int64_t seq) { return tokens > seq ? (tokens - 1) / seq : 0; }
 
  private:
-  std::vector<Shard> shards_;
-  size_t shard_ = 0;
-  int64_t pos_ = 0, epoch_ = 0;
+  std::shared_ptr<const TokenCorpus> corpus_;
+  std::string name_;
+  int64_t seq_, begin_, end_;
+  bool shuffle_;
+  uint64_t seed_;
 };
 
-// Opens and validates one shard (throws Error naming the file and the problem).
-LlmcShardSource::Shard open_llmc_shard(const std::string& path, int64_t vocab);
-// Writes a shard (tools and tests): version 1 (uint16) if every id fits, else version 7 (uint32).
-void write_llmc_shard(const std::string& path, const std::vector<int32_t>& tokens);
-// Expands globs in data.paths (sorted); a pattern matching nothing is an error.
-std::vector<std::string> expand_paths(const std::vector<std::string>& patterns);
+// Several sources mixed with weights, deterministically: sample s goes to the source whose share
+// lags its weight the most (Megatron's rule), so after n samples each source has given
+// round(weight * n) of them, +-1.
+class BlendSource final : public TokenSource {
+ public:
+  BlendSource(std::vector<std::unique_ptr<TokenSource>> sources, std::vector<double> weights);
+  void read(int64_t first, int64_t count, int64_t seq, int32_t* tokens) const override;
+  std::string describe() const override;
+  // (source, its own sample index) of blended sample s.
+  std::pair<int, int64_t> locate(int64_t s) const;
 
+ private:
+  std::vector<std::unique_ptr<TokenSource>> sources_;
+  std::vector<double> weights_;  // normalised
+  // Walking the assignment from 0 is O(s); reads go forward, so the walk resumes where it was.
+  mutable std::mutex mu_;
+  mutable int64_t cursor_ = 0;
+  mutable std::vector<int64_t> counts_;
+};
+
+// The training source of a config (data.source, paths, weights, held-out split), and the
+// validation source: data.valid_paths, else the held-out windows (data.valid_fraction), else none.
 std::unique_ptr<TokenSource> make_token_source(const RunConfig& cfg);
+std::unique_ptr<TokenSource> make_valid_source(const RunConfig& cfg);
+
+// Writers (the preparation tools and tests). An llm.c shard: version 1 (uint16) if every id fits,
+// else version 7 (uint32). A Megatron dataset: one sequence per document, uint16 or int32.
+void write_llmc_shard(const std::string& path, const std::vector<int32_t>& tokens);
+void write_megatron(const std::string& prefix, const std::vector<std::vector<int32_t>>& documents);
+// Expands globs (sorted); a pattern matching nothing is an error.
+std::vector<std::string> expand_paths(const std::vector<std::string>& patterns);
 
 }  // namespace llamatron

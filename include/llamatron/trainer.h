@@ -16,6 +16,8 @@ struct StepStats {
   int64_t step = 0;         // 1-based
   int64_t tokens_seen = 0;  // input tokens consumed so far
   double lr = 0, loss = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
+  int64_t epoch = 0;        // passes over the training data completed
+  double valid_loss = -1;   // mean validation loss when this step evaluated (train.eval_every), else -1
 };
 
 class Trainer {
@@ -26,8 +28,14 @@ class Trainer {
   StepStats step();  // one optimizer step over grad_accum_steps micro-batches
   // Runs cfg.train.steps steps, calling on_step after each.
   void run(const std::function<void(const StepStats&)>& on_step);
-  // Mean loss of the current weights on `batches` fresh batches from `source` (no update).
-  double evaluate(TokenSource& source, int64_t batches);
+  // Mean loss of the current weights on samples [0, batches * global micro-batch) of `source`, the
+  // same ones every call (no update); each DP rank evaluates its rows.
+  double evaluate(const TokenSource& source, int64_t batches);
+  // The validation source of the config (nullptr when there is none).
+  const TokenSource* validation() const { return valid_.get(); }
+  // Samples of the training stream consumed so far: where a resumed run continues.
+  int64_t data_position() const { return position_; }
+  void set_data_position(int64_t samples) { position_ = samples; }
 
   LlamaModel& model() { return *model_; }
   TokenSource& data() { return *data_; }
@@ -36,16 +44,17 @@ class Trainer {
   const AdamW& optimizer() const { return *optim_; }
 
  private:
-  // The global micro-batch (B * dp sequences) of micro-batch m; this DP rank trains rows
-  // [dp_rank * B, (dp_rank + 1) * B) of it.
-  const int32_t* local_rows(const int32_t* global_batch) const;
+  // Reads this DP rank's rows of `micro_batches` global micro-batches (B * dp samples each,
+  // starting at sample `first`): rows [dp_rank * B, (dp_rank + 1) * B) of each; returns the count
+  // of targets of all the global micro-batches (summed over the DP group).
+  int64_t read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const;
   RunConfig cfg_;
   std::unique_ptr<ProcessGrid> grid_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<AdamW> optim_;
-  std::unique_ptr<TokenSource> data_;
+  std::unique_ptr<TokenSource> data_, valid_;
   std::vector<int32_t> tokens_;
-  int64_t step_ = 0, tokens_seen_ = 0;
+  int64_t step_ = 0, tokens_seen_ = 0, position_ = 0;
 };
 
 }  // namespace llamatron
