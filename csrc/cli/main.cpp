@@ -11,7 +11,13 @@
 #include <string>
 #include <vector>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "llamatron/backend.h"
+#include "llamatron/checkpoint.h"
+#include "llamatron/safetensors.h"
 #include "llamatron/comm.h"
 #include "llamatron/config.h"
 #include "llamatron/data.h"
@@ -34,9 +40,13 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (!cuda) throw Error("train.device=cuda, but " + why);
     cuda->set_deterministic(cfg.train.deterministic);
   }
+  if (launched_by_mpi() && world().rank() != 0) spdlog::set_level(spdlog::level::off);  // rank 0 speaks for the job
+  install_stop_signals();
   Trainer trainer(cfg, world());
   const ProcessGrid& grid = trainer.grid();
-  if (grid.rank() != 0) spdlog::set_level(spdlog::level::off);  // rank 0 speaks for the job
+  if (!trainer.resumed_from().empty())
+    spdlog::info("resumed from {} at step {} (data position {})", trainer.resumed_from(), trainer.progress().step,
+                 trainer.progress().data_position);
   spdlog::info("model: {} | precision {} | device {} | {} thread(s)", describe(cfg.model), cfg.train.precision,
                cfg.train.device, omp_get_max_threads());
   spdlog::info("layout: {} process(es) = tensor_parallel {} x pipeline_parallel {} x data_parallel {} | optimizer state "
@@ -60,6 +70,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (s.valid_loss >= 0)
       spdlog::info("valid  {:>5}/{} | loss {:.4f} | perplexity {:.2f}", s.step, cfg.train.steps, s.valid_loss, std::exp(s.valid_loss));
   });
+  if (trainer.stopped_by_signal())
+    spdlog::info("stopped by signal {} after step {}{}", trainer.stopped_by_signal(), trainer.progress().step,
+                 cfg.checkpoint.dir.empty() ? " (no checkpoint.dir: nothing saved)" : ", checkpoint saved");
   if (markov && last.step > 0)
     spdlog::info("done: loss {:.4f} is {:.4f} nats above the entropy floor {:.4f}", last.loss, last.loss - floor, floor);
   return 0;
@@ -89,6 +102,67 @@ int cmd_data_prepare(const PrepareOptions& opts) {
   return 0;
 }
 
+// A checkpoint directory, or a checkpoint.dir (its latest).
+std::string checkpoint_at(const std::string& path) {
+  CheckpointConfig c;
+  c.resume = path;
+  return find_checkpoint(c);
+}
+
+// The resolved config a checkpoint was saved with, on one process, loading that checkpoint.
+RunConfig config_of_checkpoint(const std::string& ckpt) {
+  const std::string dir = checkpoint_at(ckpt);
+  std::ifstream f(std::filesystem::path(dir) / "config.yaml");
+  if (!f) throw Error("checkpoint " + dir + " has no config.yaml: not a llamatron checkpoint");
+  std::stringstream text;
+  text << f.rdbuf();
+  RunConfig c = parse_config(text.str(), {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
+                                          "parallel.pipeline_layers=", "checkpoint.dir=", "checkpoint.init_from=",
+                                          "checkpoint.resume=" + dir, "data.source=synthetic", "data.paths=", "data.weights=",
+                                          "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=cpu"});
+  return c;
+}
+
+int cmd_logits(const std::string& ckpt, const std::string& tokens_text, const std::string& out) {
+  Trainer t(config_of_checkpoint(ckpt));
+  std::vector<int32_t> tokens;
+  std::stringstream ss(tokens_text);
+  for (std::string item; std::getline(ss, item, ',');) tokens.push_back(static_cast<int32_t>(std::stoll(item)));
+  if (tokens.empty()) throw Error("--tokens is empty: give comma-separated token ids");
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  tokens.push_back(0);  // a target for the last position; the logits do not depend on it
+  t.model().keep_logits(true);
+  t.model().forward_loss(tokens.data(), 1, T);
+  const Tensor& logits = t.model().last_logits();
+  Tensor f32 = Tensor::empty(logits.shape(), DType::F32);
+  f32.copy_from(logits);
+  write_safetensors(out, {{"logits", f32}});
+  std::printf("logits [%lld, %lld] -> %s\n", static_cast<long long>(f32.dim(0)), static_cast<long long>(f32.dim(1)), out.c_str());
+  return 0;
+}
+
+int cmd_export_hf(const std::string& ckpt, const std::string& out, const std::string& dtype) {
+  const std::string dir = checkpoint_at(ckpt);
+  export_hf(dir, out, dtype == "bf16" ? DType::BF16 : DType::F32);
+  std::printf("exported %s -> %s (config.json, model.safetensors, %s)\n", dir.c_str(), out.c_str(), dtype.c_str());
+  return 0;
+}
+
+// A step-0 checkpoint (one process, fp32 master, fresh optimizer) of a Hugging Face LLaMA.
+int cmd_import_hf(const std::string& hf_dir, const std::string& out) {
+  RunConfig c;
+  c.model = hf_model_config(hf_dir);
+  c.train.seq_len = std::min<int64_t>(c.train.seq_len, c.model.max_seq_len);
+  c.train.precision = "fp32";
+  c.data.markov_branching = std::min<int64_t>(c.data.markov_branching, c.model.vocab_size);
+  c.checkpoint.dir = out, c.checkpoint.resume = "never", c.checkpoint.init_from = "hf:" + hf_dir;
+  c.validate();
+  Trainer t(c);
+  save_checkpoint(t);
+  std::printf("imported %s -> %s/%s\n", hf_dir.c_str(), out.c_str(), "step_00000000");
+  return 0;
+}
+
 int cmd_info() {
   std::printf("llamatron: CPU backend with %d OpenMP thread(s)\n", omp_get_max_threads());
 #ifdef LLAMATRON_HAVE_CUDA
@@ -111,6 +185,18 @@ int main(int argc, char** argv) {
   train->add_option("config", config_path, "YAML config file")->required();
   train->add_option("--set", overrides, "override a config key: section.key=value (repeatable)");
   CLI::App* info = app.add_subcommand("info", "print the backends and devices this build sees");
+  std::string ckpt, out_dir, tokens_text, hf_dtype = "bf16";
+  CLI::App* export_hf = app.add_subcommand("export-hf", "a checkpoint as a Hugging Face LLaMA (config.json + model.safetensors)");
+  export_hf->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
+  export_hf->add_option("out", out_dir, "output directory")->required();
+  export_hf->add_option("--dtype", hf_dtype, "bf16 or fp32 (default bf16)")->check(CLI::IsMember({"bf16", "fp32"}));
+  CLI::App* import_hf = app.add_subcommand("import-hf", "a Hugging Face LLaMA as a step-0 checkpoint (or use checkpoint.init_from)");
+  import_hf->add_option("hf_dir", ckpt, "a Hugging Face model directory")->required();
+  import_hf->add_option("out", out_dir, "checkpoint.dir to write step_00000000 into")->required();
+  CLI::App* logits = app.add_subcommand("logits", "the logits of a checkpoint's model on given tokens (fp32 safetensors)");
+  logits->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
+  logits->add_option("--tokens", tokens_text, "comma-separated token ids")->required();
+  logits->add_option("--out", out_dir, "output .safetensors file (tensor \"logits\" [T, vocab])")->required();
   CLI::App* data = app.add_subcommand("data", "inspect or prepare token data");
   data->require_subcommand(1);
   std::string inspect_path;
@@ -139,6 +225,9 @@ int main(int argc, char** argv) {
     if (train->parsed()) return llamatron::cmd_train(config_path, overrides);
     if (info->parsed()) return llamatron::cmd_info();
     if (inspect->parsed()) return llamatron::cmd_data_inspect(inspect_path);
+    if (export_hf->parsed()) return llamatron::cmd_export_hf(ckpt, out_dir, hf_dtype);
+    if (import_hf->parsed()) return llamatron::cmd_import_hf(ckpt, out_dir);
+    if (logits->parsed()) return llamatron::cmd_logits(ckpt, tokens_text, out_dir);
     if (prepare->parsed()) {
       prep.llmc = prep_format != "megatron";
       prep.megatron = prep_format != "llmc";

@@ -102,6 +102,9 @@ void RunConfig::validate() const {
   need(data.valid_paths.empty() || data.valid_fraction == 0, "set data.valid_paths or data.valid_fraction, not both");
   need(data.source != "synthetic" || (data.valid_paths.empty() && data.valid_fraction == 0),
        "synthetic data validates on fresh samples: data.valid_paths and data.valid_fraction are for llmc or megatron data");
+  need(checkpoint.every >= 0 && checkpoint.keep_last >= 0, "checkpoint.every and checkpoint.keep_last must be >= 0");
+  need(checkpoint.init_from.empty() || checkpoint.init_from.rfind("hf:", 0) == 0,
+       "checkpoint.init_from must be hf:DIR (a Hugging Face LLaMA directory), got '" + checkpoint.init_from + "'");
   need(train.eval_every >= 0 && train.eval_batches >= 1, "train.eval_every must be >= 0 and train.eval_batches >= 1");
   need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
        "data.markov_order must be >= 1 and data.markov_branching in [1, vocab_size]");
@@ -174,14 +177,40 @@ std::vector<double> parse_value<std::vector<double>>(const std::string& key, con
   return out;
 }
 
-template <typename S, typename T>
-std::pair<std::string, Setter> field(const std::string& key, S RunConfig::*section, T S::*member) {
-  return {key, [=](RunConfig& c, const std::string& text) { (c.*section).*member = parse_value<T>(key, text); }};
+// Values as text, the way the YAML loader hands them over (lists comma-joined; doubles exact).
+std::string format_value(const std::string& v) { return v; }
+std::string format_value(bool v) { return v ? "true" : "false"; }
+template <typename T>
+std::string format_value(const T& v) {
+  if constexpr (std::is_same_v<T, double>) {
+    std::ostringstream s;
+    s.precision(17);
+    s << v;
+    return s.str();
+  } else if constexpr (std::is_integral_v<T>) {
+    return std::to_string(v);
+  } else {  // a vector
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : ",") + format_value(x);
+    return out;
+  }
 }
 
-const std::map<std::string, Setter>& fields() {
+using Getter = std::function<std::string(const RunConfig&)>;
+struct Field {
+  Setter set;
+  Getter get;
+};
+
+template <typename S, typename T>
+std::pair<std::string, Field> field(const std::string& key, S RunConfig::*section, T S::*member) {
+  return {key, {[=](RunConfig& c, const std::string& text) { (c.*section).*member = parse_value<T>(key, text); },
+                [=](const RunConfig& c) { return format_value((c.*section).*member); }}};
+}
+
+const std::map<std::string, Field>& fields() {
   using R = RunConfig;
-  static const std::map<std::string, Setter> table = {
+  static const std::map<std::string, Field> table = {
       field("model.vocab_size", &R::model, &ModelConfig::vocab_size),
       field("model.dim", &R::model, &ModelConfig::dim),
       field("model.n_layers", &R::model, &ModelConfig::n_layers),
@@ -199,6 +228,12 @@ const std::map<std::string, Setter>& fields() {
       field("parallel.data_parallel", &R::parallel, &ParallelConfig::data_parallel),
       field("parallel.grad_reduce_dtype", &R::parallel, &ParallelConfig::grad_reduce_dtype),
       field("parallel.pipeline_layers", &R::parallel, &ParallelConfig::pipeline_layers),
+      field("checkpoint.dir", &R::checkpoint, &CheckpointConfig::dir),
+      field("checkpoint.every", &R::checkpoint, &CheckpointConfig::every),
+      field("checkpoint.keep_last", &R::checkpoint, &CheckpointConfig::keep_last),
+      field("checkpoint.resume", &R::checkpoint, &CheckpointConfig::resume),
+      field("checkpoint.async", &R::checkpoint, &CheckpointConfig::async),
+      field("checkpoint.init_from", &R::checkpoint, &CheckpointConfig::init_from),
       field("optim.lr", &R::optim, &OptimConfig::lr),
       field("optim.min_lr", &R::optim, &OptimConfig::min_lr),
       field("optim.schedule", &R::optim, &OptimConfig::schedule),
@@ -245,9 +280,9 @@ void set_key(RunConfig& c, const std::string& key, const std::string& value) {
     const std::string section = key.substr(0, key.find('.') + 1);
     for (const auto& [k, s] : fields())
       if (k.rfind(section, 0) == 0) known += (known.empty() ? "" : ", ") + k;
-    throw Error("unknown config key '" + key + "'" + (known.empty() ? " (sections: model, parallel, optim, data, train)" : " (known: " + known + ")"));
+    throw Error("unknown config key '" + key + "'" + (known.empty() ? " (sections: model, parallel, optim, data, train, checkpoint)" : " (known: " + known + ")"));
   }
-  it->second(c, value);
+  it->second.set(c, value);
 }
 
 // Flattens the YAML tree into "section.key" -> text; lists become comma-joined text.
@@ -271,6 +306,25 @@ void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std:
 
 }  // namespace
 
+void set_config_key(RunConfig& c, const std::string& key, const std::string& value) { set_key(c, key, value); }
+
+std::map<std::string, std::string> config_values(const RunConfig& c) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, f] : fields()) out[k] = f.get(c);
+  return out;
+}
+
+std::string config_to_yaml(const RunConfig& c) {
+  std::string out, section;
+  for (const auto& [k, v] : config_values(c)) {
+    const std::string sec = k.substr(0, k.find('.')), key = k.substr(k.find('.') + 1);
+    if (sec != section) out += sec + ":\n", section = sec;
+    const bool list = k == "data.paths" || k == "data.valid_paths" || k == "data.weights" || k == "parallel.pipeline_layers";
+    out += "  " + key + ": " + (list ? "[" + v + "]" : v.empty() ? "\"\"" : v) + "\n";
+  }
+  return out;
+}
+
 RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
@@ -279,7 +333,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
     throw Error("config is not valid YAML: " + std::string(e.what()));
   }
   if (!root.IsNull() && !root.IsMap())
-    throw Error("config must be a YAML mapping of sections (model, parallel, optim, data, train), e.g. 'train: {steps: 10}'");
+    throw Error("config must be a YAML mapping of sections (model, parallel, optim, data, train, checkpoint), e.g. 'train: {steps: 10}'");
   std::vector<std::pair<std::string, std::string>> kv;
   flatten(root, "", kv);
   RunConfig c;

@@ -4,7 +4,11 @@
 
 #include <omp.h>
 
+#include <atomic>
+#include <csignal>
+
 #include "llamatron/backend.h"
+#include "llamatron/checkpoint.h"
 #include "llamatron/errors.h"
 #include "llamatron/pipeline.h"
 
@@ -34,9 +38,39 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                                         ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
                                                    grid_->pp_rank(), cfg_.parallel.pipeline_layers});
   model_->init_weights(cfg_.train.seed);
+  if (!cfg_.checkpoint.init_from.empty()) {  // hf:DIR: pretrained weights, a fresh optimizer
+    const std::string dir = cfg_.checkpoint.init_from.substr(3);
+    const std::unique_ptr<GlobalWeights> hf = hf_weights(dir);
+    RunConfig from_hf;
+    from_hf.model = hf->model();
+    const auto have = config_values(from_hf), want = config_values(cfg_);
+    for (const auto& [k, v] : have)
+      if (k.rfind("model.", 0) == 0 && k != "model.ffn_dim" && k != "model.multiple_of" && k != "model.ffn_dim_multiplier" &&
+          want.at(k) != v)
+        throw Error("checkpoint.init_from " + dir + " is a model with " + k + "=" + v + " but the config has " + want.at(k) +
+                    ": make the model section match the Hugging Face config.json");
+    if (hf->model().resolved_ffn_dim() != cfg_.model.resolved_ffn_dim())
+      throw Error("checkpoint.init_from " + dir + " has intermediate_size " + std::to_string(hf->model().resolved_ffn_dim()) +
+                  " but the config's FFN width is " + std::to_string(cfg_.model.resolved_ffn_dim()));
+    set_params(model_->params(), *hf);
+  }
   optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim,
                                    OptimizerGroups{&grid_->dp_group(), cfg_.parallel.grad_reduce_dtype == "bf16" ? DType::BF16 : DType::F32,
                                                    {&grid_->model_parallel_group()}});
+  if (const std::string dir = find_checkpoint(cfg_.checkpoint); !dir.empty()) {
+    load_checkpoint(*this, dir);
+    resumed_from_ = dir;
+  }
+}
+
+namespace {
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+}  // namespace
+
+void install_stop_signals() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
 }
 
 int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const {
@@ -86,7 +120,17 @@ StepStats Trainer::step() {
 }
 
 void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
-  while (step_ < cfg_.train.steps) on_step(step());
+  const CheckpointConfig& ck = cfg_.checkpoint;
+  while (step_ < cfg_.train.steps) {
+    on_step(step());
+    // A stop signal on any rank stops every rank after the same step (they agree on it here).
+    double stop = g_stop_signal.load();
+    grid_->world().all_reduce(&stop, 1, ReduceOp::Max);
+    if (stop > 0) stopped_by_signal_ = static_cast<int>(stop);
+    const bool save = !ck.dir.empty() && (stop > 0 || step_ == cfg_.train.steps || (ck.every > 0 && step_ % ck.every == 0));
+    if (save) save_checkpoint(*this);
+    if (stop > 0) return;
+  }
 }
 
 double Trainer::evaluate(const TokenSource& source, int64_t batches) {

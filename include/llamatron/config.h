@@ -2,6 +2,7 @@
 // table of keys (csrc/train/config.cpp), so an unknown key is always an error, never ignored.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -82,9 +83,20 @@ struct ParallelConfig {
   std::vector<int64_t> pipeline_layers;    // layers per stage (sums to n_layers); empty: n_layers / pp each
 };
 
+// Checkpoints (docs/formats.md): one directory per step under `dir`, written atomically.
+struct CheckpointConfig {
+  std::string dir;               // where step_NNNNNNNN/ directories go ("": no checkpoints)
+  int64_t every = 0;             // save every N steps (0: only at the end and on SIGTERM / SIGINT)
+  int64_t keep_last = 3;         // keep this many complete checkpoints (0: all)
+  std::string resume = "auto";   // auto: the latest in dir, if any | never | a checkpoint directory
+  bool async = false;            // snapshot to host memory, write in the background while training
+  std::string init_from;         // hf:DIR: start from a Hugging Face LLaMA (weights only)
+};
+
 struct RunConfig {
   ModelConfig model;
   ParallelConfig parallel;
+  CheckpointConfig checkpoint;
   OptimConfig optim;
   DataConfig data;
   TrainConfig train;
@@ -95,5 +107,10 @@ struct RunConfig {
 RunConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides = {});
 RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {});
 std::string describe(const ModelConfig& m);
+// Sets one "section.key" from text (an unknown key or a bad value is an Error); no validation.
+void set_config_key(RunConfig& c, const std::string& key, const std::string& value);
+// Every key's value as text, and the whole config as YAML that parse_config reads back.
+std::map<std::string, std::string> config_values(const RunConfig& c);
+std::string config_to_yaml(const RunConfig& c);
 
 }  // namespace llamatron

@@ -27,6 +27,7 @@ class AdamW {
   // update), takes one AdamW step at `lr` and gathers the parameters. Returns the pre-clip norm.
   double step(double lr);
   int64_t steps_taken() const { return step_; }
+  void set_steps_taken(int64_t steps) { step_ = steps; }  // resuming: Adam's bias correction continues
   const Zero1& shard() const { return zero_; }
   const Tensor& exp_avg() const { return m_; }     // this rank's shard
   const Tensor& exp_avg_sq() const { return v_; }  // this rank's shard

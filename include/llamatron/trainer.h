@@ -3,6 +3,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "llamatron/config.h"
 #include "llamatron/data.h"
@@ -20,14 +21,21 @@ struct StepStats {
   double valid_loss = -1;   // mean validation loss when this step evaluated (train.eval_every), else -1
 };
 
+// SIGTERM and SIGINT then ask a running Trainer::run to save and stop cleanly.
+void install_stop_signals();
+
 class Trainer {
  public:
   // world: the processes that train together (a world of one by default); the layout is
   // cfg.parallel, checked against world.size().
   explicit Trainer(const RunConfig& cfg, Communicator& world = self_group());
   StepStats step();  // one optimizer step over grad_accum_steps micro-batches
-  // Runs cfg.train.steps steps, calling on_step after each.
+  // Runs up to cfg.train.steps steps, calling on_step after each; saves checkpoints every
+  // checkpoint.every steps and at the end, and on SIGTERM / SIGINT (install_stop_signals) saves
+  // and returns after the current step.
   void run(const std::function<void(const StepStats&)>& on_step);
+  int stopped_by_signal() const { return stopped_by_signal_; }  // the signal, or 0
+  const std::string& resumed_from() const { return resumed_from_; }  // the checkpoint loaded, or ""
   // Mean loss of the current weights on samples [0, batches * global micro-batch) of `source`, the
   // same ones every call (no update); each DP rank evaluates its rows.
   double evaluate(const TokenSource& source, int64_t batches);
@@ -36,6 +44,13 @@ class Trainer {
   // Samples of the training stream consumed so far: where a resumed run continues.
   int64_t data_position() const { return position_; }
   void set_data_position(int64_t samples) { position_ = samples; }
+  // What a checkpoint stores besides the tensors.
+  struct Progress {
+    int64_t step = 0, tokens_seen = 0, data_position = 0;
+  };
+  Progress progress() const { return {step_, tokens_seen_, position_}; }
+  void restore(const Progress& p) { step_ = p.step, tokens_seen_ = p.tokens_seen, position_ = p.data_position; }
+  AdamW& optimizer_mut() { return *optim_; }
 
   LlamaModel& model() { return *model_; }
   TokenSource& data() { return *data_; }
@@ -55,6 +70,8 @@ class Trainer {
   std::unique_ptr<TokenSource> data_, valid_;
   std::vector<int32_t> tokens_;
   int64_t step_ = 0, tokens_seen_ = 0, position_ = 0;
+  int stopped_by_signal_ = 0;
+  std::string resumed_from_;
 };
 
 }  // namespace llamatron

@@ -8,10 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <memory>
 #include <vector>
 
+#include "llamatron/checkpoint.h"
 #include "llamatron/comm.h"
 #include "llamatron/trainer.h"
 
@@ -110,6 +112,39 @@ TEST(Pipeline, ExplicitLayerSplitMatchesOneProcess) {
     }
   }
   w.barrier();
+}
+
+// A checkpoint saved under (tp, pp, dp) = (2, 2, 2) after 3 steps, loaded under (1, 1, 1) and
+// (4, 1, 2): 2 more steps give the losses that continuing under (2, 2, 2) gives (fp32 bound as above).
+TEST(Checkpoint, ReshardsAcrossLayouts) {
+  Communicator& w = world();
+  ASSERT_GE(w.size(), 8);
+  const std::string dir = (std::filesystem::temp_directory_path() / "llamatron_reshard").string();
+  if (w.rank() == 0) std::filesystem::remove_all(dir);
+  w.barrier();
+  const auto config = [&](const Layout& l) {
+    RunConfig c = test_config(l, 4 / l.dp);
+    c.checkpoint.dir = dir;
+    return c;
+  };
+  std::vector<double> original;
+  {
+    Trainer t(config({2, 2, 2}), w);
+    for (int i = 0; i < 3; ++i) t.step();
+    save_checkpoint(t);
+    for (int i = 0; i < 2; ++i) original.push_back(t.step().loss);
+  }
+  w.barrier();
+  for (const Layout l : {Layout{1, 1, 1}, Layout{4, 1, 2}}) {
+    const int n = l.tp * l.pp * l.dp;
+    std::unique_ptr<Communicator> job = w.split(w.rank() < n ? 0 : 1, w.rank());
+    if (w.rank() < n) {
+      Trainer t(config(l), n == 1 ? self_group() : *job);
+      EXPECT_EQ(t.progress().step, 3);
+      for (int i = 0; i < 2; ++i) EXPECT_NEAR(t.step().loss, original[i], 1e-5 * original[i]) << "layout tp" << l.tp << " dp" << l.dp;
+    }
+    w.barrier();
+  }
 }
 
 // ZeRO-1 with bf16 gradients on the wire (dp 4), step 1 against one process in fp32: the same
