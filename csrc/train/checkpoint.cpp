@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "llamatron/errors.h"
 #include "llamatron/model.h"
@@ -198,84 +199,142 @@ uint64_t file_checksum(const std::string& path) {
   return h;
 }
 
-void save_checkpoint(Trainer& t) {
-  const RunConfig& cfg = t.config();
-  Communicator& world = t.grid().world();
-  const int rank = world.rank();
-  const fs::path root = cfg.checkpoint.dir, final_dir = root / step_name(t.progress().step),
-                 tmp = root / ("." + step_name(t.progress().step) + ".tmp");
-  if (rank == 0) {
-    fs::create_directories(root);
-    for (const auto& e : fs::directory_iterator(root))  // leftovers of interrupted saves
-      if (e.path().filename().string().rfind(".step_", 0) == 0) fs::remove_all(e.path());
-    fs::create_directories(tmp);
+// A save in three phases: snapshot (host copies, collective: the temporary directory), write
+// (this rank's file; no communication, so it may run on a background thread), publish
+// (collective: checksums to rank 0, which writes the manifest, renames and moves `latest`).
+class PendingSave {
+ public:
+  explicit PendingSave(Trainer& t) : cfg_(t.config()), world_(t.grid().world()), progress_(t.progress()) {
+    const int rank = world_.rank();
+    root_ = cfg_.checkpoint.dir;
+    final_dir_ = root_ / step_name(progress_.step);
+    tmp_ = root_ / ("." + step_name(progress_.step) + ".tmp");
+    layout_ = {{"tensor_parallel", t.grid().tp()}, {"pipeline_parallel", t.grid().pp()}, {"data_parallel", t.grid().dp()}};
+    optimizer_steps_ = t.optimizer().steps_taken();
+    if (rank == 0) {
+      fs::create_directories(root_);
+      for (const auto& e : fs::directory_iterator(root_))  // leftovers of interrupted saves
+        if (e.path().filename().string().rfind(".step_", 0) == 0) fs::remove_all(e.path());
+      fs::create_directories(tmp_);
+    }
+    // This rank's ZeRO-1 pieces of master, m and v, each tagged with where it sits in the model.
+    const ParamStore& params = t.model().params();
+    const AdamW& opt = t.optimizer();
+    const Zero1& z = opt.shard();
+    const Tensor state[3] = {to_host_f32(z.master_shard()), to_host_f32(opt.exp_avg()), to_host_f32(opt.exp_avg_sq())};
+    pieces_ = json::array();
+    for (const ShardPiece& p : shard_pieces(params, z)) {
+      const ParamSpec& s = *p.spec;
+      for (int k = 0; k < 3; ++k)
+        tensors_[std::string(kKinds[k]) + "/" + s.name + "/" + std::to_string(p.a)] = state[k].view(p.shard_at, {p.b - p.a});
+      pieces_.push_back({{"param", s.name}, {"local_shape", s.shape}, {"global_shape", s.global_shape.empty() ? s.shape : s.global_shape},
+                         {"split_dim", s.split_dim}, {"split_offset", s.split_offset}, {"begin", p.a}, {"end", p.b}});
+    }
+    world_.barrier();  // the temporary directory exists
   }
-  world.barrier();
 
-  // This rank's ZeRO-1 pieces of master, m and v, each tagged with where it sits in the model.
-  const ParamStore& params = t.model().params();
-  const AdamW& opt = t.optimizer();
-  const Zero1& z = opt.shard();
-  const Tensor state[3] = {to_host_f32(z.master_shard()), to_host_f32(opt.exp_avg()), to_host_f32(opt.exp_avg_sq())};
-  std::map<std::string, Tensor> tensors;
-  json pieces = json::array();
-  for (const ShardPiece& p : shard_pieces(params, z)) {
-    const ParamSpec& s = *p.spec;
-    for (int k = 0; k < 3; ++k)
-      tensors[std::string(kKinds[k]) + "/" + s.name + "/" + std::to_string(p.a)] = state[k].view(p.shard_at, {p.b - p.a});
-    pieces.push_back({{"param", s.name}, {"local_shape", s.shape}, {"global_shape", s.global_shape.empty() ? s.shape : s.global_shape},
-                      {"split_dim", s.split_dim}, {"split_offset", s.split_offset}, {"begin", p.a}, {"end", p.b}});
+  void write() {
+    const fs::path file = tmp_ / rank_file(world_.rank());
+    write_safetensors(file.string(), tensors_, {{"pieces", pieces_.dump()}});
+    fsync_path(file);
+    checksum_ = file_checksum(file.string()), bytes_ = fs::file_size(file);
+    tensors_.clear();  // the snapshot is on disk
   }
-  char file[32];
-  std::snprintf(file, sizeof(file), "rank_%05d.safetensors", rank);
-  write_safetensors((tmp / file).string(), tensors, {{"pieces", pieces.dump()}});
-  fsync_path(tmp / file);
-  const uint64_t sum = file_checksum((tmp / file).string()), bytes = fs::file_size(tmp / file);
-  std::vector<int32_t> mine(4), all(4 * world.size());
-  std::memcpy(mine.data(), &sum, 8), std::memcpy(mine.data() + 2, &bytes, 8);
-  world.all_gather(mine.data(), all.data(), 4, DType::I32);
 
-  if (rank == 0) {
-    const Trainer::Progress pr = t.progress();
-    json state_json = {{"format", "llamatron checkpoint"}, {"version", 1}, {"step", pr.step}, {"tokens_seen", pr.tokens_seen},
-                       {"data_position", pr.data_position}, {"optimizer_steps", opt.steps_taken()},
-                       {"layout", {{"tensor_parallel", t.grid().tp()}, {"pipeline_parallel", t.grid().pp()}, {"data_parallel", t.grid().dp()}}},
-                       {"precision", cfg.train.precision}, {"model", model_json(cfg.model)}};
-    write_synced(tmp / "trainer.json", state_json.dump(2));
-    write_synced(tmp / "config.yaml", config_to_yaml(cfg));
+  void publish() {
+    std::vector<int32_t> mine(4), all(4 * world_.size());
+    std::memcpy(mine.data(), &checksum_, 8), std::memcpy(mine.data() + 2, &bytes_, 8);
+    world_.all_gather(mine.data(), all.data(), 4, DType::I32);
+    if (world_.rank() == 0) publish_on_rank0(all);
+    world_.barrier();
+  }
+
+ private:
+  static std::string rank_file(int r) {
+    char b[32];
+    std::snprintf(b, sizeof(b), "rank_%05d.safetensors", r);
+    return b;
+  }
+
+  void publish_on_rank0(const std::vector<int32_t>& sums) {
+    const json state = {{"format", "llamatron checkpoint"}, {"version", 1}, {"step", progress_.step},
+                        {"tokens_seen", progress_.tokens_seen}, {"data_position", progress_.data_position},
+                        {"optimizer_steps", optimizer_steps_}, {"layout", layout_}, {"precision", cfg_.train.precision},
+                        {"model", model_json(cfg_.model)}};
+    write_synced(tmp_ / "trainer.json", state.dump(2));
+    write_synced(tmp_ / "config.yaml", config_to_yaml(cfg_));
     json files = json::array();
     const auto entry = [](const std::string& name, uint64_t n, uint64_t h) {
       char hex[17];
       std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
       return json{{"name", name}, {"bytes", n}, {"fnv1a", hex}};
     };
-    for (int r = 0; r < world.size(); ++r) {
+    for (int r = 0; r < world_.size(); ++r) {
       uint64_t h, n;
-      std::memcpy(&h, all.data() + 4 * r, 8), std::memcpy(&n, all.data() + 4 * r + 2, 8);
-      std::snprintf(file, sizeof(file), "rank_%05d.safetensors", r);
-      files.push_back(entry(file, n, h));
+      std::memcpy(&h, sums.data() + 4 * r, 8), std::memcpy(&n, sums.data() + 4 * r + 2, 8);
+      files.push_back(entry(rank_file(r), n, h));
     }
     for (const char* name : {"trainer.json", "config.yaml"})
-      files.push_back(entry(name, fs::file_size(tmp / name), file_checksum((tmp / name).string())));
-    write_synced(tmp / "manifest.json", json{{"step", pr.step}, {"files", files}}.dump(2));
-    fsync_path(tmp);
+      files.push_back(entry(name, fs::file_size(tmp_ / name), file_checksum((tmp_ / name).string())));
+    write_synced(tmp_ / "manifest.json", json{{"step", progress_.step}, {"files", files}}.dump(2));
+    fsync_path(tmp_);
     // Publish: the complete directory appears under its name, then `latest` moves to it.
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);
-    fs::rename(tmp, final_dir);
-    fsync_path(root);
-    write_synced(root / "latest.tmp", final_dir.filename().string() + "\n");
-    fs::rename(root / "latest.tmp", root / "latest");
-    fsync_path(root);
-    if (cfg.checkpoint.keep_last > 0) {  // the oldest complete checkpoints beyond keep_last
+    if (fs::exists(final_dir_)) fs::remove_all(final_dir_);
+    fs::rename(tmp_, final_dir_);
+    fsync_path(root_);
+    write_synced(root_ / "latest.tmp", final_dir_.filename().string() + "\n");
+    fs::rename(root_ / "latest.tmp", root_ / "latest");
+    fsync_path(root_);
+    if (cfg_.checkpoint.keep_last > 0) {  // the oldest complete checkpoints beyond keep_last
       std::vector<fs::path> steps;
-      for (const auto& e : fs::directory_iterator(root))
+      for (const auto& e : fs::directory_iterator(root_))
         if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0) steps.push_back(e.path());
       std::sort(steps.begin(), steps.end());
-      for (size_t i = 0; i + cfg.checkpoint.keep_last < steps.size(); ++i)
-        if (steps[i] != final_dir) fs::remove_all(steps[i]);
+      for (size_t i = 0; i + cfg_.checkpoint.keep_last < steps.size(); ++i)
+        if (steps[i] != final_dir_) fs::remove_all(steps[i]);
     }
+    spdlog::info("checkpoint: saved {}", final_dir_.string());
   }
-  world.barrier();
+
+  RunConfig cfg_;
+  Communicator& world_;
+  Trainer::Progress progress_;
+  fs::path root_, final_dir_, tmp_;
+  json layout_, pieces_;
+  int64_t optimizer_steps_ = 0;
+  std::map<std::string, Tensor> tensors_;
+  uint64_t checksum_ = 0, bytes_ = 0;
+};
+
+void save_checkpoint(Trainer& t) {
+  PendingSave save(t);
+  save.write();
+  save.publish();
+}
+
+AsyncCheckpointer::AsyncCheckpointer() = default;
+AsyncCheckpointer::~AsyncCheckpointer() {
+  if (writer_.joinable()) writer_.join();
+}
+
+void AsyncCheckpointer::start(Trainer& t) {
+  finish();  // one save in flight at a time
+  pending_ = std::make_unique<PendingSave>(t);  // the snapshot: training may change the state now
+  writer_ = std::thread([this] {
+    try {
+      pending_->write();
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+  });
+}
+
+void AsyncCheckpointer::finish() {
+  if (!pending_) return;
+  writer_.join();
+  if (!error_.empty()) throw Error("background checkpoint write failed: " + error_);
+  pending_->publish();
+  pending_.reset();
 }
 
 std::string find_checkpoint(const CheckpointConfig& c) {

@@ -128,9 +128,15 @@ void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
     grid_->world().all_reduce(&stop, 1, ReduceOp::Max);
     if (stop > 0) stopped_by_signal_ = static_cast<int>(stop);
     const bool save = !ck.dir.empty() && (stop > 0 || step_ == cfg_.train.steps || (ck.every > 0 && step_ % ck.every == 0));
-    if (save) save_checkpoint(*this);
-    if (stop > 0) return;
+    if (save && ck.async && stop == 0 && step_ < cfg_.train.steps) {
+      async_->start(*this);  // written while the next steps train
+    } else if (save) {
+      async_->finish();
+      save_checkpoint(*this);
+    }
+    if (stop > 0) break;
   }
+  async_->finish();
 }
 
 double Trainer::evaluate(const TokenSource& source, int64_t batches) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "llamatron/config.h"
@@ -25,6 +26,23 @@ class Trainer;
 // Collective over the trainer's world: saves its state as DIR/step_<step> (DIR = checkpoint.dir),
 // points DIR/latest at it and deletes checkpoints beyond checkpoint.keep_last.
 void save_checkpoint(Trainer& trainer);
+
+// checkpoint.async: the snapshot to host memory happens in start() (the trainer may go on at
+// once); this rank's file is written on a background thread; finish() waits for it and publishes
+// (collective). start() finishes the previous save first. Nothing is published until finish().
+class PendingSave;
+class AsyncCheckpointer {
+ public:
+  AsyncCheckpointer();
+  ~AsyncCheckpointer();
+  void start(Trainer& trainer);
+  void finish();
+
+ private:
+  std::unique_ptr<PendingSave> pending_;
+  std::thread writer_;
+  std::string error_;
+};
 
 // checkpoint.resume resolved: the checkpoint directory to load, or "" to start fresh.
 std::string find_checkpoint(const CheckpointConfig& cfg);

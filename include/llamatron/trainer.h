@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "llamatron/checkpoint.h"
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/grid.h"
@@ -71,6 +72,7 @@ class Trainer {
   std::vector<int32_t> tokens_;
   int64_t step_ = 0, tokens_seen_ = 0, position_ = 0;
   int stopped_by_signal_ = 0;
+  std::unique_ptr<AsyncCheckpointer> async_ = std::make_unique<AsyncCheckpointer>();
   std::string resumed_from_;
 };
 

@@ -128,6 +128,23 @@ TEST(Checkpoint, KeepsTheLastN) {
   EXPECT_EQ(find_checkpoint(c.checkpoint), (fs::path(dir) / "step_00000005").string());
 }
 
+// checkpoint.async: the snapshot is taken at the step (training goes on while it is written), so
+// an async checkpoint holds the same bytes as a synchronous one of the same step.
+TEST(Checkpoint, AsyncSavesHoldTheStepTheyWereTakenAt) {
+  std::string files[2];
+  for (const bool async : {false, true}) {
+    const std::string dir = fresh_dir(async ? "async" : "sync");
+    RunConfig c = small("bf16", dir);
+    c.train.steps = 6, c.checkpoint.every = 2, c.checkpoint.keep_last = 0, c.checkpoint.async = async;
+    Trainer(c).run([](const StepStats&) {});
+    std::ifstream f(fs::path(dir) / "step_00000004" / "rank_00000.safetensors", std::ios::binary);
+    files[async] = std::string(std::istreambuf_iterator<char>(f), {});
+    EXPECT_EQ(find_checkpoint(c.checkpoint), (fs::path(dir) / "step_00000006").string());
+  }
+  EXPECT_FALSE(files[0].empty());
+  EXPECT_EQ(files[0], files[1]);
+}
+
 // export-hf then checkpoint.init_from=hf: the same weights, exactly (fp32); the HF file holds the
 // global tensors under their Hugging Face names and config.json the model.
 TEST(HuggingFace, ExportThenImportIsExact) {
