@@ -19,6 +19,7 @@
 #include "llamatron/checkpoint.h"
 #include "llamatron/safetensors.h"
 #include "llamatron/comm.h"
+#include "llamatron/comm_volume.h"
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
@@ -67,6 +68,15 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps || s.step == 1)
       spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | grad norm {:.3f} | {:>8.0f} tok/s | {:>8.1f} ms",
                    s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, s.grad_norm, s.tokens_per_s, s.step_ms);
+    if (cfg.train.log_comm) {  // rank 0's bytes per group this step, and what the layout should send
+      const auto want = step_comm_bytes(trainer.config(), {grid.tp(), grid.pp(), grid.dp(), grid.pp_rank(),
+                                                           trainer.optimizer().shard().size()});
+      std::string line;
+      for (const auto& [key, bytes] : grid.comm_stats().bytes)
+        line += fmt::format(" | {} {:.3f} MB (analytic {:.3f})", key, bytes / 1e6, want.count(key) ? want.at(key) / 1e6 : 0.0);
+      spdlog::info("comm  {:>5}/{}{}", s.step, cfg.train.steps, line.empty() ? " | none (one process)" : line);
+      grid.comm_stats().reset();
+    }
     if (s.valid_loss >= 0)
       spdlog::info("valid  {:>5}/{} | loss {:.4f} | perplexity {:.2f}", s.step, cfg.train.steps, s.valid_loss, std::exp(s.valid_loss));
   });

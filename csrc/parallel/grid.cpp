@@ -21,14 +21,14 @@ ProcessGrid::ProcessGrid(Communicator& world, const ParallelConfig& layout,
     throw Error("the world has " + std::to_string(n) + " process(es), not a multiple of " + layout_text +
                 "the rest): launch a multiple of " + std::to_string(model_parallel) + " processes or change parallel.*");
   }
-  const auto group = [&](int color, int key) {
+  const auto group = [&](const char* name, int color, int key) {
     std::unique_ptr<Communicator> g = world.split(color, key);
-    return device_group ? device_group(std::move(g)) : std::move(g);
+    return counting(device_group ? device_group(std::move(g)) : std::move(g), &stats_, name);
   };
-  tp_group_ = group(dp_rank() + dp_ * pp_rank(), tp_rank());
-  dp_group_ = group(tp_rank() + tp_ * pp_rank(), dp_rank());
-  pp_group_ = group(tp_rank() + tp_ * dp_rank(), pp_rank());
-  mp_group_ = group(dp_rank(), tp_rank() + tp_ * pp_rank());
+  tp_group_ = group("tp", dp_rank() + dp_ * pp_rank(), tp_rank());
+  dp_group_ = group("dp", tp_rank() + tp_ * pp_rank(), dp_rank());
+  pp_group_ = group("pp", tp_rank() + tp_ * dp_rank(), pp_rank());
+  mp_group_ = group("mp", dp_rank(), tp_rank() + tp_ * pp_rank());
 }
 
 }  // namespace llamatron

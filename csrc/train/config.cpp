@@ -266,6 +266,7 @@ const std::map<std::string, Field>& fields() {
       field("train.device", &R::train, &TrainConfig::device),
       field("train.eval_every", &R::train, &TrainConfig::eval_every),
       field("train.eval_batches", &R::train, &TrainConfig::eval_batches),
+      field("train.log_comm", &R::train, &TrainConfig::log_comm),
       field("train.deterministic", &R::train, &TrainConfig::deterministic),
   };
   return table;

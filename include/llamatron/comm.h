@@ -3,6 +3,7 @@
 // where the tensors live (host memory for MPI). A process started without mpirun is a world of one.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,18 @@ class Communicator {
   // The sub-group of ranks with the same color, ordered by key (MPI_Comm_split).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 };
+
+// Bytes this rank sends, per group and collective, by the ring algorithms' volumes (an all-reduce
+// of S bytes over p ranks sends 2 (p - 1) / p * S; reduce-scatter and all-gather (p - 1) * chunk;
+// a send its size): the layout's communication cost, whatever the library does underneath.
+struct CommStats {
+  std::map<std::string, double> bytes;  // "dp.reduce_scatter" -> bytes since reset
+  void reset() { bytes.clear(); }
+  double total(const std::string& group_prefix) const;
+};
+// A communicator that counts into `stats` under `name` and forwards to `inner`; its splits count
+// under name + "." + the split's name ("sub").
+std::unique_ptr<Communicator> counting(std::unique_ptr<Communicator> inner, CommStats* stats, std::string name);
 
 // The world: every process of the mpirun job (MPI is initialised on first use and finalised at
 // exit), or a world of one for a process started on its own.

@@ -69,6 +69,7 @@ struct TrainConfig {
   std::string device = "cpu";     // cpu | cuda (the GPU, or the emulated device in llamatron_emu)
   int64_t eval_every = 0;         // validation loss and perplexity every N steps (0: never; needs validation data)
   int64_t eval_batches = 4;       // global batches of validation samples (the same ones every time)
+  bool log_comm = false;          // log each step's bytes per group (rank 0), measured and analytic
   bool deterministic = false;     // cuda: bit-identical steps (attention dQ by a second pass, not atomics);
                                   // the CPU backend always is
 };

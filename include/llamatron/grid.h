@@ -32,10 +32,13 @@ class ProcessGrid {
   Communicator& dp_group() const { return *dp_group_; }  // same (tp, pp): ordered by dp_rank
   Communicator& pp_group() const { return *pp_group_; }  // same (tp, dp): ordered by pp_rank
   Communicator& model_parallel_group() const { return *mp_group_; }  // same dp: one model replica
+  // Bytes sent through the groups (tp.*, dp.*, pp.*, mp.*), counted since the last reset.
+  CommStats& comm_stats() const { return stats_; }
 
  private:
   Communicator& world_;
   int tp_, pp_, dp_;
+  mutable CommStats stats_;
   std::unique_ptr<Communicator> tp_group_, dp_group_, pp_group_, mp_group_;
 };
 

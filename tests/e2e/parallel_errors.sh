@@ -57,5 +57,25 @@ else
   fail "tp 2 x pp 2 x dp 2 trains, rank 0 logs" "exit $rc, $steps step lines; $(head -c 600 "$W/out") $(head -c 300 "$W/err")"
 fi
 
+# A rank killed mid-run (kill -9): the job ends, with an error, in bounded time (no survivor waits
+# forever in a collective: mpirun tears the job down).
+"$MPIEXEC" -np 2 --oversubscribe "$BIN" train "$W/base.yaml" --set train.steps=100000 >"$W/out" 2>"$W/err" &
+job=$!
+for _ in $(seq 600); do grep -q '\] step ' "$W/out" && break; sleep 0.1; done
+victim=$(pgrep -P "$job" | head -1)
+start=$(date +%s)
+kill -9 "$victim" 2>/dev/null
+( sleep 60; kill -9 "$job" 2>/dev/null ) &
+watchdog=$!
+wait "$job"
+rc=$?
+kill "$watchdog" 2>/dev/null
+elapsed=$(( $(date +%s) - start ))
+if [ -n "$victim" ] && (( rc != 0 )) && (( elapsed < 60 )) && grep -qi "signal 9\|killed" "$W/err"; then
+  pass "a rank killed mid-run ends the job with an error in ${elapsed}s"
+else
+  fail "a rank killed mid-run" "victim '$victim', exit $rc after ${elapsed}s: $(tail -c 400 "$W/err")"
+fi
+
 echo "$PASSED passed, $FAILED failed"
 (( FAILED == 0 ))

@@ -15,6 +15,7 @@
 
 #include "llamatron/checkpoint.h"
 #include "llamatron/comm.h"
+#include "llamatron/comm_volume.h"
 #include "llamatron/trainer.h"
 
 namespace llamatron {
@@ -114,6 +115,33 @@ TEST(Pipeline, ExplicitLayerSplitMatchesOneProcess) {
   w.barrier();
 }
 
+// The bytes each group sends in a step, counted on the communicators, equal the layout's analytic
+// volume (comm_volume.h) key by key: no collective more or less than the layout needs.
+TEST_P(Layouts, SendTheAnalyticVolume) {
+  const Layout l = GetParam();
+  Communicator& w = world();
+  const int n = l.tp * l.pp * l.dp;
+  std::unique_ptr<Communicator> job = w.split(w.rank() < n ? 0 : 1, w.rank());
+  if (w.rank() < n) {
+    for (const char* wire : {"fp32", "bf16"}) {
+      RunConfig c = test_config(l, 2);
+      c.parallel.grad_reduce_dtype = wire;
+      Trainer t(c, *job);
+      t.step();  // allocations and first-step work out of the way
+      t.grid().comm_stats().reset();
+      t.step();
+      const auto want = step_comm_bytes(c, {l.tp, l.pp, l.dp, t.grid().pp_rank(), t.optimizer().shard().size()});
+      const auto& got = t.grid().comm_stats().bytes;
+      EXPECT_EQ(got.size(), want.size()) << "the same collectives";
+      for (const auto& [key, bytes] : want) {
+        ASSERT_TRUE(got.count(key)) << key << " missing (wire " << wire << ")";
+        EXPECT_NEAR(got.at(key), bytes, 1e-9 * bytes) << key << " (wire " << wire << ")";
+      }
+    }
+  }
+  w.barrier();
+}
+
 // A checkpoint saved under (tp, pp, dp) = (2, 2, 2) after 3 steps, loaded under (1, 1, 1) and
 // (4, 1, 2): 2 more steps give the losses that continuing under (2, 2, 2) gives (fp32 bound as above).
 TEST(Checkpoint, ReshardsAcrossLayouts) {
@@ -133,6 +161,14 @@ TEST(Checkpoint, ReshardsAcrossLayouts) {
     for (int i = 0; i < 3; ++i) t.step();
     save_checkpoint(t);
     for (int i = 0; i < 2; ++i) original.push_back(t.step().loss);
+  }
+  w.barrier();
+  if (w.rank() == 0) {  // exported from the tp 2 shards: whole tensors, the vocabulary padding (250 -> 256) gone
+    export_hf(find_checkpoint(config({2, 2, 2}).checkpoint), dir + "_hf", DType::F32);
+    const std::unique_ptr<GlobalWeights> hf = hf_weights(dir + "_hf");
+    EXPECT_EQ(hf->get("model.embed_tokens.weight").size(), 250u * 64);
+    EXPECT_EQ(hf->get("lm_head.weight").size(), 250u * 64);
+    EXPECT_EQ(hf->get("model.layers.3.self_attn.k_proj.weight").size(), 2u * 8 * 64);
   }
   w.barrier();
   for (const Layout l : {Layout{1, 1, 1}, Layout{4, 1, 2}}) {
