@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -63,11 +65,27 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", t.batch_size,
                t.seq_len, t.grad_accum_steps, grid.dp(), t.batch_size * t.seq_len * t.grad_accum_steps * grid.dp());
   StepStats last;
+  std::ofstream metrics;
+  if (!cfg.train.metrics_file.empty() && grid.rank() == 0) {
+    metrics.open(cfg.train.metrics_file, std::ios::app);
+    if (!metrics) throw Error("cannot open train.metrics_file " + cfg.train.metrics_file + " for appending: check the path");
+  }
   trainer.run([&](const StepStats& s) {
     last = s;
+    if (metrics.is_open()) {
+      nlohmann::json j = {{"step", s.step}, {"tokens", s.tokens_seen}, {"epoch", s.epoch}, {"loss", s.loss},
+                          {"perplexity", std::exp(s.loss)}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                          {"tokens_per_s", s.tokens_per_s}, {"step_ms", s.step_ms}, {"skipped", s.skipped},
+                          {"bad_steps", s.bad_steps}, {"skipped_steps", s.skipped_steps}};
+      if (s.valid_loss >= 0) j["valid_loss"] = s.valid_loss;
+      metrics << j.dump() << "\n" << std::flush;
+    }
     if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps || s.step == 1)
-      spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | grad norm {:.3f} | {:>8.0f} tok/s | {:>8.1f} ms",
-                   s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, s.grad_norm, s.tokens_per_s, s.step_ms);
+      spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | {:>8.0f} tok/s | {:>8.1f} ms",
+                   s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s, s.step_ms);
+    if (!s.anomaly.empty())
+      spdlog::warn("step {}: {}{} ({} NaN/Inf step(s), {} skipped so far)", s.step, s.anomaly, s.skipped ? ": update skipped" : "",
+                   s.bad_steps, s.skipped_steps);
     if (cfg.train.log_comm) {  // rank 0's bytes per group this step, and what the layout should send
       const auto want = step_comm_bytes(trainer.config(), {grid.tp(), grid.pp(), grid.dp(), grid.pp_rank(),
                                                            trainer.optimizer().shard().size()});

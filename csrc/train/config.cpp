@@ -105,6 +105,10 @@ void RunConfig::validate() const {
   need(checkpoint.every >= 0 && checkpoint.keep_last >= 0, "checkpoint.every and checkpoint.keep_last must be >= 0");
   need(checkpoint.init_from.empty() || checkpoint.init_from.rfind("hf:", 0) == 0,
        "checkpoint.init_from must be hf:DIR (a Hugging Face LLaMA directory), got '" + checkpoint.init_from + "'");
+  need(train.max_bad_steps >= 1 && train.anomaly_window >= 1 && train.spike_factor > 1,
+       "train.max_bad_steps and train.anomaly_window must be >= 1 and train.spike_factor > 1");
+  need(train.anomaly_action == "log" || train.anomaly_action == "skip" || train.anomaly_action == "stop",
+       "train.anomaly_action must be log, skip or stop, got '" + train.anomaly_action + "'");
   need(train.eval_every >= 0 && train.eval_batches >= 1, "train.eval_every must be >= 0 and train.eval_batches >= 1");
   need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
        "data.markov_order must be >= 1 and data.markov_branching in [1, vocab_size]");
@@ -267,6 +271,11 @@ const std::map<std::string, Field>& fields() {
       field("train.eval_every", &R::train, &TrainConfig::eval_every),
       field("train.eval_batches", &R::train, &TrainConfig::eval_batches),
       field("train.log_comm", &R::train, &TrainConfig::log_comm),
+      field("train.metrics_file", &R::train, &TrainConfig::metrics_file),
+      field("train.max_bad_steps", &R::train, &TrainConfig::max_bad_steps),
+      field("train.anomaly_window", &R::train, &TrainConfig::anomaly_window),
+      field("train.spike_factor", &R::train, &TrainConfig::spike_factor),
+      field("train.anomaly_action", &R::train, &TrainConfig::anomaly_action),
       field("train.deterministic", &R::train, &TrainConfig::deterministic),
   };
   return table;

@@ -41,9 +41,18 @@ double AdamW::grad_norm() const {
 }
 
 double AdamW::step(double lr) {
-  ++step_;
+  const double norm = reduce_gradients();
+  apply(lr, norm);
+  return norm;
+}
+
+double AdamW::reduce_gradients() {
   zero_.reduce_gradients();
-  const double norm = grad_norm();
+  return grad_norm();
+}
+
+void AdamW::apply(double lr, double norm) {
+  ++step_;
   float clip = 1.0f;
   if (cfg_.max_grad_norm > 0 && norm > 0) clip = static_cast<float>(std::min(1.0, cfg_.max_grad_norm / (norm + 1e-6)));
   const Tensor &master = zero_.master_shard(), &grads = zero_.grad_shard(), param = zero_.param_shard();
@@ -71,7 +80,6 @@ double AdamW::step(double lr) {
     }
   }
   zero_.gather_params();
-  return norm;
 }
 
 double lr_at(const OptimConfig& c, int64_t step, int64_t total) {

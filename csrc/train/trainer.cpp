@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 
 #include "llamatron/backend.h"
@@ -73,6 +74,40 @@ void install_stop_signals() {
   std::signal(SIGINT, on_stop_signal);
 }
 
+void Trainer::guard(StepStats& s) {
+  const TrainConfig& t = cfg_.train;
+  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm)) {
+    s.skipped = true, s.anomaly = "NaN/Inf loss or gradient";
+    ++bad_steps_, ++skipped_steps_;
+    if (++bad_in_a_row_ >= t.max_bad_steps)
+      throw Error(std::to_string(bad_in_a_row_) + " steps in a row had a NaN/Inf loss or gradient (train.max_bad_steps): "
+                  "stopping; lower optim.lr, check the data, or resume from an earlier checkpoint");
+    return;
+  }
+  bad_in_a_row_ = 0;
+  const auto mean = [](const std::vector<double>& v) {
+    double m = 0;
+    for (double x : v) m += x / static_cast<double>(v.size());
+    return m;
+  };
+  const bool full = static_cast<int64_t>(recent_loss_.size()) == t.anomaly_window;
+  if (full && s.loss > t.spike_factor * mean(recent_loss_))
+    s.anomaly = "loss spike: " + std::to_string(s.loss) + " > " + std::to_string(t.spike_factor) + " x recent mean " + std::to_string(mean(recent_loss_));
+  else if (full && s.grad_norm > t.spike_factor * mean(recent_norm_))
+    s.anomaly = "grad norm outlier: " + std::to_string(s.grad_norm) + " > " + std::to_string(t.spike_factor) + " x recent mean " +
+                std::to_string(mean(recent_norm_));
+  if (!s.anomaly.empty()) {
+    if (t.anomaly_action == "stop") throw Error(s.anomaly + " at step " + std::to_string(step_ + 1) + " (train.anomaly_action=stop)");
+    if (t.anomaly_action == "skip") {
+      s.skipped = true, ++skipped_steps_;
+      return;  // a skipped step does not enter the window
+    }
+  }
+  recent_loss_.push_back(s.loss), recent_norm_.push_back(s.grad_norm);
+  if (static_cast<int64_t>(recent_loss_.size()) > t.anomaly_window)
+    recent_loss_.erase(recent_loss_.begin()), recent_norm_.erase(recent_norm_.begin());
+}
+
 int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const {
   const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, G = B * grid_->dp();
   tokens.resize(static_cast<size_t>(micro_batches * B * (T + 1)));
@@ -96,22 +131,27 @@ StepStats Trainer::step() {
   // is the mean over all counted targets of the step, so each micro-batch's gradient is scaled by
   // 1 / (targets in the whole global step).
   const int64_t counted = read_local(*data_, position_, M, tokens_);
-  const float scale = counted > 0 ? 1.0f / static_cast<float>(counted) : 0.0f;
+  const float scale = static_cast<float>(inject_) * (counted > 0 ? 1.0f / static_cast<float>(counted) : 0.0f);
 
   model_->params().zero_grads();
   double loss_sum = train_1f1b(*model_, grid_->pp_group(), M, [&](int64_t m) { return tokens_.data() + m * B * (T + 1); }, B, T, scale);
   model_->finish_gradients();
   grid_->pp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);  // the loss is the last stage's
   grid_->dp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);
+  loss_sum *= inject_;
+  inject_ = 1.0;
   StepStats s;
   s.lr = lr_at(cfg_.optim, step_, cfg_.train.steps);
-  s.grad_norm = optim_->step(s.lr);
+  s.loss = counted > 0 ? loss_sum / counted : 0.0;
+  s.grad_norm = optim_->reduce_gradients();
+  guard(s);  // every rank sees the same loss and norm (all-reduced), so all decide alike
+  if (!s.skipped) optim_->apply(s.lr, s.grad_norm);
+  s.bad_steps = bad_steps_, s.skipped_steps = skipped_steps_;
   s.step = ++step_;
   position_ += M * G;
   s.epoch = data_->epoch(position_);
   tokens_seen_ += M * G * T;
   s.tokens_seen = tokens_seen_;
-  s.loss = counted > 0 ? loss_sum / counted : 0.0;
   s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   s.tokens_per_s = M * G * T / (s.step_ms / 1e3);
   if (cfg_.train.eval_every > 0 && (step_ % cfg_.train.eval_every == 0 || step_ == cfg_.train.steps))

@@ -70,6 +70,15 @@ struct TrainConfig {
   int64_t eval_every = 0;         // validation loss and perplexity every N steps (0: never; needs validation data)
   int64_t eval_batches = 4;       // global batches of validation samples (the same ones every time)
   bool log_comm = false;          // log each step's bytes per group (rank 0), measured and analytic
+  std::string metrics_file;       // rank 0 appends one JSON object per step (JSONL) here ("": none)
+  // Stability guards. A step whose loss or gradient norm is NaN/Inf is skipped (no update) and
+  // counted; max_bad_steps in a row stop the run. A loss above spike_factor x the mean of the last
+  // anomaly_window accepted losses, or a grad norm above spike_factor x their mean norm, is an
+  // anomaly: anomaly_action log (warn), skip (no update) or stop.
+  int64_t max_bad_steps = 5;
+  int64_t anomaly_window = 20;
+  double spike_factor = 3.0;
+  std::string anomaly_action = "log";  // log | skip | stop
   bool deterministic = false;     // cuda: bit-identical steps (attention dQ by a second pass, not atomics);
                                   // the CPU backend always is
 };

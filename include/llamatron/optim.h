@@ -26,6 +26,11 @@ class AdamW {
   // (torch's clip_grad_norm_: scale = max_norm / (norm + 1e-6) when below 1, fused into the
   // update), takes one AdamW step at `lr` and gathers the parameters. Returns the pre-clip norm.
   double step(double lr);
+  // The same in two halves, so a caller can look at the norm before committing: the gradients
+  // summed over DP and their global norm; then the update (skipping it leaves everything as it
+  // was, Adam's step count included).
+  double reduce_gradients();
+  void apply(double lr, double grad_norm);
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t steps) { step_ = steps; }  // resuming: Adam's bias correction continues
   const Zero1& shard() const { return zero_; }

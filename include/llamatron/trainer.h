@@ -19,6 +19,9 @@ struct StepStats {
   int64_t tokens_seen = 0;  // input tokens consumed so far
   double lr = 0, loss = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
   int64_t epoch = 0;        // passes over the training data completed
+  bool skipped = false;     // no update this step (NaN/Inf, or an anomaly with action skip)
+  std::string anomaly;      // why, when this step was not normal ("" otherwise)
+  int64_t bad_steps = 0, skipped_steps = 0;  // totals so far: NaN/Inf steps, skipped updates
   double valid_loss = -1;   // mean validation loss when this step evaluated (train.eval_every), else -1
 };
 
@@ -52,6 +55,9 @@ class Trainer {
   Progress progress() const { return {step_, tokens_seen_, position_}; }
   void restore(const Progress& p) { step_ = p.step, tokens_seen_ = p.tokens_seen, position_ = p.data_position; }
   AdamW& optimizer_mut() { return *optim_; }
+  // Fault injection (tests of the guards): the next step's loss and gradients times `factor`
+  // (NaN: a NaN step).
+  void inject_next_step(double factor) { inject_ = factor; }
 
   LlamaModel& model() { return *model_; }
   TokenSource& data() { return *data_; }
@@ -64,6 +70,8 @@ class Trainer {
   // starting at sample `first`): rows [dp_rank * B, (dp_rank + 1) * B) of each; returns the count
   // of targets of all the global micro-batches (summed over the DP group).
   int64_t read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const;
+  // The stability guards on this step's loss and norm: marks it skipped or throws (train.*).
+  void guard(StepStats& s);
   RunConfig cfg_;
   std::unique_ptr<ProcessGrid> grid_;
   std::unique_ptr<LlamaModel> model_;
@@ -72,6 +80,9 @@ class Trainer {
   std::vector<int32_t> tokens_;
   int64_t step_ = 0, tokens_seen_ = 0, position_ = 0;
   int stopped_by_signal_ = 0;
+  double inject_ = 1.0;
+  int64_t bad_in_a_row_ = 0, bad_steps_ = 0, skipped_steps_ = 0;
+  std::vector<double> recent_loss_, recent_norm_;  // the last anomaly_window accepted steps
   std::unique_ptr<AsyncCheckpointer> async_ = std::make_unique<AsyncCheckpointer>();
   std::string resumed_from_;
 };

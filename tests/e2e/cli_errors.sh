@@ -128,6 +128,8 @@ expect_error "unknown shard version"               "version"                    
 expect_error "token id >= vocab_size"              "vocab_size"                        -- train "$BASE" --set "data.paths=$W/big_token.bin"
 expect_error "shard shorter than seq_len+1"        "seq_len + 1"                       -- train "$BASE" --set "data.paths=$W/short.bin"
 expect_error "non-YAML garbage config"             "not valid YAML"                    -- train "$W/garbage.yaml"
+expect_error "unknown anomaly action"              "train.anomaly_action must be log, skip or stop" -- train "$BASE" --set train.anomaly_action=panic
+expect_error "unwritable metrics file"             "train.metrics_file"                -- train "$BASE" --set train.metrics_file=/nonexistent_dir/m.jsonl
 
 # ---- positive control and determinism ------------------------------------------------------------
 # Prints the "loss X" and "grad norm Y" fields of the step lines of the last run.
@@ -147,8 +149,16 @@ else
 fi
 first=$(step_metrics)
 
-run_cli train "$BASE" --set train.steps=2
+run_cli train "$BASE" --set train.steps=2 --set "train.metrics_file=$W/metrics.jsonl"
 second=$(step_metrics)
+if [[ $(wc -l <"$W/metrics.jsonl") -eq 2 ]] && /usr/bin/python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 and r["perplexity"] > 1 for r in rows)' "$W/metrics.jsonl"; then
+  pass "metrics JSONL: one parseable record per step"
+else
+  fail "metrics JSONL" "$(head -c 300 "$W/metrics.jsonl" 2>/dev/null)"
+fi
 if (( RC != 0 )); then
   fail "deterministic losses across runs" "second run: $(describe_rc); stderr: $(head -c 300 "$ERR")"
 elif [[ -z $first ]]; then
