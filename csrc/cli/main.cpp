@@ -25,6 +25,8 @@
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
+#include "llamatron/hardware.h"
+#include "llamatron/random.h"
 #include "llamatron/prepare.h"
 #include "llamatron/trainer.h"
 #ifdef LLAMATRON_HAVE_CUDA
@@ -64,6 +66,12 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   const TrainConfig& t = trainer.config().train;  // resolved: the micro-batch count may follow from global_batch_size
   spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", t.batch_size,
                t.seq_len, t.grad_accum_steps, grid.dp(), t.batch_size * t.seq_len * t.grad_accum_steps * grid.dp());
+  // MFU (FACTS.md): model FLOPs per token 6 N + 12 L C T over the device's peak.
+  const double flops_per_token = 6.0 * static_cast<double>(cfg.model.num_params()) +
+                                 12.0 * cfg.model.n_layers * cfg.model.dim * cfg.train.seq_len;
+  const double peak = cfg.train.device == "cuda" ? hardware_peak(backend_for(Device::CUDA).device_name()).bf16_tflops
+                                                 : cfg.train.cpu_peak_tflops;
+  const int devices = grid.world().size();
   StepStats last;
   std::ofstream metrics;
   if (!cfg.train.metrics_file.empty() && grid.rank() == 0) {
@@ -80,9 +88,14 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
       if (s.valid_loss >= 0) j["valid_loss"] = s.valid_loss;
       metrics << j.dump() << "\n" << std::flush;
     }
-    if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps || s.step == 1)
-      spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | {:>8.0f} tok/s | {:>8.1f} ms",
-                   s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s, s.step_ms);
+    if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
+      const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
+      spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | "
+                   "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms",
+                   s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s,
+                   s.tokens_per_s / devices, tflops, peak > 0 ? fmt::format("{:.1f}%", 100 * tflops / peak) : std::string("n/a"),
+                   s.step_ms);
+    }
     if (!s.anomaly.empty())
       spdlog::warn("step {}: {}{} ({} NaN/Inf step(s), {} skipped so far)", s.step, s.anomaly, s.skipped ? ": update skipped" : "",
                    s.bad_steps, s.skipped_steps);
@@ -169,6 +182,67 @@ int cmd_logits(const std::string& ckpt, const std::string& tokens_text, const st
   return 0;
 }
 
+// Sampling from a checkpoint's model: greedy (temperature 0), or softmax(logits / temperature)
+// over the top_k tokens. Each new token re-runs the prefix (no KV cache: for eyeballing a model).
+struct GenerateOptions {
+  std::string prompt, tokens;
+  int64_t max_new = 64, top_k = 0;
+  double temperature = 0.8;
+  uint64_t seed = 1;
+};
+
+int cmd_generate(const std::string& ckpt, const GenerateOptions& o) {
+  Trainer t(config_of_checkpoint(ckpt));
+  const ModelConfig& m = t.config().model;
+  std::vector<int32_t> ids;
+  const bool bytes = o.tokens.empty();  // the built-in byte-level tokenizer (ids 0-255, EOS 256)
+  if (bytes) {
+    if (m.vocab_size < kByteVocab) throw Error("--prompt uses the byte-level tokenizer (vocab_size >= 257); give --tokens for this model");
+    for (unsigned char c : o.prompt) ids.push_back(c);
+  } else {
+    std::stringstream ss(o.tokens);
+    for (std::string item; std::getline(ss, item, ',');) ids.push_back(static_cast<int32_t>(std::stoll(item)));
+  }
+  if (ids.empty()) throw Error("give a non-empty --prompt (byte-level models) or --tokens");
+  Rng rng(o.seed);
+  t.model().keep_logits(true);
+  std::vector<int32_t> generated;
+  for (int64_t n = 0; n < o.max_new && static_cast<int64_t>(ids.size()) < m.max_seq_len; ++n) {
+    std::vector<int32_t> window = ids;
+    window.push_back(0);  // a target for the last position; the logits do not depend on it
+    t.model().forward_loss(window.data(), 1, static_cast<int64_t>(ids.size()));
+    Tensor logits = Tensor::empty(t.model().last_logits().shape(), DType::F32);
+    logits.copy_from(t.model().last_logits());
+    const float* last = logits.data<float>() + (logits.dim(0) - 1) * logits.dim(1);
+    std::vector<std::pair<float, int32_t>> cand;
+    for (int32_t v = 0; v < m.vocab_size; ++v) cand.push_back({last[v], v});
+    std::sort(cand.begin(), cand.end(), std::greater<>());
+    int32_t next = cand[0].second;
+    if (o.temperature > 0) {
+      const size_t k = o.top_k > 0 ? std::min<size_t>(o.top_k, cand.size()) : cand.size();
+      std::vector<double> p(k);
+      double total = 0;
+      for (size_t i = 0; i < k; ++i) total += p[i] = std::exp((cand[i].first - cand[0].first) / o.temperature);
+      double u = rng.uniform() * total;
+      size_t i = 0;
+      while (i + 1 < k && u >= p[i]) u -= p[i++];
+      next = cand[i].second;
+    }
+    if (bytes && next == kByteEos) break;
+    ids.push_back(next);
+    generated.push_back(next);
+  }
+  if (bytes) {
+    std::string text(o.prompt);
+    for (int32_t g : generated) text.push_back(static_cast<char>(g < 256 ? g : '?'));
+    std::printf("%s\n", text.c_str());
+  } else {
+    for (size_t i = 0; i < generated.size(); ++i) std::printf("%s%d", i ? "," : "", generated[i]);
+    std::printf("\n");
+  }
+  return 0;
+}
+
 int cmd_export_hf(const std::string& ckpt, const std::string& out, const std::string& dtype) {
   const std::string dir = checkpoint_at(ckpt);
   export_hf(dir, out, dtype == "bf16" ? DType::BF16 : DType::F32);
@@ -225,6 +299,15 @@ int main(int argc, char** argv) {
   logits->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
   logits->add_option("--tokens", tokens_text, "comma-separated token ids")->required();
   logits->add_option("--out", out_dir, "output .safetensors file (tensor \"logits\" [T, vocab])")->required();
+  llamatron::GenerateOptions gen;
+  CLI::App* generate = app.add_subcommand("generate", "sample from a checkpoint's model (greedy, temperature, top-k)");
+  generate->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
+  generate->add_option("--prompt", gen.prompt, "text (byte-level models: vocab_size >= 257)");
+  generate->add_option("--tokens", gen.tokens, "comma-separated prompt token ids (any tokenizer); prints ids");
+  generate->add_option("--max-new", gen.max_new, "tokens to generate (default 64)");
+  generate->add_option("--temperature", gen.temperature, "0: greedy (default 0.8)");
+  generate->add_option("--top-k", gen.top_k, "sample among the k most likely (default 0: all)");
+  generate->add_option("--seed", gen.seed, "sampling seed (default 1)");
   CLI::App* data = app.add_subcommand("data", "inspect or prepare token data");
   data->require_subcommand(1);
   std::string inspect_path;
@@ -256,6 +339,7 @@ int main(int argc, char** argv) {
     if (export_hf->parsed()) return llamatron::cmd_export_hf(ckpt, out_dir, hf_dtype);
     if (import_hf->parsed()) return llamatron::cmd_import_hf(ckpt, out_dir);
     if (logits->parsed()) return llamatron::cmd_logits(ckpt, tokens_text, out_dir);
+    if (generate->parsed()) return llamatron::cmd_generate(ckpt, gen);
     if (prepare->parsed()) {
       prep.llmc = prep_format != "megatron";
       prep.megatron = prep_format != "llmc";

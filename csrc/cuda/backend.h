@@ -28,6 +28,7 @@ class CudaBackend final : public DeviceBackend {
   void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) override;
   void zero(void* ptr, size_t bytes) override;
   void set_deterministic(bool on) override { deterministic_ = on; }
+  std::string device_name() override { return rt_->properties(0).name; }
   std::unique_ptr<Communicator> device_group(std::unique_ptr<Communicator> host) override {
     return groups_ ? groups_(std::move(host), stream_) : std::move(host);
   }

@@ -272,6 +272,7 @@ const std::map<std::string, Field>& fields() {
       field("train.eval_batches", &R::train, &TrainConfig::eval_batches),
       field("train.log_comm", &R::train, &TrainConfig::log_comm),
       field("train.metrics_file", &R::train, &TrainConfig::metrics_file),
+      field("train.cpu_peak_tflops", &R::train, &TrainConfig::cpu_peak_tflops),
       field("train.max_bad_steps", &R::train, &TrainConfig::max_bad_steps),
       field("train.anomaly_window", &R::train, &TrainConfig::anomaly_window),
       field("train.spike_factor", &R::train, &TrainConfig::spike_factor),

@@ -28,6 +28,7 @@ class DeviceBackend {
   // The communicator for tensors on this device over the ranks of `host` (an MPI group): NCCL on
   // GPUs; the host group itself where device memory is host memory (the emulated device).
   virtual std::unique_ptr<Communicator> device_group(std::unique_ptr<Communicator> host) { return host; }
+  virtual std::string device_name() { return ""; }  // the GPU's name (its peak: hardware.h)
 
   virtual void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
   virtual void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) = 0;

@@ -71,6 +71,7 @@ struct TrainConfig {
   int64_t eval_batches = 4;       // global batches of validation samples (the same ones every time)
   bool log_comm = false;          // log each step's bytes per group (rank 0), measured and analytic
   std::string metrics_file;       // rank 0 appends one JSON object per step (JSONL) here ("": none)
+  double cpu_peak_tflops = 0;     // the CPU's peak, for MFU on the CPU backend (0: MFU n/a)
   // Stability guards. A step whose loss or gradient norm is NaN/Inf is skipped (no update) and
   // counted; max_bad_steps in a row stop the run. A loss above spike_factor x the mean of the last
   // anomaly_window accepted losses, or a grad norm above spike_factor x their mean norm, is an

@@ -47,8 +47,15 @@ train: {steps: 6, batch_size: 4, seq_len: 32, log_every: 1, threads: 1, eval_eve
 YAML
 train() { "$BIN" train "$W/base.yaml" "$@" >"$W/train.out" 2>&1; }
 steps_ok() { [ "$(grep -c '\] step ' "$W/train.out")" -eq 6 ] && [ "$(grep -c '\] valid ' "$W/train.out")" -eq 2 ]; }
-train --set data.source=llmc --set "data.paths=$W/bytes/data_*.bin" --set data.valid_fraction=0.1
+train --set data.source=llmc --set "data.paths=$W/bytes/data_*.bin" --set data.valid_fraction=0.1 --set "checkpoint.dir=$W/ck"
 check "trains on llm.c shards with held-out validation every 3 steps" 'steps_ok' "$(tail -5 "$W/train.out")"
+"$BIN" generate "$W/ck" --prompt "the model " --temperature 0 --max-new 12 >"$W/gen1.out" 2>&1
+"$BIN" generate "$W/ck" --prompt "the model " --temperature 0 --max-new 12 >"$W/gen2.out" 2>&1
+"$BIN" generate "$W/ck" --prompt "the model " --temperature 1.0 --top-k 5 --seed 3 --max-new 12 >"$W/gen3.out" 2>&1
+check "generate: greedy continues the byte-level prompt, the same every time" \
+  'grep -q "^the model " "$W/gen1.out" && [ "$(head -c 100 "$W/gen1.out" | wc -c)" -gt 12 ] && cmp -s "$W/gen1.out" "$W/gen2.out"' \
+  "$(cat "$W/gen1.out" "$W/gen2.out")"
+check "generate: temperature and top-k sampling runs" 'grep -q "^the model " "$W/gen3.out"' "$(cat "$W/gen3.out")"
 train --set data.source=megatron --set "data.paths=$W/bytes/data" --set data.valid_fraction=0.1
 check "trains on the Megatron dataset" 'steps_ok' "$(tail -5 "$W/train.out")"
 "$BIN" data prepare "$W"/raw/doc0*.txt --out "$W/bytes2" --name part --format megatron >/dev/null 2>&1
