@@ -133,15 +133,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   std::printf("# B=%d T=%d H=%d KV=%d d=%d causal; forward %.3g FLOP, backward %.3g FLOP\n", s.b, s.t, s.h, s.kv, s.d,
               s.fwd_flops(), s.bwd_flops());
-  std::string why;
-  auto gpu = force_cpu ? nullptr : rt::make_cuda_runtime(&why);
-  if (gpu) {
+  bench::on_gpu_or_cpu(
+      force_cpu, runs,
+      [&](rt::Runtime& gpu, int n) {
 #ifdef LLAMATRON_HAVE_CUDA
-    run_gpu(*gpu, s, runs > 0 ? runs : 20);
+        run_gpu(gpu, s, n);
+#else
+        (void)gpu, (void)n;
 #endif
-  } else {
-    if (!force_cpu) std::printf("# %s\n", why.c_str());
-    run_cpu(s, runs > 0 ? runs : 3);
-  }
+      },
+      [&](int n) { run_cpu(s, n); });
   return 0;
 }

@@ -157,15 +157,15 @@ int main(int argc, char** argv) {
   app.add_flag("--cpu", force_cpu, "time the CPU implementations even if a GPU is present");
   CLI11_PARSE(app, argc, argv);
   const Shape shape;
-  std::string why;
-  auto gpu = force_cpu ? nullptr : rt::make_cuda_runtime(&why);
-  if (gpu) {
+  bench::on_gpu_or_cpu(
+      force_cpu, runs,
+      [&](rt::Runtime& gpu, int n) {
 #ifdef LLAMATRON_HAVE_CUDA
-    run_gpu(*gpu, shape, runs > 0 ? runs : 20);
+        run_gpu(gpu, shape, n);
+#else
+        (void)gpu, (void)n;
 #endif
-  } else {
-    if (!force_cpu) std::printf("# %s\n", why.c_str());
-    run_cpu(shape, runs > 0 ? runs : 3);
-  }
+      },
+      [&](int n) { run_cpu(shape, n); });
   return 0;
 }

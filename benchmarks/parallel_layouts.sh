@@ -17,7 +17,8 @@ YAML
 sed -i "s/\${STEPS:-4}/${STEPS:-4}/" "$cfg"
 root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
 for layout in "1 1 1" "2 1 1" "1 2 1" "1 1 2" "2 2 2" "4 1 2" "1 4 2" "2 4 1" "8 1 1" "1 1 8"; do
-  read -r tp pp dp <<<"$layout"
+  set -- $layout
+  tp=$1 pp=$2 dp=$3
   n=$((tp * pp * dp))
   out=$(mpirun "${root[@]}" --oversubscribe -np "$n" build/llamatron train "$cfg" --set parallel.tensor_parallel="$tp" \
     --set parallel.pipeline_parallel="$pp" --set parallel.data_parallel="$dp" 2>&1)

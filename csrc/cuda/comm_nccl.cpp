@@ -1,5 +1,7 @@
 #include "cuda/comm_nccl.h"
 
+#include "cuda/check.h"
+
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -13,9 +15,7 @@ namespace llamatron::cuda {
 namespace {
 
 void check_nccl(ncclResult_t r, const char* call, const char* file, int line) {
-  if (r != ncclSuccess)
-    throw Error(std::string(call) + " failed: " + ncclGetErrorString(r) + " (" + file + ":" + std::to_string(line) +
-                "; NCCL_DEBUG=INFO says more)");
+  if (r != ncclSuccess) throw_failed_call(call, std::string(ncclGetErrorString(r)) + "; NCCL_DEBUG=INFO says more", file, line);
 }
 
 ncclDataType_t nccl_type(DType t) {

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "cuda/check.h"
 #include "cuda/device_gemm.h"
 #include "llamatron/errors.h"
 
@@ -18,8 +19,7 @@ namespace llamatron::cuda {
 namespace {
 
 void check_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
-  if (status != CUBLAS_STATUS_SUCCESS)
-    throw Error(std::string(call) + " failed: " + cublasLtGetStatusString(status) + " (" + file + ":" + std::to_string(line) + ")");
+  if (status != CUBLAS_STATUS_SUCCESS) throw_failed_call(call, cublasLtGetStatusString(status), file, line);
 }
 
 cudaDataType_t cuda_type(DType t) { return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }

@@ -2,6 +2,7 @@
 // naming the call, CUDA's message and where it was made.
 #include <cuda_runtime.h>
 
+#include "cuda/check.h"
 #include "cuda/runtime.h"
 #include "llamatron/comm.h"
 #include "llamatron/errors.h"
@@ -12,8 +13,7 @@ namespace llamatron::rt {
 namespace {
 
 void check_cuda(cudaError_t err, const char* call, const char* file, int line) {
-  if (err != cudaSuccess)
-    throw Error(std::string(call) + " failed: " + cudaGetErrorString(err) + " (" + file + ":" + std::to_string(line) + ")");
+  if (err != cudaSuccess) cuda::throw_failed_call(call, cudaGetErrorString(err), file, line);
 }
 
 cudaMemcpyKind kind_of(Copy c) {

@@ -70,47 +70,39 @@ class CudaBackendOps : public testing::Test {
 
 TEST_F(CudaBackendOps, LinearRmsNormSwiGluAddMatchCpu) {
   const Tensor x = host_bf16({37, 64}, 1), w = host_bf16({48, 64}, 2, 0.1f), dy = host_bf16({37, 48}, 3);
-  const Tensor nw = host_bf16({64}, 4, 0.1f, 1.0f), gu = host_bf16({37, 96}, 5, 2.0f);
-  // CPU
-  Tensor y = Tensor::empty({37, 48}, DType::BF16), dx = Tensor::empty({37, 64}, DType::BF16),
-         dw = Tensor::zeros({48, 64}, DType::F32), n = Tensor::empty({37, 64}, DType::BF16), rstd = Tensor::empty({37}, DType::F32),
-         ndx = Tensor::empty({37, 64}, DType::BF16), ndw = Tensor::zeros({64}, DType::F32), act = Tensor::empty({37, 48}, DType::BF16),
-         dgu = Tensor::empty({37, 96}, DType::BF16), sum = Tensor::empty({37, 64}, DType::BF16);
-  ops::linear_fwd(x, w, y);
-  ops::linear_bwd_data(dy, w, dx, false);
-  ops::linear_bwd_weight(dy, x, dw);
-  ops::rmsnorm_fwd(x, nw, 1e-5f, n, rstd);
-  ops::rmsnorm_bwd(x, x, nw, rstd, ndx, ndw, false);
-  ops::swiglu_fwd(gu, act);
-  ops::swiglu_bwd(y, gu, dgu);
-  sum.copy_from(x);
-  ops::add_inplace(sum, n);
-  // device
-  const Tensor dx_ = to_device(x), dw_ = to_device(w), ddy = to_device(dy), dnw = to_device(nw), dgu_in = to_device(gu);
-  Tensor Y = Tensor::empty({37, 48}, DType::BF16, Device::CUDA), DX = Tensor::empty({37, 64}, DType::BF16, Device::CUDA),
-         DW = Tensor::zeros({48, 64}, DType::F32, Device::CUDA), N = Tensor::empty({37, 64}, DType::BF16, Device::CUDA),
-         R = Tensor::empty({37}, DType::F32, Device::CUDA), NDX = Tensor::empty({37, 64}, DType::BF16, Device::CUDA),
-         NDW = Tensor::zeros({64}, DType::F32, Device::CUDA), A = Tensor::empty({37, 48}, DType::BF16, Device::CUDA),
-         DGU = Tensor::empty({37, 96}, DType::BF16, Device::CUDA), S = Tensor::empty({37, 64}, DType::BF16, Device::CUDA);
-  ops::linear_fwd(dx_, dw_, Y);
-  ops::linear_bwd_data(ddy, dw_, DX, false);
-  ops::linear_bwd_weight(ddy, dx_, DW);
-  ops::rmsnorm_fwd(dx_, dnw, 1e-5f, N, R);
-  ops::rmsnorm_bwd(dx_, dx_, dnw, R, NDX, NDW, false);
-  ops::swiglu_fwd(dgu_in, A);
-  ops::swiglu_bwd(to_device(y), dgu_in, DGU);
-  S.copy_from(dx_);
-  ops::add_inplace(S, N);
-  EXPECT_LE(err(Y, y), kOneBf16Rounding);
-  EXPECT_LE(err(DX, dx), kOneBf16Rounding);
-  EXPECT_LE(err(DW, dw), 1e-5);
-  EXPECT_LE(err(N, n), kOneBf16Rounding);
-  EXPECT_LE(err(R, rstd), 1e-5);
-  EXPECT_LE(err(NDX, ndx), kOneBf16Rounding);
-  EXPECT_LE(err(NDW, ndw), 1e-5);
-  EXPECT_LE(err(A, act), kOneBf16Rounding);
-  EXPECT_LE(err(DGU, dgu), kOneBf16Rounding);
-  EXPECT_LE(err(S, sum), 2 * kOneBf16Rounding);
+  const Tensor nw = host_bf16({64}, 4, 0.1f, 1.0f), gu = host_bf16({37, 96}, 5, 2.0f), dact = host_bf16({37, 48}, 6);
+  // The same op chain on the host inputs (CPU) and on their copies on the device.
+  struct Out {
+    Tensor y, dx, dw, n, rstd, ndx, ndw, act, dgu, sum;
+  };
+  const auto run = [&](Device d) {
+    const auto in = [&](const Tensor& t) { return d == Device::CPU ? t : to_device(t); };
+    const auto bf = [&](const Shape& s) { return Tensor::empty(s, DType::BF16, d); };
+    Out o{bf({37, 48}), bf({37, 64}), Tensor::zeros({48, 64}, DType::F32, d), bf({37, 64}), Tensor::empty({37}, DType::F32, d),
+          bf({37, 64}), Tensor::zeros({64}, DType::F32, d), bf({37, 48}), bf({37, 96}), bf({37, 64})};
+    const Tensor X = in(x), W = in(w), DY = in(dy), NW = in(nw), GU = in(gu), DACT = in(dact);
+    ops::linear_fwd(X, W, o.y);
+    ops::linear_bwd_data(DY, W, o.dx, false);
+    ops::linear_bwd_weight(DY, X, o.dw);
+    ops::rmsnorm_fwd(X, NW, 1e-5f, o.n, o.rstd);
+    ops::rmsnorm_bwd(X, X, NW, o.rstd, o.ndx, o.ndw, false);
+    ops::swiglu_fwd(GU, o.act);
+    ops::swiglu_bwd(DACT, GU, o.dgu);
+    o.sum.copy_from(X);
+    ops::add_inplace(o.sum, o.n);
+    return o;
+  };
+  const Out c = run(Device::CPU), g = run(Device::CUDA);
+  EXPECT_LE(err(g.y, c.y), kOneBf16Rounding);
+  EXPECT_LE(err(g.dx, c.dx), kOneBf16Rounding);
+  EXPECT_LE(err(g.dw, c.dw), 1e-5);
+  EXPECT_LE(err(g.n, c.n), kOneBf16Rounding);
+  EXPECT_LE(err(g.rstd, c.rstd), 1e-5);
+  EXPECT_LE(err(g.ndx, c.ndx), kOneBf16Rounding);
+  EXPECT_LE(err(g.ndw, c.ndw), 1e-5);
+  EXPECT_LE(err(g.act, c.act), kOneBf16Rounding);
+  EXPECT_LE(err(g.dgu, c.dgu), kOneBf16Rounding);
+  EXPECT_LE(err(g.sum, c.sum), 2 * kOneBf16Rounding);
 }
 
 TEST_F(CudaBackendOps, RopeEmbeddingCrossEntropyMatchCpu) {

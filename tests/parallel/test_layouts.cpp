@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -50,17 +51,24 @@ std::vector<float> host_values(const Tensor& t) {
   return v;
 }
 
+// Runs f(job) on the first n ranks of the world, `job` being their communicator; every rank
+// waits at the end, so the next case starts together.
+void on_first_ranks(int n, const std::function<void(Communicator& job)>& f) {
+  Communicator& w = world();
+  ASSERT_GE(w.size(), n) << "run under mpirun -np " << n << " or more";
+  std::unique_ptr<Communicator> job = w.split(w.rank() < n ? 0 : 1, w.rank());
+  if (w.rank() < n) f(*job);
+  w.barrier();
+}
+
 class Layouts : public testing::TestWithParam<Layout> {};
 
 TEST_P(Layouts, MatchOneProcess) {
   const Layout l = GetParam();
-  Communicator& w = world();
   const int n = l.tp * l.pp * l.dp;
-  ASSERT_GE(w.size(), n) << "run under mpirun -np " << n << " or more";
-  std::unique_ptr<Communicator> job = w.split(w.rank() < n ? 0 : 1, w.rank());
-  if (w.rank() < n) {
+  on_first_ranks(n, [&](Communicator& job) {
     Trainer ref(test_config({1, 1, 1}, 2 * l.dp), self_group());
-    Trainer par(test_config(l, 2), *job);
+    Trainer par(test_config(l, 2), job);
     for (int step = 1; step <= 5; ++step) {
       const StepStats r = ref.step(), p = par.step();
       EXPECT_NEAR(p.loss, r.loss, 1e-5 * r.loss) << "step " << step;
@@ -82,8 +90,7 @@ TEST_P(Layouts, MatchOneProcess) {
         diff += (got[i] - want[i]) * (got[i] - want[i]), update += (want[i] - start[i]) * (want[i] - start[i]);
       EXPECT_LE(std::sqrt(diff), 1e-4 * std::sqrt(update)) << s.name << " (update norm " << std::sqrt(update) << ")";
     }
-  }
-  w.barrier();
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Parallel, Layouts,
@@ -96,37 +103,31 @@ INSTANTIATE_TEST_SUITE_P(Parallel, Layouts,
 
 // An uneven explicit split (3 + 1 layers over 2 stages) trains exactly like one process.
 TEST(Pipeline, ExplicitLayerSplitMatchesOneProcess) {
-  Communicator& w = world();
-  ASSERT_GE(w.size(), 2);
-  std::unique_ptr<Communicator> job = w.split(w.rank() < 2 ? 0 : 1, w.rank());
-  if (w.rank() < 2) {
+  on_first_ranks(2, [&](Communicator& job) {
     Trainer ref(test_config({1, 1, 1}, 2), self_group());
     RunConfig c = test_config({1, 2, 1}, 2);
     c.parallel.pipeline_layers = {3, 1};
-    Trainer par(c, *job);
-    EXPECT_EQ(par.model().params().has("model.layers.2.mlp.down_proj.weight"), w.rank() == 0);
-    EXPECT_EQ(par.model().params().has("model.layers.3.mlp.down_proj.weight"), w.rank() == 1);
+    Trainer par(c, job);
+    EXPECT_EQ(par.model().params().has("model.layers.2.mlp.down_proj.weight"), job.rank() == 0);
+    EXPECT_EQ(par.model().params().has("model.layers.3.mlp.down_proj.weight"), job.rank() == 1);
     for (int step = 1; step <= 3; ++step) {
       const StepStats r = ref.step(), p = par.step();
       EXPECT_NEAR(p.loss, r.loss, 1e-5 * r.loss) << "step " << step;
       EXPECT_NEAR(p.grad_norm, r.grad_norm, 1e-5 * r.grad_norm) << "step " << step;
     }
-  }
-  w.barrier();
+  });
 }
 
 // The bytes each group sends in a step, counted on the communicators, equal the layout's analytic
 // volume (comm_volume.h) key by key: no collective more or less than the layout needs.
 TEST_P(Layouts, SendTheAnalyticVolume) {
   const Layout l = GetParam();
-  Communicator& w = world();
   const int n = l.tp * l.pp * l.dp;
-  std::unique_ptr<Communicator> job = w.split(w.rank() < n ? 0 : 1, w.rank());
-  if (w.rank() < n) {
+  on_first_ranks(n, [&](Communicator& job) {
     for (const char* wire : {"fp32", "bf16"}) {
       RunConfig c = test_config(l, 2);
       c.parallel.grad_reduce_dtype = wire;
-      Trainer t(c, *job);
+      Trainer t(c, job);
       t.step();  // allocations and first-step work out of the way
       t.grid().comm_stats().reset();
       t.step();
@@ -138,8 +139,7 @@ TEST_P(Layouts, SendTheAnalyticVolume) {
         EXPECT_NEAR(got.at(key), bytes, 1e-9 * bytes) << key << " (wire " << wire << ")";
       }
     }
-  }
-  w.barrier();
+  });
 }
 
 // A checkpoint saved under (tp, pp, dp) = (2, 2, 2) after 3 steps, loaded under (1, 1, 1) and
@@ -172,14 +172,11 @@ TEST(Checkpoint, ReshardsAcrossLayouts) {
   }
   w.barrier();
   for (const Layout l : {Layout{1, 1, 1}, Layout{4, 1, 2}}) {
-    const int n = l.tp * l.pp * l.dp;
-    std::unique_ptr<Communicator> job = w.split(w.rank() < n ? 0 : 1, w.rank());
-    if (w.rank() < n) {
-      Trainer t(config(l), n == 1 ? self_group() : *job);
+    on_first_ranks(l.tp * l.pp * l.dp, [&](Communicator& job) {
+      Trainer t(config(l), job);
       EXPECT_EQ(t.progress().step, 3);
       for (int i = 0; i < 2; ++i) EXPECT_NEAR(t.step().loss, original[i], 1e-5 * original[i]) << "layout tp" << l.tp << " dp" << l.dp;
-    }
-    w.barrier();
+    });
   }
 }
 
@@ -188,14 +185,11 @@ TEST(Checkpoint, ReshardsAcrossLayouts) {
 // element goes through: once before sending, once per pairwise add (log2(4) = 2 levels) and once
 // back, 4 roundings of 2^-9 each, in L2 over the shard (so also the grad norm).
 TEST(Zero1, Bf16GradientReduceScatterStaysWithinItsRoundings) {
-  Communicator& w = world();
-  ASSERT_GE(w.size(), 4);
-  std::unique_ptr<Communicator> job = w.split(w.rank() < 4 ? 0 : 1, w.rank());
-  if (w.rank() < 4) {
+  on_first_ranks(4, [&](Communicator& job) {
     Trainer ref(test_config({1, 1, 1}, 8), self_group());
     RunConfig c = test_config({1, 1, 4}, 2);
     c.parallel.grad_reduce_dtype = "bf16";
-    Trainer par(c, *job);
+    Trainer par(c, job);
     const StepStats r = ref.step(), p = par.step();
     const double bound = 4 * std::ldexp(1.0, -9);
     EXPECT_NEAR(p.loss, r.loss, 1e-6 * r.loss);
@@ -212,8 +206,7 @@ TEST(Zero1, Bf16GradientReduceScatterStaysWithinItsRoundings) {
     EXPECT_GT(norm, 0.0);
     EXPECT_LE(std::sqrt(diff), bound * std::sqrt(norm));
     EXPECT_GT(std::sqrt(diff), 0.0) << "the gradients did travel in bf16";
-  }
-  w.barrier();
+  });
 }
 
 }  // namespace
