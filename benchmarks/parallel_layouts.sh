@@ -11,8 +11,10 @@ cfg=$(mktemp --suffix=.yaml)
 trap 'rm -f "$cfg"' EXIT
 cat >"$cfg" <<'YAML'
 model: {vocab_size: 8192, dim: 512, n_layers: 8, n_heads: 8, n_kv_heads: 2, ffn_dim: 1408, max_seq_len: 256}
-optim: {lr: 1.0e-3, warmup_steps: 0}
-train: {steps: ${STEPS:-4}, batch_size: 1, seq_len: 256, threads: 1, log_comm: true, global_batch_size: 8}
+optimizer: {lr: 1.0e-3}
+schedule: {warmup_steps: 0}
+train: {steps: ${STEPS:-4}, micro_batch_size: 1, seq_length: 256, threads: 1, global_batch_size: 8}
+logging: {log_comm: true}
 YAML
 sed -i "s/\${STEPS:-4}/${STEPS:-4}/" "$cfg"
 root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)

@@ -35,8 +35,8 @@ int main(int argc, char** argv) {
   const llamatron::RunConfig cfg = llamatron::parse_config(
       "{}", {"model.vocab_size=" + s(vocab), "model.dim=" + s(dim), "model.n_layers=" + s(layers), "model.n_heads=" + s(heads),
              "model.n_kv_heads=" + s(kv), "model.ffn_dim=" + s(ffn), "model.max_seq_len=" + s(seq),
-             "train.batch_size=" + s(batch), "train.seq_len=" + s(seq), "train.precision=" + dtype,
-             "train.threads=" + s(threads), "train.steps=" + s(warmup + steps), "optim.schedule=constant",
+             "train.micro_batch_size=" + s(batch), "train.seq_length=" + s(seq), "train.precision=" + dtype,
+             "train.threads=" + s(threads), "train.steps=" + s(warmup + steps), "schedule.decay_style=constant",
              "data.markov_branching=4"});
   llamatron::Trainer trainer(cfg);
   std::vector<double> ms;

@@ -61,22 +61,22 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   spdlog::info("data: {}", trainer.data().describe());
   if (trainer.validation()) spdlog::info("validation: {}", trainer.validation()->describe());
   auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());
-  const double floor = markov ? markov->entropy_floor(cfg.train.seq_len) : 0.0;
+  const double floor = markov ? markov->entropy_floor(cfg.train.seq_length) : 0.0;
   if (markov) spdlog::info("data: entropy floor {:.4f} nats (the best loss any model can reach)", floor);
   const TrainConfig& t = trainer.config().train;  // resolved: the micro-batch count may follow from global_batch_size
-  spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", t.batch_size,
-               t.seq_len, t.grad_accum_steps, grid.dp(), t.batch_size * t.seq_len * t.grad_accum_steps * grid.dp());
+  spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", t.micro_batch_size,
+               t.seq_length, t.grad_accum_steps, grid.dp(), t.micro_batch_size * t.seq_length * t.grad_accum_steps * grid.dp());
   // MFU (FACTS.md): model FLOPs per token 6 N + 12 L C T over the device's peak.
   const double flops_per_token = 6.0 * static_cast<double>(cfg.model.num_params()) +
-                                 12.0 * cfg.model.n_layers * cfg.model.dim * cfg.train.seq_len;
+                                 12.0 * cfg.model.n_layers * cfg.model.dim * cfg.train.seq_length;
   const double peak = cfg.train.device == "cuda" ? hardware_peak(backend_for(Device::CUDA).device_name()).bf16_tflops
-                                                 : cfg.train.cpu_peak_tflops;
+                                                 : cfg.logging.cpu_peak_tflops;
   const int devices = grid.world().size();
   StepStats last;
   std::ofstream metrics;
-  if (!cfg.train.metrics_file.empty() && grid.rank() == 0) {
-    metrics.open(cfg.train.metrics_file, std::ios::app);
-    if (!metrics) throw Error("cannot open train.metrics_file " + cfg.train.metrics_file + " for appending: check the path");
+  if (!cfg.logging.metrics_file.empty() && grid.rank() == 0) {
+    metrics.open(cfg.logging.metrics_file, std::ios::app);
+    if (!metrics) throw Error("cannot open logging.metrics_file " + cfg.logging.metrics_file + " for appending: check the path");
   }
   trainer.run([&](const StepStats& s) {
     last = s;
@@ -88,7 +88,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
       if (s.valid_loss >= 0) j["valid_loss"] = s.valid_loss;
       metrics << j.dump() << "\n" << std::flush;
     }
-    if (s.step % cfg.train.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
+    if (s.step % cfg.logging.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
       const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
       spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | "
                    "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms",
@@ -99,7 +99,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (!s.anomaly.empty())
       spdlog::warn("step {}: {}{} ({} NaN/Inf step(s), {} skipped so far)", s.step, s.anomaly, s.skipped ? ": update skipped" : "",
                    s.bad_steps, s.skipped_steps);
-    if (cfg.train.log_comm) {  // rank 0's bytes per group this step, and what the layout should send
+    if (cfg.logging.log_comm) {  // rank 0's bytes per group this step, and what the layout should send
       const auto want = step_comm_bytes(trainer.config(), {grid.tp(), grid.pp(), grid.dp(), grid.pp_rank(),
                                                            trainer.optimizer().shard().size()});
       std::string line;
@@ -254,7 +254,7 @@ int cmd_export_hf(const std::string& ckpt, const std::string& out, const std::st
 int cmd_import_hf(const std::string& hf_dir, const std::string& out) {
   RunConfig c;
   c.model = hf_model_config(hf_dir);
-  c.train.seq_len = std::min<int64_t>(c.train.seq_len, c.model.max_seq_len);
+  c.train.seq_length = std::min<int64_t>(c.train.seq_length, c.model.max_seq_len);
   c.train.precision = "fp32";
   c.data.markov_branching = std::min<int64_t>(c.data.markov_branching, c.model.vocab_size);
   c.checkpoint.dir = out, c.checkpoint.resume = "never", c.checkpoint.init_from = "hf:" + hf_dir;

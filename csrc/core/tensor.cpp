@@ -6,6 +6,7 @@
 
 #include "llamatron/backend.h"
 #include "llamatron/errors.h"
+#include "llamatron/memory.h"
 
 namespace llamatron {
 
@@ -54,14 +55,21 @@ DeviceBackend& backend_for(Device device) {
   return *g_cuda_backend;
 }
 
+// Owned memory, counted in the memory accounting under the category in scope when it was made.
 struct Tensor::Storage {
   Allocator* alloc;
   void* ptr;
   size_t bytes;
-  Storage(Allocator* a, size_t n) : alloc(a), ptr(a->allocate(n)), bytes(n) {}
+  MemCategory category;
+  Storage(Allocator* a, size_t n) : alloc(a), ptr(a->allocate(n)), bytes(n), category(current_mem_category()) {
+    count_allocation(alloc->device(), category, static_cast<int64_t>(bytes));
+  }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
-  ~Storage() { alloc->deallocate(ptr, bytes); }
+  ~Storage() {
+    alloc->deallocate(ptr, bytes);
+    count_allocation(alloc->device(), category, -static_cast<int64_t>(bytes));
+  }
 };
 
 int64_t shape_numel(const Shape& s) {

@@ -30,7 +30,7 @@ std::vector<Dataset> open_datasets(const RunConfig& c, const std::vector<std::st
 
 // Train or validation windows of every dataset, blended by weight (by size when no weights).
 std::unique_ptr<TokenSource> windows_of(const RunConfig& c, const std::vector<Dataset>& sets, bool held_out_part) {
-  const int64_t T = c.train.seq_len;
+  const int64_t T = c.train.seq_length;
   std::vector<std::unique_ptr<TokenSource>> parts;
   std::vector<double> weights;
   for (size_t d = 0; d < sets.size(); ++d) {
@@ -39,7 +39,7 @@ std::unique_ptr<TokenSource> windows_of(const RunConfig& c, const std::vector<Da
     if (c.data.valid_fraction > 0) {
       const int64_t held = std::max<int64_t>(1, static_cast<int64_t>(c.data.valid_fraction * static_cast<double>(whole)));
       if (whole - held < 1)
-        throw Error(sets[d].name + ": " + std::to_string(whole) + " window(s) of train.seq_len + 1 tokens cannot spare " +
+        throw Error(sets[d].name + ": " + std::to_string(whole) + " window(s) of train.seq_length + 1 tokens cannot spare " +
                     std::to_string(held) + " for validation (data.valid_fraction): use more data or a smaller fraction");
       range = held_out_part ? WindowRange{whole - held, whole} : WindowRange{0, whole - held};
     }

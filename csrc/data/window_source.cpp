@@ -35,8 +35,8 @@ WindowSource::WindowSource(std::shared_ptr<const TokenCorpus> corpus, std::strin
   const int64_t whole = whole_windows(corpus_->size(), seq);
   if (corpus_->size() == 0) throw Error(name_ + ": the dataset is empty (0 tokens)");
   if (whole == 0)
-    throw Error(name_ + ": " + std::to_string(corpus_->size()) + " tokens, fewer than train.seq_len + 1 = " + std::to_string(seq + 1) +
-                ": use a shorter train.seq_len or more data");
+    throw Error(name_ + ": " + std::to_string(corpus_->size()) + " tokens, fewer than train.seq_length + 1 = " + std::to_string(seq + 1) +
+                ": use a shorter train.seq_length or more data");
   begin_ = windows.begin;
   end_ = windows.end < 0 ? whole : windows.end;
   LT_CHECK(0 <= begin_ && begin_ < end_ && end_ <= whole, "window range of " + name_);

@@ -5,6 +5,7 @@
 
 #include "llamatron/comm.h"
 #include "llamatron/errors.h"
+#include "llamatron/memory.h"
 #include "llamatron/ops.h"
 #include "llamatron/random.h"
 #include "llamatron/tensor_parallel.h"
@@ -51,25 +52,38 @@ std::vector<ParamSpec> llama_param_specs(const ModelConfig& c, const ModelShard&
   return s;
 }
 
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::None;
+  if (name == "selective") return Recompute::Selective;
+  if (name == "full") return Recompute::Full;
+  throw Error("train.recompute must be none, selective or full, got '" + name + "'");
+}
+
 // A weight and its gradient, side by side.
 struct Param {
   Tensor w, g;
 };
 
+struct LlamaModel::WeightsLayer {
+  Param attn_norm, wq, wk, wv, wo, mlp_norm, wgate_up, wdown;  // wgate_up: [gate; up], [2F, C]
+};
+
 struct LlamaModel::Weights {
-  struct Layer {
-    Param attn_norm, wq, wk, wv, wo, mlp_norm, wgate_up, wdown;  // wgate_up: [gate; up], [2F, C]
-  };
+  using Layer = WeightsLayer;
   Param embed, final_norm, head;  // embed on the first stage, final_norm and head on the last
   std::vector<Layer> layers;      // this stage's
 };
 
+// One layer's forward tensors, in the order they are made.
+struct LayerTensors {
+  Tensor in, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate_up, act;
+};
+
 // One micro-batch in flight: what its backward needs, per layer of this stage. Buffers are kept
-// between steps and re-made if (B, T) changes.
+// between steps and re-made if (B, T) changes. With recomputation some of a layer's tensors are
+// not kept: they alias the scratch's `work` layer and are recomputed in the backward.
 struct LlamaModel::Activations {
-  struct Layer {
-    Tensor in, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate_up, act;
-  };
+  using Layer = LayerTensors;
   int64_t batch = 0, seq = 0;
   Tensor ids, targets;         // [B*T] int32
   std::vector<Layer> layers;
@@ -82,6 +96,7 @@ struct LlamaModel::Activations {
 struct LlamaModel::Scratch {
   int64_t rows = 0;
   Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
+  LayerTensors work;  // the tensors recomputation does not keep, shared by all layers
 };
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const ModelShard& shard)
@@ -172,6 +187,12 @@ double LlamaModel::forward_loss(const int32_t* tokens, int64_t batch, int64_t se
   return forward_stage(0, tokens, batch, seq, 0.0f);  // scale 0: the gradient it writes is zero and unused
 }
 
+void LlamaModel::set_recompute(Recompute mode) {
+  recompute_ = mode;
+  slots_.clear();  // re-made on next use with the new split of kept and recomputed tensors
+  scratch_->rows = 0;
+}
+
 LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
   if (static_cast<int>(slots_.size()) <= i) slots_.resize(i + 1);
   Activations& a = slots_[i];
@@ -181,23 +202,44 @@ LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
   const int64_t C = cfg_.dim, H = heads_, KV = kv_heads_, D = cfg_.head_dim(), F = ffn_, N = B * T;
   const DType dt = dtype_;
   auto make = [&](const Shape& s, DType t) { return Tensor::empty(s, t, device_); };
-  a = Activations{};
-  a.batch = B, a.seq = T;
-  a.ids = make({N}, DType::I32), a.targets = make({N}, DType::I32);
-  for (size_t l = 0; l < w_->layers.size(); ++l)
-    a.layers.push_back({make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt), make({B, T, H, D}, dt),
-                        make({B, T, KV, D}, dt), make({B, T, KV, D}, dt), make({B, T, H, D}, dt),
-                        make({B, H, T}, DType::F32), make({N, C}, dt), make({N}, DType::F32), make({N, C}, dt),
-                        make({N, 2 * F}, dt), make({N, F}, dt)});
-  a.out = make({N, C}, dt);
-  if (shard_.last_stage()) a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt), a.logits = make({N, vocab_rows_}, dt);
+  // A layer's tensors: its input, the cheap-to-recompute ones (norm outputs, SwiGLU product), the rest.
+  const auto layer = [&](bool input, bool cheap, bool rest) {
+    LayerTensors x;
+    if (input) x.in = make({N, C}, dt);
+    if (cheap) x.xn1 = make({N, C}, dt), x.xn2 = make({N, C}, dt), x.act = make({N, F}, dt);
+    if (rest) {
+      x.rstd1 = make({N}, DType::F32), x.q = make({B, T, H, D}, dt), x.k = make({B, T, KV, D}, dt);
+      x.v = make({B, T, KV, D}, dt), x.att = make({B, T, H, D}, dt), x.lse = make({B, H, T}, DType::F32);
+      x.mid = make({N, C}, dt), x.rstd2 = make({N}, DType::F32), x.gate_up = make({N, 2 * F}, dt);
+    }
+    return x;
+  };
+  const bool keep_cheap = recompute_ == Recompute::None, keep_rest = recompute_ != Recompute::Full;
   Scratch& g = *scratch_;
   if (g.rows != N) {
+    MemoryScope scope(MemCategory::Workspace);
     g.rows = N;
     g.dres = make({N, C}, dt), g.dxn = make({N, C}, dt), g.datt = make({N, H * D}, dt);
     g.dq = make({B, T, H, D}, dt), g.dk = make({B, T, KV, D}, dt), g.dv = make({B, T, KV, D}, dt);
     g.dact = make({N, F}, dt), g.dgate_up = make({N, 2 * F}, dt);
+    g.work = layer(false, !keep_cheap, !keep_rest);
   }
+  MemoryScope scope(MemCategory::Activations);
+  a = Activations{};
+  a.batch = B, a.seq = T;
+  a.ids = make({N}, DType::I32), a.targets = make({N}, DType::I32);
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
+    LayerTensors x = layer(true, keep_cheap, keep_rest);
+    const LayerTensors& w = g.work;
+    if (!keep_cheap) x.xn1 = w.xn1, x.xn2 = w.xn2, x.act = w.act;
+    if (!keep_rest) {
+      x.rstd1 = w.rstd1, x.q = w.q, x.k = w.k, x.v = w.v, x.att = w.att, x.lse = w.lse;
+      x.mid = w.mid, x.rstd2 = w.rstd2, x.gate_up = w.gate_up;
+    }
+    a.layers.push_back(x);
+  }
+  a.out = make({N, C}, dt);
+  if (shard_.last_stage()) a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt), a.logits = make({N, vocab_rows_}, dt);
   return a;
 }
 
@@ -211,6 +253,27 @@ const Tensor& LlamaModel::stage_output(int i) const { return slots_.at(i).out; }
 const Tensor& LlamaModel::input_grad() const { return scratch_->dres; }
 
 const Tensor& LlamaModel::output_grad() const { return scratch_->dres; }
+
+// mid = in + o(attention(rope(q), rope(k), v)), q/k/v from rmsnorm(in).
+void LlamaModel::attention_block(const LayerTensors& x, const WeightsLayer& w) const {
+  ops::rmsnorm_fwd(x.in, w.attn_norm.w, static_cast<float>(cfg_.norm_eps), x.xn1, x.rstd1);
+  ops::linear_fwd(x.xn1, w.wq.w, x.q);
+  ops::linear_fwd(x.xn1, w.wk.w, x.k);
+  ops::linear_fwd(x.xn1, w.wv.w, x.v);
+  ops::rope_fwd(x.q, rope_cos_, rope_sin_, 0);
+  ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0);
+  ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, block_q_, block_k_);
+  ops::linear_fwd(x.att, w.wo.w, x.mid);
+  tp_reduce(x.mid);  // row-parallel o: the heads' partial sums
+  ops::add_inplace(x.mid, x.in);
+}
+
+// The MLP up to its down projection: act = silu(gate(xn2)) * up(xn2), gate and up as one GEMM.
+void LlamaModel::mlp_block_up(const LayerTensors& x, const WeightsLayer& w) const {
+  ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, static_cast<float>(cfg_.norm_eps), x.xn2, x.rstd2);
+  ops::linear_fwd(x.xn2, w.wgate_up.w, x.gate_up);
+  ops::swiglu_fwd(x.gate_up, x.act);
+}
 
 double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_t T, float loss_scale) {
   if (T > cfg_.max_seq_len)
@@ -241,24 +304,11 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
     tp_reduce(x0);
   }
   for (size_t l = 0; l < w_->layers.size(); ++l) {
-    auto& x = a.layers[l];
+    const LayerTensors& x = a.layers[l];
     const auto& w = w_->layers[l];
-    Tensor& out = l + 1 < w_->layers.size() ? a.layers[l + 1].in : a.out;
-    // attention block: mid = in + o(attention(rope(q), rope(k), v))
-    ops::rmsnorm_fwd(x.in, w.attn_norm.w, eps, x.xn1, x.rstd1);
-    ops::linear_fwd(x.xn1, w.wq.w, x.q);
-    ops::linear_fwd(x.xn1, w.wk.w, x.k);
-    ops::linear_fwd(x.xn1, w.wv.w, x.v);
-    ops::rope_fwd(x.q, rope_cos_, rope_sin_, 0);
-    ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0);
-    ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, block_q_, block_k_);
-    ops::linear_fwd(x.att, w.wo.w, x.mid);
-    tp_reduce(x.mid);  // row-parallel o: the heads' partial sums
-    ops::add_inplace(x.mid, x.in);
-    // MLP block: out = mid + down(silu(gate(xn2)) * up(xn2)), gate and up as one GEMM
-    ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, eps, x.xn2, x.rstd2);
-    ops::linear_fwd(x.xn2, w.wgate_up.w, x.gate_up);
-    ops::swiglu_fwd(x.gate_up, x.act);
+    const Tensor& out = l + 1 < w_->layers.size() ? a.layers[l + 1].in : a.out;
+    attention_block(x, w);
+    mlp_block_up(x, w);
     ops::linear_fwd(x.act, w.wdown.w, out);
     tp_reduce(out);  // row-parallel down
     ops::add_inplace(out, x.mid);
@@ -286,9 +336,18 @@ void LlamaModel::backward_stage(int i) {
     ops::rmsnorm_bwd(g.dxn, a.out, w_->final_norm.w, a.rstd_f, g.dres, w_->final_norm.g, false);
   }
   // g.dres now holds d(loss)/d(residual stream) and flows down through the layers.
+  const float eps = static_cast<float>(cfg_.norm_eps);
   for (int64_t l = static_cast<int64_t>(w_->layers.size()) - 1; l >= 0; --l) {
-    auto& x = a.layers[l];
+    const LayerTensors& x = a.layers[l];
     const auto& w = w_->layers[l];
+    // Recompute what the forward did not keep, with the same ops on the same inputs: bit-identical.
+    if (recompute_ == Recompute::Full) {
+      attention_block(x, w);
+      mlp_block_up(x, w);
+    } else if (recompute_ == Recompute::Selective) {
+      ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, eps, x.xn2, x.rstd2);
+      ops::swiglu_fwd(x.gate_up, x.act);
+    }
     // MLP block
     ops::linear_bwd_data(g.dres, w.wdown.w, g.dact, false);
     ops::linear_bwd_weight(g.dres, x.act, w.wdown.g);
@@ -298,6 +357,7 @@ void LlamaModel::backward_stage(int i) {
     tp_reduce(g.dxn);  // column-parallel gate/up: the conjugate all-reduce
     ops::rmsnorm_bwd(g.dxn, x.mid, w.mlp_norm.w, x.rstd2, g.dres, w.mlp_norm.g, true);
     // attention block
+    if (recompute_ == Recompute::Selective) ops::rmsnorm_fwd(x.in, w.attn_norm.w, eps, x.xn1, x.rstd1);
     ops::linear_bwd_data(g.dres, w.wo.w, g.datt, false);
     ops::linear_bwd_weight(g.dres, x.att, w.wo.g);
     Tensor datt4 = g.datt.reshape(x.att.shape());

@@ -4,6 +4,7 @@
 
 #include "llamatron/backend.h"
 #include "llamatron/errors.h"
+#include "llamatron/memory.h"
 #include "ops/cpu/cpu_ops.h"
 
 namespace llamatron {
@@ -21,9 +22,11 @@ ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device,
     LT_CHECK(index_.emplace(specs_[i].name, i).second, "duplicate parameter " + specs_[i].name);
   }
   numel_ = (numel_ + shards * kAlign - 1) / (shards * kAlign) * (shards * kAlign);
-  master_ = Tensor::zeros({numel_}, DType::F32, device);
-  params_ = dtype == DType::F32 ? master_ : Tensor::zeros({numel_}, DType::BF16, device);
-  grads_ = Tensor::zeros({numel_}, DType::F32, device);
+  // In fp32 mode the master is the parameters themselves: weights. In bf16 it is optimizer state.
+  master_ = counted_as(dtype == DType::F32 ? MemCategory::Weights : MemCategory::Optimizer,
+                       [&] { return Tensor::zeros({numel_}, DType::F32, device); });
+  params_ = dtype == DType::F32 ? master_ : counted_as(MemCategory::Weights, [&] { return Tensor::zeros({numel_}, DType::BF16, device); });
+  grads_ = counted_as(MemCategory::Grads, [&] { return Tensor::zeros({numel_}, DType::F32, device); });
 }
 
 void slice_global(const ParamSpec& s, const float* global, float* local) {

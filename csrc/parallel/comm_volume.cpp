@@ -6,7 +6,7 @@ std::map<std::string, double> step_comm_bytes(const RunConfig& c, const RankPosi
   std::map<std::string, double> out;
   const auto ring = [](int p) { return 2.0 * (p - 1) / p; };  // all-reduce bytes per byte of payload
   const double act = c.train.precision == "fp32" ? 4 : 2, param = act;
-  const double M = static_cast<double>(c.train.grad_accum_steps), N = static_cast<double>(c.train.batch_size * c.train.seq_len);
+  const double M = static_cast<double>(c.train.grad_accum_steps), N = static_cast<double>(c.train.micro_batch_size * c.train.seq_length);
   const double C = static_cast<double>(c.model.dim), D = static_cast<double>(c.model.head_dim());
   const bool first = at.pp_rank == 0, last = at.pp_rank == at.pp - 1;
   double layers = static_cast<double>(c.model.n_layers / at.pp);

@@ -1,6 +1,7 @@
 #include "llamatron/zero1.h"
 
 #include "llamatron/errors.h"
+#include "llamatron/memory.h"
 
 namespace llamatron {
 
@@ -9,8 +10,10 @@ Zero1::Zero1(ParamStore& params, Communicator& dp, DType wire) : params_(params)
   size_ = params.numel() / dp.size();
   begin_ = dp.rank() * size_;
   const bool sharded = dp.size() > 1;
+  MemoryScope scope(MemCategory::Grads);  // the summed gradient shard
   grad_ = sharded ? Tensor::zeros({size_}, DType::F32, params.device()) : params.grads_flat();
   if (sharded && wire == DType::BF16) {
+    MemoryScope wire_scope(MemCategory::Comm);
     wire_ = Tensor::empty({params.numel()}, DType::BF16, params.device());
     wire_shard_ = Tensor::empty({size_}, DType::BF16, params.device());
   }
@@ -19,6 +22,7 @@ Zero1::Zero1(ParamStore& params, Communicator& dp, DType wire) : params_(params)
   } else if (!sharded) {
     master_ = params.master_flat();
   } else {
+    MemoryScope master_scope(MemCategory::Optimizer);
     master_ = Tensor::empty({size_}, DType::F32, params.device());
     master_.copy_from(params.master_flat().view(begin_, {size_}));
     params.release_master();

@@ -47,24 +47,24 @@ void RunConfig::validate() const {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw Error("invalid config: " + msg);
   };
-  need(train.steps >= 0 && train.batch_size > 0 && train.seq_len > 0 && train.grad_accum_steps > 0,
-       "train.steps must be >= 0 and train.batch_size, train.seq_len, train.grad_accum_steps positive");
+  need(train.steps >= 0 && train.micro_batch_size > 0 && train.seq_length > 0 && train.grad_accum_steps > 0,
+       "train.steps must be >= 0 and train.micro_batch_size, train.seq_length, train.grad_accum_steps positive");
   need(train.global_batch_size >= 0, "train.global_batch_size must be >= 0 (0: batch_size x grad_accum_steps x data-parallel ranks)");
   need(train.global_batch_size == 0 || train.grad_accum_steps == 1,
        "set train.global_batch_size or train.grad_accum_steps, not both (the micro-batch count follows from the global batch)");
-  need(train.seq_len <= model.max_seq_len, "train.seq_len (" + std::to_string(train.seq_len) +
+  need(train.seq_length <= model.max_seq_len, "train.seq_length (" + std::to_string(train.seq_length) +
                                                ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
   need(train.precision == "bf16" || train.precision == "fp32", "train.precision must be bf16 or fp32, got '" + train.precision + "'");
   need(train.device == "cpu" || train.device == "cuda", "train.device must be cpu or cuda, got '" + train.device + "'");
   need(train.device != "cuda" || train.precision == "bf16", "train.device=cuda trains in bf16: set train.precision=bf16 (fp32 is the CPU's exact mode)");
-  need(optim.schedule == "constant" || optim.schedule == "linear" || optim.schedule == "cosine" || optim.schedule == "wsd",
-       "optim.schedule must be constant, linear, cosine or wsd, got '" + optim.schedule + "'");
-  need(optim.lr > 0 && optim.min_lr >= 0 && optim.min_lr <= optim.lr, "need 0 < optim.lr and 0 <= optim.min_lr <= optim.lr");
-  need(optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0");
-  need(optim.decay_fraction >= 0 && optim.decay_fraction <= 1, "optim.decay_fraction must be in [0, 1]");
-  need(optim.beta1 >= 0 && optim.beta1 < 1 && optim.beta2 >= 0 && optim.beta2 < 1 && optim.eps > 0,
-       "optim.beta1 and optim.beta2 must be in [0, 1) and optim.eps positive");
-  need(optim.weight_decay >= 0 && optim.max_grad_norm >= 0, "optim.weight_decay and optim.max_grad_norm must be >= 0");
+  need(schedule.decay_style == "constant" || schedule.decay_style == "linear" || schedule.decay_style == "cosine" || schedule.decay_style == "wsd",
+       "schedule.decay_style must be constant, linear, cosine or wsd, got '" + schedule.decay_style + "'");
+  need(optimizer.lr > 0 && schedule.min_lr >= 0 && schedule.min_lr <= optimizer.lr, "need 0 < optimizer.lr and 0 <= schedule.min_lr <= optimizer.lr");
+  need(schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0");
+  need(schedule.decay_fraction >= 0 && schedule.decay_fraction <= 1, "schedule.decay_fraction must be in [0, 1]");
+  need(optimizer.beta1 >= 0 && optimizer.beta1 < 1 && optimizer.beta2 >= 0 && optimizer.beta2 < 1 && optimizer.eps > 0,
+       "optimizer.beta1 and optimizer.beta2 must be in [0, 1) and optimizer.eps positive");
+  need(optimizer.weight_decay >= 0 && optimizer.max_grad_norm >= 0, "optimizer.weight_decay and optimizer.max_grad_norm must be >= 0");
   const int64_t tp = parallel.tensor_parallel, pp = parallel.pipeline_parallel;
   need(tp >= 1 && pp >= 1 && parallel.data_parallel >= 0,
        "parallel.tensor_parallel and parallel.pipeline_parallel must be >= 1 and parallel.data_parallel >= 0 (0: the rest of the world)");
@@ -110,6 +110,11 @@ void RunConfig::validate() const {
   need(train.anomaly_action == "log" || train.anomaly_action == "skip" || train.anomaly_action == "stop",
        "train.anomaly_action must be log, skip or stop, got '" + train.anomaly_action + "'");
   need(train.eval_every >= 0 && train.eval_batches >= 1, "train.eval_every must be >= 0 and train.eval_batches >= 1");
+  need(train.recompute == "none" || train.recompute == "selective" || train.recompute == "full",
+       "train.recompute must be none, selective or full, got '" + train.recompute + "'");
+  need(logging.log_every >= 1, "logging.log_every must be >= 1");
+  need(logging.progress == "auto" || logging.progress == "always" || logging.progress == "never",
+       "logging.progress must be auto (a bar on a terminal), always or never, got '" + logging.progress + "'");
   need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
        "data.markov_order must be >= 1 and data.markov_branching in [1, vocab_size]");
 }
@@ -238,17 +243,17 @@ const std::map<std::string, Field>& fields() {
       field("checkpoint.resume", &R::checkpoint, &CheckpointConfig::resume),
       field("checkpoint.async", &R::checkpoint, &CheckpointConfig::async),
       field("checkpoint.init_from", &R::checkpoint, &CheckpointConfig::init_from),
-      field("optim.lr", &R::optim, &OptimConfig::lr),
-      field("optim.min_lr", &R::optim, &OptimConfig::min_lr),
-      field("optim.schedule", &R::optim, &OptimConfig::schedule),
-      field("optim.warmup_steps", &R::optim, &OptimConfig::warmup_steps),
-      field("optim.decay_fraction", &R::optim, &OptimConfig::decay_fraction),
-      field("optim.beta1", &R::optim, &OptimConfig::beta1),
-      field("optim.beta2", &R::optim, &OptimConfig::beta2),
-      field("optim.eps", &R::optim, &OptimConfig::eps),
-      field("optim.weight_decay", &R::optim, &OptimConfig::weight_decay),
-      field("optim.decay_embeddings", &R::optim, &OptimConfig::decay_embeddings),
-      field("optim.max_grad_norm", &R::optim, &OptimConfig::max_grad_norm),
+      field("optimizer.lr", &R::optimizer, &OptimConfig::lr),
+      field("schedule.min_lr", &R::schedule, &ScheduleConfig::min_lr),
+      field("schedule.decay_style", &R::schedule, &ScheduleConfig::decay_style),
+      field("schedule.warmup_steps", &R::schedule, &ScheduleConfig::warmup_steps),
+      field("schedule.decay_fraction", &R::schedule, &ScheduleConfig::decay_fraction),
+      field("optimizer.beta1", &R::optimizer, &OptimConfig::beta1),
+      field("optimizer.beta2", &R::optimizer, &OptimConfig::beta2),
+      field("optimizer.eps", &R::optimizer, &OptimConfig::eps),
+      field("optimizer.weight_decay", &R::optimizer, &OptimConfig::weight_decay),
+      field("optimizer.decay_embeddings", &R::optimizer, &OptimConfig::decay_embeddings),
+      field("optimizer.max_grad_norm", &R::optimizer, &OptimConfig::max_grad_norm),
       field("data.source", &R::data, &DataConfig::source),
       field("data.paths", &R::data, &DataConfig::paths),
       field("data.weights", &R::data, &DataConfig::weights),
@@ -259,27 +264,74 @@ const std::map<std::string, Field>& fields() {
       field("data.markov_branching", &R::data, &DataConfig::markov_branching),
       field("data.markov_seed", &R::data, &DataConfig::markov_seed),
       field("train.steps", &R::train, &TrainConfig::steps),
-      field("train.batch_size", &R::train, &TrainConfig::batch_size),
-      field("train.seq_len", &R::train, &TrainConfig::seq_len),
+      field("train.micro_batch_size", &R::train, &TrainConfig::micro_batch_size),
+      field("train.seq_length", &R::train, &TrainConfig::seq_length),
       field("train.grad_accum_steps", &R::train, &TrainConfig::grad_accum_steps),
       field("train.global_batch_size", &R::train, &TrainConfig::global_batch_size),
       field("train.precision", &R::train, &TrainConfig::precision),
       field("train.seed", &R::train, &TrainConfig::seed),
-      field("train.log_every", &R::train, &TrainConfig::log_every),
       field("train.threads", &R::train, &TrainConfig::threads),
       field("train.device", &R::train, &TrainConfig::device),
       field("train.eval_every", &R::train, &TrainConfig::eval_every),
       field("train.eval_batches", &R::train, &TrainConfig::eval_batches),
-      field("train.log_comm", &R::train, &TrainConfig::log_comm),
-      field("train.metrics_file", &R::train, &TrainConfig::metrics_file),
-      field("train.cpu_peak_tflops", &R::train, &TrainConfig::cpu_peak_tflops),
       field("train.max_bad_steps", &R::train, &TrainConfig::max_bad_steps),
       field("train.anomaly_window", &R::train, &TrainConfig::anomaly_window),
       field("train.spike_factor", &R::train, &TrainConfig::spike_factor),
       field("train.anomaly_action", &R::train, &TrainConfig::anomaly_action),
       field("train.deterministic", &R::train, &TrainConfig::deterministic),
+      field("train.recompute", &R::train, &TrainConfig::recompute),
+      field("logging.log_every", &R::logging, &LoggingConfig::log_every),
+      field("logging.metrics_file", &R::logging, &LoggingConfig::metrics_file),
+      field("logging.log_comm", &R::logging, &LoggingConfig::log_comm),
+      field("logging.cpu_peak_tflops", &R::logging, &LoggingConfig::cpu_peak_tflops),
+      field("logging.progress", &R::logging, &LoggingConfig::progress),
   };
   return table;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The valid key an unknown one most likely meant: Megatron's and Hugging Face's names for our
+// settings first (too far apart to be typos), then the closest key by edit distance, comparing
+// whole keys and names without their section (a key in the wrong section).
+std::string nearest_key(const std::string& key) {
+  static const std::map<std::string, std::string> known_as = {
+      {"batch_size", "train.micro_batch_size"}, {"seq_len", "train.seq_length"},
+      {"hidden_size", "model.dim"}, {"num_layers", "model.n_layers"}, {"num_attention_heads", "model.n_heads"},
+      {"num_query_groups", "model.n_kv_heads"}, {"num_key_value_heads", "model.n_kv_heads"},
+      {"ffn_hidden_size", "model.ffn_dim"}, {"intermediate_size", "model.ffn_dim"},
+      {"max_position_embeddings", "model.max_seq_len"}, {"rms_norm_eps", "model.norm_eps"},
+      {"untie_embeddings_and_output_weights", "model.tie_embeddings"}, {"tie_word_embeddings", "model.tie_embeddings"},
+      {"tensor_model_parallel_size", "parallel.tensor_parallel"}, {"pipeline_model_parallel_size", "parallel.pipeline_parallel"},
+      {"data_parallel_size", "parallel.data_parallel"}, {"train_iters", "train.steps"}, {"max_steps", "train.steps"},
+      {"gradient_accumulation_steps", "train.grad_accum_steps"}, {"recompute_granularity", "train.recompute"},
+      {"lr_warmup_iters", "schedule.warmup_steps"}, {"lr_decay_style", "schedule.decay_style"}, {"schedule", "schedule.decay_style"},
+      {"clip_grad", "optimizer.max_grad_norm"}, {"adam_beta1", "optimizer.beta1"}, {"adam_beta2", "optimizer.beta2"},
+      {"adam_eps", "optimizer.eps"}, {"log_interval", "logging.log_every"}, {"save_interval", "checkpoint.every"},
+      {"save", "checkpoint.dir"}, {"load", "checkpoint.resume"}, {"data_path", "data.paths"}};
+  const size_t dot = key.find('.');
+  const std::string name = key.substr(dot + 1);
+  if (auto it = known_as.find(name); it != known_as.end()) return it->second;
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& [k, f] : fields()) {
+    const size_t d = std::min(edit_distance(key, k), edit_distance(name, k.substr(k.find('.') + 1)) + 1);
+    if (d < best_d) best_d = d, best = k;
+  }
+  return best_d <= std::max<size_t>(3, name.size() / 3) ? best : "";
 }
 
 void set_key(RunConfig& c, const std::string& key, const std::string& value) {
@@ -287,11 +339,10 @@ void set_key(RunConfig& c, const std::string& key, const std::string& value) {
     throw Error("config entry '" + key + "' is not inside a section: write e.g. 'train: {steps: 10}' or --set train.steps=10");
   auto it = fields().find(key);
   if (it == fields().end()) {
-    std::string known;
-    const std::string section = key.substr(0, key.find('.') + 1);
-    for (const auto& [k, s] : fields())
-      if (k.rfind(section, 0) == 0) known += (known.empty() ? "" : ", ") + k;
-    throw Error("unknown config key '" + key + "'" + (known.empty() ? " (sections: model, parallel, optim, data, train, checkpoint)" : " (known: " + known + ")"));
+    const std::string near = nearest_key(key);
+    throw Error("unknown config key '" + key + "': " +
+                (near.empty() ? "the sections are model, parallel, train, optimizer, schedule, data, checkpoint, logging (docs/config.md)"
+                              : "did you mean '" + near + "'?"));
   }
   it->second.set(c, value);
 }
@@ -344,7 +395,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
     throw Error("config is not valid YAML: " + std::string(e.what()));
   }
   if (!root.IsNull() && !root.IsMap())
-    throw Error("config must be a YAML mapping of sections (model, parallel, optim, data, train, checkpoint), e.g. 'train: {steps: 10}'");
+    throw Error("config must be a YAML mapping of sections (model, parallel, train, optimizer, schedule, data, checkpoint, logging), "
+                "e.g. 'train: {steps: 10}'");
   std::vector<std::pair<std::string, std::string>> kv;
   flatten(root, "", kv);
   RunConfig c;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "llamatron/backend.h"
+#include "llamatron/memory.h"
 #include "ops/cpu/cpu_ops.h"
 
 namespace llamatron {
@@ -14,8 +15,8 @@ bool decayed(const ParamSpec& s, const OptimConfig& c) { return !s.is_norm && (!
 
 AdamW::AdamW(ParamStore& params, const OptimConfig& cfg, const OptimizerGroups& groups)
     : params_(params), cfg_(cfg), zero_(params, groups.dp ? *groups.dp : self_group(), groups.grad_wire),
-      m_(Tensor::zeros({zero_.size()}, DType::F32, params.device())),
-      v_(Tensor::zeros({zero_.size()}, DType::F32, params.device())) {
+      m_(counted_as(MemCategory::Optimizer, [&] { return Tensor::zeros({zero_.size()}, DType::F32, params.device()); })),
+      v_(counted_as(MemCategory::Optimizer, [&] { return Tensor::zeros({zero_.size()}, DType::F32, params.device()); })) {
   if (groups.dp) norm_groups_.push_back(groups.dp);
   norm_groups_.insert(norm_groups_.end(), groups.model_parallel.begin(), groups.model_parallel.end());
   const int64_t lo = zero_.begin(), hi = lo + zero_.size();
@@ -82,18 +83,18 @@ void AdamW::apply(double lr, double norm) {
   zero_.gather_params();
 }
 
-double lr_at(const OptimConfig& c, int64_t step, int64_t total) {
-  if (step < c.warmup_steps) return c.lr * (step + 1) / c.warmup_steps;
+double lr_at(double lr, const ScheduleConfig& c, int64_t step, int64_t total) {
+  if (step < c.warmup_steps) return lr * (step + 1) / c.warmup_steps;
   const double span = std::max<int64_t>(1, total - c.warmup_steps);
   const double progress = std::clamp((step - c.warmup_steps) / span, 0.0, 1.0);  // 0 .. 1 after warmup
-  if (c.schedule == "constant") return c.lr;
-  if (c.schedule == "linear") return c.lr + (c.min_lr - c.lr) * progress;
-  if (c.schedule == "cosine") return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1.0 + std::cos(M_PI * progress));
+  if (c.decay_style == "constant") return lr;
+  if (c.decay_style == "linear") return lr + (c.min_lr - lr) * progress;
+  if (c.decay_style == "cosine") return c.min_lr + 0.5 * (lr - c.min_lr) * (1.0 + std::cos(M_PI * progress));
   // wsd: warmup, stable, then a linear decay over the final decay_fraction of all steps.
   const double decay_steps = c.decay_fraction * total;
   const double decay_start = total - decay_steps;
-  if (step < decay_start || decay_steps <= 0) return c.lr;
-  return c.lr + (c.min_lr - c.lr) * std::clamp((step + 1 - decay_start) / decay_steps, 0.0, 1.0);
+  if (step < decay_start || decay_steps <= 0) return lr;
+  return lr + (c.min_lr - lr) * std::clamp((step + 1 - decay_start) / decay_steps, 0.0, 1.0);
 }
 
 }  // namespace llamatron

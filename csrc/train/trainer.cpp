@@ -22,10 +22,10 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     device_group = [](std::unique_ptr<Communicator> g) { return backend_for(Device::CUDA).device_group(std::move(g)); };
   grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel, device_group);
   if (const int64_t global = cfg_.train.global_batch_size; global > 0) {
-    const int64_t per_micro = cfg_.train.batch_size * grid_->dp();
+    const int64_t per_micro = cfg_.train.micro_batch_size * grid_->dp();
     if (global % per_micro != 0)
-      throw Error("train.global_batch_size (" + std::to_string(global) + ") must be divisible by train.batch_size (" +
-                  std::to_string(cfg_.train.batch_size) + ") x data-parallel ranks (" + std::to_string(grid_->dp()) + ") = " +
+      throw Error("train.global_batch_size (" + std::to_string(global) + ") must be divisible by train.micro_batch_size (" +
+                  std::to_string(cfg_.train.micro_batch_size) + ") x data-parallel ranks (" + std::to_string(grid_->dp()) + ") = " +
                   std::to_string(per_micro) + ": change one of them");
     cfg_.train.grad_accum_steps = global / per_micro;
   }
@@ -39,6 +39,7 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                                         ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
                                                    grid_->pp_rank(), cfg_.parallel.pipeline_layers});
   model_->init_weights(cfg_.train.seed);
+  model_->set_recompute(parse_recompute(cfg_.train.recompute));
   if (!cfg_.checkpoint.init_from.empty()) {  // hf:DIR: pretrained weights, a fresh optimizer
     const std::string dir = cfg_.checkpoint.init_from.substr(3);
     const std::unique_ptr<GlobalWeights> hf = hf_weights(dir);
@@ -55,7 +56,7 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                   " but the config's FFN width is " + std::to_string(cfg_.model.resolved_ffn_dim()));
     set_params(model_->params(), *hf);
   }
-  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optim,
+  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optimizer,
                                    OptimizerGroups{&grid_->dp_group(), cfg_.parallel.grad_reduce_dtype == "bf16" ? DType::BF16 : DType::F32,
                                                    {&grid_->model_parallel_group()}});
   if (const std::string dir = find_checkpoint(cfg_.checkpoint); !dir.empty()) {
@@ -81,7 +82,7 @@ void Trainer::guard(StepStats& s) {
     ++bad_steps_, ++skipped_steps_;
     if (++bad_in_a_row_ >= t.max_bad_steps)
       throw Error(std::to_string(bad_in_a_row_) + " steps in a row had a NaN/Inf loss or gradient (train.max_bad_steps): "
-                  "stopping; lower optim.lr, check the data, or resume from an earlier checkpoint");
+                  "stopping; lower optimizer.lr, check the data, or resume from an earlier checkpoint");
     return;
   }
   bad_in_a_row_ = 0;
@@ -109,7 +110,7 @@ void Trainer::guard(StepStats& s) {
 }
 
 int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const {
-  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, G = B * grid_->dp();
+  const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length, G = B * grid_->dp();
   tokens.resize(static_cast<size_t>(micro_batches * B * (T + 1)));
   double counted = 0;
   for (int64_t m = 0; m < micro_batches; ++m) {
@@ -124,7 +125,7 @@ int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t mi
 
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len, M = cfg_.train.grad_accum_steps;
+  const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length, M = cfg_.train.grad_accum_steps;
   const int64_t G = B * grid_->dp();  // sequences per global micro-batch
   // The step trains samples [position, position + M * G) of the stream (the same samples one
   // process would train with G-sequence micro-batches); this rank reads only its rows. The loss
@@ -141,7 +142,7 @@ StepStats Trainer::step() {
   loss_sum *= inject_;
   inject_ = 1.0;
   StepStats s;
-  s.lr = lr_at(cfg_.optim, step_, cfg_.train.steps);
+  s.lr = lr_at(cfg_.optimizer.lr, cfg_.schedule, step_, cfg_.train.steps);
   s.loss = counted > 0 ? loss_sum / counted : 0.0;
   s.grad_norm = optim_->reduce_gradients();
   guard(s);  // every rank sees the same loss and norm (all-reduced), so all decide alike
@@ -180,7 +181,7 @@ void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
 }
 
 double Trainer::evaluate(const TokenSource& source, int64_t batches) {
-  const int64_t B = cfg_.train.batch_size, T = cfg_.train.seq_len;
+  const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length;
   std::vector<int32_t> tokens;
   const int64_t counted = read_local(source, 0, batches, tokens);
   double sum = 0;

@@ -29,16 +29,30 @@ struct ModelConfig {
   int64_t num_params() const;
 };
 
+// optimizer: AdamW with global-norm clipping.
 struct OptimConfig {
-  double lr = 3e-3;
-  double min_lr = 3e-4;
-  std::string schedule = "cosine";  // constant | linear | cosine | wsd
-  int64_t warmup_steps = 10;
-  double decay_fraction = 0.2;      // wsd: share of the run spent decaying
+  double lr = 3e-3;                 // peak learning rate
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double weight_decay = 0.1;
   bool decay_embeddings = true;     // norm weights are never decayed
   double max_grad_norm = 1.0;       // 0 disables clipping
+};
+
+// schedule: the learning rate over the run (Megatron's names).
+struct ScheduleConfig {
+  double min_lr = 3e-4;
+  int64_t warmup_steps = 10;
+  std::string decay_style = "cosine";  // constant | linear | cosine | wsd
+  double decay_fraction = 0.2;         // wsd: share of the run spent decaying
+};
+
+// logging: what rank 0 prints and writes.
+struct LoggingConfig {
+  int64_t log_every = 1;
+  std::string metrics_file;       // rank 0 appends one JSON object per step (JSONL) here ("": none)
+  bool log_comm = false;          // log each step's bytes per group (rank 0), measured and analytic
+  double cpu_peak_tflops = 0;     // the CPU's peak, for MFU on the CPU backend (0: MFU n/a)
+  std::string progress = "auto";  // auto: a progress bar with ETA on a terminal | always | never (plain lines)
 };
 
 struct DataConfig {
@@ -57,21 +71,17 @@ struct DataConfig {
 
 struct TrainConfig {
   int64_t steps = 100;
-  int64_t batch_size = 8;         // sequences per micro-batch per data-parallel rank
-  int64_t seq_len = 64;
+  int64_t micro_batch_size = 8;   // sequences per micro-batch per data-parallel rank
+  int64_t seq_length = 64;
   int64_t grad_accum_steps = 1;   // micro-batches per optimizer step
   int64_t global_batch_size = 0;  // sequences per step over all DP ranks; when set, grad_accum_steps =
-                                  // global_batch_size / (batch_size * data_parallel) (Megatron's rule)
+                                  // global_batch_size / (micro_batch_size * data_parallel) (Megatron's rule)
   std::string precision = "bf16"; // bf16 (bf16 params/activations, fp32 master) | fp32 (exact mode)
   uint64_t seed = 0;
-  int64_t log_every = 1;
   int64_t threads = 0;            // 0: OMP_NUM_THREADS or all cores
   std::string device = "cpu";     // cpu | cuda (the GPU, or the emulated device in llamatron_emu)
   int64_t eval_every = 0;         // validation loss and perplexity every N steps (0: never; needs validation data)
   int64_t eval_batches = 4;       // global batches of validation samples (the same ones every time)
-  bool log_comm = false;          // log each step's bytes per group (rank 0), measured and analytic
-  std::string metrics_file;       // rank 0 appends one JSON object per step (JSONL) here ("": none)
-  double cpu_peak_tflops = 0;     // the CPU's peak, for MFU on the CPU backend (0: MFU n/a)
   // Stability guards. A step whose loss or gradient norm is NaN/Inf is skipped (no update) and
   // counted; max_bad_steps in a row stop the run. A loss above spike_factor x the mean of the last
   // anomaly_window accepted losses, or a grad norm above spike_factor x their mean norm, is an
@@ -82,6 +92,10 @@ struct TrainConfig {
   std::string anomaly_action = "log";  // log | skip | stop
   bool deterministic = false;     // cuda: bit-identical steps (attention dQ by a second pass, not atomics);
                                   // the CPU backend always is
+  // Activation recomputation: none | selective (norm outputs and the SwiGLU product are recomputed
+  // in the backward; flash attention never stores its scores anyway) | full (each layer keeps only
+  // its input and recomputes its forward in the backward).
+  std::string recompute = "none";
 };
 
 // The 3D layout (Megatron's order: TP fastest, then DP, then PP; docs/parallelism.md). The world
@@ -108,13 +122,16 @@ struct RunConfig {
   ModelConfig model;
   ParallelConfig parallel;
   CheckpointConfig checkpoint;
-  OptimConfig optim;
+  OptimConfig optimizer;
+  ScheduleConfig schedule;
   DataConfig data;
   TrainConfig train;
+  LoggingConfig logging;
   void validate() const;
 };
 
-// Loads YAML (sections model/parallel/optim/data/train) and applies "section.key=value" overrides.
+// Loads YAML (sections model, parallel, train, optimizer, schedule, data, checkpoint, logging) and
+// applies "section.key=value" overrides. An unknown key is an Error naming the nearest valid one.
 RunConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides = {});
 RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides = {});
 std::string describe(const ModelConfig& m);

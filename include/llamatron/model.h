@@ -17,6 +17,11 @@ namespace llamatron {
 constexpr int32_t kIgnoreIndex = -100;
 
 class Communicator;
+struct LayerTensors;
+
+// Activation recomputation (train.recompute): what each micro-batch keeps for its backward.
+enum class Recompute { None, Selective, Full };
+Recompute parse_recompute(const std::string& name);  // none | selective | full
 
 // This rank's part of the model (ARCHITECTURE.md, principle 5); the defaults are the whole model.
 struct ModelShard {
@@ -88,16 +93,24 @@ class LlamaModel {
   void keep_logits(bool keep) { keep_logits_ = keep; }
   const Tensor& last_logits() const { return kept_logits_; }
 
+  // What the forward keeps; the rest is recomputed in the backward (same ops, same inputs: the
+  // gradients are bit-identical). Set before training: it re-makes the activation buffers.
+  void set_recompute(Recompute mode);
+  Recompute recompute() const { return recompute_; }
+
   // Attention tile sizes (tests use small ones to exercise the multi-tile path).
   void set_attention_blocks(int64_t block_q, int64_t block_k) { block_q_ = block_q, block_k_ = block_k; }
 
  private:
   struct Weights;
+  struct WeightsLayer;
   struct Activations;
   struct Scratch;
   Activations& slot(int i, int64_t batch, int64_t seq);  // allocated on first use and on a new shape
 
   void tp_reduce(const Tensor& x) const;  // sum over the TP group (nothing when tp == 1)
+  void attention_block(const LayerTensors& x, const WeightsLayer& w) const;
+  void mlp_block_up(const LayerTensors& x, const WeightsLayer& w) const;
   ModelConfig cfg_;
   ModelShard shard_;
   int64_t heads_ = 0, kv_heads_ = 0, ffn_ = 0, vocab_rows_ = 0;  // this rank's
@@ -113,6 +126,7 @@ class LlamaModel {
   bool keep_logits_ = false;
   Tensor kept_logits_;
   int64_t block_q_ = 128, block_k_ = 128;
+  Recompute recompute_ = Recompute::None;
 };
 
 }  // namespace llamatron

@@ -56,6 +56,6 @@ class AdamW {
 // Learning rate for 0-based step `step` of `total` (FACTS-style schedules):
 // warmup linear from lr/warmup to lr, then constant | linear to min_lr | cosine to min_lr |
 // wsd (stable at lr, then linear to min_lr over the last decay_fraction of the run).
-double lr_at(const OptimConfig& cfg, int64_t step, int64_t total);
+double lr_at(double lr, const ScheduleConfig& schedule, int64_t step, int64_t total);
 
 }  // namespace llamatron

@@ -36,9 +36,10 @@ fi
 # ---- one case: train, export, logits, compare ----------------------------------------------------
 cat >"$W/tiny.yaml" <<'YAML'
 model: {vocab_size: 250, dim: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, ffn_dim: 96, max_seq_len: 64, tie_embeddings: false}
-optim: {lr: 1.0e-2, warmup_steps: 0}
+optimizer: {lr: 1.0e-2}
+schedule: {warmup_steps: 0}
 data: {source: synthetic}
-train: {steps: 3, batch_size: 2, seq_len: 32, threads: 2, precision: fp32}
+train: {steps: 3, micro_batch_size: 2, seq_length: 32, threads: 2, precision: fp32}
 YAML
 # 20 positions; ids 0 and 249 are the vocabulary's edges.
 TOKENS=3,17,42,249,0,1,128,77,200,5,9,64,31,150,99,12,248,8,63,111

@@ -15,8 +15,10 @@ export OMP_NUM_THREADS=2
 
 cat >"$W/run.yaml" <<YAML
 model: {vocab_size: 256, dim: 256, n_layers: 4, n_heads: 4, n_kv_heads: 2, ffn_dim: 512, max_seq_len: 64}
-optim: {lr: 1.0e-3, warmup_steps: 0}
-train: {steps: 100000, batch_size: 2, seq_len: 32, log_every: 1, threads: 2}
+optimizer: {lr: 1.0e-3}
+schedule: {warmup_steps: 0}
+train: {steps: 100000, micro_batch_size: 2, seq_length: 32, threads: 2}
+logging: {log_every: 1}
 checkpoint: {dir: $W/ckpt, every: 1, keep_last: 2}
 YAML
 

@@ -95,9 +95,11 @@ write_shard "$W/short.bin"     20240520 1 10 10       # fewer than seq_len + 1 =
 
 cat >"$W/base.yaml" <<EOF
 model: {vocab_size: 64, dim: 32, n_layers: 1, n_heads: 2, n_kv_heads: 2, ffn_dim: 64, max_seq_len: 16}
-optim: {lr: 1.0e-3, warmup_steps: 0}
+optimizer: {lr: 1.0e-3}
+schedule: {warmup_steps: 0}
 data: {source: llmc, paths: [$W/valid.bin]}
-train: {steps: 2, batch_size: 2, seq_len: 16, log_every: 1, seed: 7}
+train: {steps: 2, micro_batch_size: 2, seq_length: 16, seed: 7}
+logging: {log_every: 1}
 EOF
 
 cat >"$W/typo.yaml" <<'EOF'
@@ -119,17 +121,17 @@ expect_error "missing config file"                 "$W/no_such_config.yaml"     
 expect_error "dim not divisible by n_heads"        "divisible"                         -- train "$BASE" --set model.dim=30 --set model.n_heads=4
 expect_error "n_heads not a multiple of n_kv_heads" "multiple of n_kv_heads"           -- train "$BASE" --set model.n_heads=4 --set model.n_kv_heads=3
 expect_error "odd head_dim"                        "must be even"                      -- train "$BASE" --set model.dim=12 --set model.n_heads=4
-expect_error "seq_len > max_seq_len"               "exceeds model.max_seq_len"         -- train "$BASE" --set train.seq_len=32
-expect_error "non-numeric integer value"           "'train.batch_size' expects an integer" -- train "$BASE" --set train.batch_size=two
+expect_error "seq_len > max_seq_len"               "exceeds model.max_seq_len"         -- train "$BASE" --set train.seq_length=32
+expect_error "non-numeric integer value"           "'train.micro_batch_size' expects an integer" -- train "$BASE" --set train.micro_batch_size=two
 expect_error "missing data shard"                  "$W/no_such_shard.bin"              -- train "$BASE" --set "data.paths=$W/no_such_shard.bin"
 expect_error "truncated shard"                     "truncated"                         -- train "$BASE" --set "data.paths=$W/truncated.bin"
 expect_error "wrong shard magic"                   "magic"                             -- train "$BASE" --set "data.paths=$W/bad_magic.bin"
 expect_error "unknown shard version"               "version"                           -- train "$BASE" --set "data.paths=$W/bad_version.bin"
 expect_error "token id >= vocab_size"              "vocab_size"                        -- train "$BASE" --set "data.paths=$W/big_token.bin"
-expect_error "shard shorter than seq_len+1"        "seq_len + 1"                       -- train "$BASE" --set "data.paths=$W/short.bin"
+expect_error "shard shorter than seq_len+1"        "seq_length + 1"                    -- train "$BASE" --set "data.paths=$W/short.bin"
 expect_error "non-YAML garbage config"             "not valid YAML"                    -- train "$W/garbage.yaml"
 expect_error "unknown anomaly action"              "train.anomaly_action must be log, skip or stop" -- train "$BASE" --set train.anomaly_action=panic
-expect_error "unwritable metrics file"             "train.metrics_file"                -- train "$BASE" --set train.metrics_file=/nonexistent_dir/m.jsonl
+expect_error "unwritable metrics file"             "logging.metrics_file"                -- train "$BASE" --set logging.metrics_file=/nonexistent_dir/m.jsonl
 
 # ---- positive control and determinism ------------------------------------------------------------
 # Prints the "loss X" and "grad norm Y" fields of the step lines of the last run.
@@ -149,7 +151,7 @@ else
 fi
 first=$(step_metrics)
 
-run_cli train "$BASE" --set train.steps=2 --set "train.metrics_file=$W/metrics.jsonl"
+run_cli train "$BASE" --set train.steps=2 --set "logging.metrics_file=$W/metrics.jsonl"
 second=$(step_metrics)
 if [[ $(wc -l <"$W/metrics.jsonl") -eq 2 ]] && /usr/bin/python3 -c '
 import json, sys

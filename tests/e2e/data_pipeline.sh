@@ -42,8 +42,10 @@ check "inspect reads an llm.c shard" 'grep -q "llm.c token shard" "$W/inspect.ou
 # ---- training on each format ------------------------------------------------------------------
 cat >"$W/base.yaml" <<YAML
 model: {vocab_size: 257, dim: 64, n_layers: 1, n_heads: 1, n_kv_heads: 1, ffn_dim: 128, max_seq_len: 32}
-optim: {lr: 3.0e-3, warmup_steps: 0}
-train: {steps: 6, batch_size: 4, seq_len: 32, log_every: 1, threads: 1, eval_every: 3, eval_batches: 2}
+optimizer: {lr: 3.0e-3}
+schedule: {warmup_steps: 0}
+train: {steps: 6, micro_batch_size: 4, seq_length: 32, threads: 1, eval_every: 3, eval_batches: 2}
+logging: {log_every: 1}
 YAML
 train() { "$BIN" train "$W/base.yaml" "$@" >"$W/train.out" 2>&1; }
 steps_ok() { [ "$(grep -c '\] step ' "$W/train.out")" -eq 6 ] && [ "$(grep -c '\] valid ' "$W/train.out")" -eq 2 ]; }
@@ -95,7 +97,7 @@ PY
   "$BIN" data inspect "$W/hf/data" >"$W/inspect.out" 2>&1
   check "prepare_hf output is read by llamatron" 'grep -q "documents: 40" "$W/inspect.out"' "$(cat "$W/hf_prep.out" "$W/inspect.out")"
   train --set model.vocab_size=128 --set data.source=llmc --set "data.paths=$W/hf/data_*.bin" --set data.valid_fraction=0.1 \
-    --set train.seq_len=16
+    --set train.seq_length=16
   check "trains on Hugging Face-tokenized shards" 'steps_ok' "$(tail -5 "$W/train.out")"
 fi
 

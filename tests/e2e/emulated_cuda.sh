@@ -7,7 +7,7 @@
 # emulated process on the same global batch, within the same bound.
 set -u
 cpu_bin=$1 emu_bin=$2 config=$3 mpiexec=${4-}
-common=(--set train.steps=6 --set train.log_every=1)
+common=(--set train.steps=6 --set logging.log_every=1)
 losses() { grep ' step ' | grep -o 'loss [0-9.]*' | awk '{ print $2 }'; }
 cpu=$("$cpu_bin" train "$config" "${common[@]}" 2>&1 | losses)
 emu=$("$emu_bin" train "$config" "${common[@]}" --set train.device=cuda 2>&1 | losses)
@@ -22,7 +22,7 @@ if ! nvidia-smi >/dev/null 2>&1; then
   check "without a GPU, train.device=cuda is a one-line error with exit 1" '[ $rc -eq 1 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "train.device=cuda"'
 fi
 if [ -n "$mpiexec" ]; then
-  small=(--set train.steps=3 --set train.log_every=1 --set train.device=cuda --set train.batch_size=4 --set train.threads=1)
+  small=(--set train.steps=3 --set logging.log_every=1 --set train.device=cuda --set train.micro_batch_size=4 --set train.threads=1)
   one=$("$emu_bin" train "$config" "${small[@]}" 2>&1 | losses)
   grid=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 "$mpiexec" -np 4 --oversubscribe "$emu_bin" train \
     "$config" "${small[@]}" --set parallel.tensor_parallel=2 --set parallel.pipeline_parallel=2 2>&1 | losses)

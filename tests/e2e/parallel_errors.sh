@@ -15,8 +15,10 @@ fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
 
 cat >"$W/base.yaml" <<'YAML'
 model: {vocab_size: 100, dim: 64, n_layers: 4, n_heads: 4, n_kv_heads: 2, ffn_dim: 96, max_seq_len: 16}
-optim: {lr: 1.0e-3, warmup_steps: 0}
-train: {steps: 2, batch_size: 2, seq_len: 16, log_every: 1, threads: 1, precision: fp32}
+optimizer: {lr: 1.0e-3}
+schedule: {warmup_steps: 0}
+train: {steps: 2, micro_batch_size: 2, seq_length: 16, threads: 1, precision: fp32}
+logging: {log_every: 1}
 YAML
 
 # expect_layout_error NAME NP KEYWORD -- --set ...: mpirun -np NP llamatron train base.yaml ARGS.

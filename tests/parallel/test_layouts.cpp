@@ -33,14 +33,14 @@ RunConfig test_config(const Layout& l, int64_t batch_per_rank) {
   c.model.vocab_size = 250, c.model.dim = 64, c.model.n_layers = 4, c.model.n_heads = 8, c.model.n_kv_heads = 2;
   c.model.ffn_dim = 96, c.model.max_seq_len = 32;
   c.parallel.tensor_parallel = l.tp, c.parallel.pipeline_parallel = l.pp, c.parallel.data_parallel = l.dp;
-  c.train.steps = 5, c.train.batch_size = batch_per_rank, c.train.seq_len = 16, c.train.grad_accum_steps = 4;
+  c.train.steps = 5, c.train.micro_batch_size = batch_per_rank, c.train.seq_length = 16, c.train.grad_accum_steps = 4;
   c.train.precision = "fp32", c.train.seed = 7, c.train.threads = 1;
   // lr 3e-3: Adam turns fp32 noise in near-zero gradients into whole steps, and at 1e-2 that chaos
   // grows 10x a step; here 5 steps stay within 1e-6 of one process (10x under the bound).
-  c.optim.lr = 3e-3, c.optim.warmup_steps = 0, c.optim.max_grad_norm = 0.5;  // clipping active: the norm matters
+  c.optimizer.lr = 3e-3, c.schedule.warmup_steps = 0, c.optimizer.max_grad_norm = 0.5;  // clipping active: the norm matters
   // Adam's eps above fp32 rounding noise: an embedding row a batch barely touches has a gradient
   // that is mostly reordering noise, and with eps = 1e-8 Adam turns that noise into a full step.
-  c.optim.eps = 1e-6;
+  c.optimizer.eps = 1e-6;
   return c;
 }
 

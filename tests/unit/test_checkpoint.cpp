@@ -27,9 +27,9 @@ RunConfig small(const std::string& precision, const std::string& dir) {
   RunConfig c;
   c.model.vocab_size = 96, c.model.dim = 64, c.model.n_layers = 2, c.model.n_heads = 4, c.model.n_kv_heads = 2;
   c.model.ffn_dim = 96, c.model.max_seq_len = 32;
-  c.train.steps = 20, c.train.batch_size = 2, c.train.seq_len = 16, c.train.grad_accum_steps = 2, c.train.threads = 2;
+  c.train.steps = 20, c.train.micro_batch_size = 2, c.train.seq_length = 16, c.train.grad_accum_steps = 2, c.train.threads = 2;
   c.train.precision = precision;
-  c.optim.lr = 3e-3, c.optim.warmup_steps = 3;
+  c.optimizer.lr = 3e-3, c.schedule.warmup_steps = 3;
   c.checkpoint.dir = dir;
   return c;
 }

@@ -21,11 +21,11 @@ void expect_rejected(const std::string& yaml, const std::vector<std::string>& se
 
 TEST(Config, ParsesSectionsAndOverrides) {
   const RunConfig c = parse_config("model: {dim: 64, n_heads: 4, n_kv_heads: 2}\ntrain: {steps: 7}\ndata: {paths: [a, b]}",
-                                   {"optim.lr=0.01", "model.tie_embeddings=true"});
+                                   {"optimizer.lr=0.01", "model.tie_embeddings=true"});
   EXPECT_EQ(c.model.dim, 64);
   EXPECT_EQ(c.model.n_kv_heads, 2);
   EXPECT_EQ(c.train.steps, 7);
-  EXPECT_DOUBLE_EQ(c.optim.lr, 0.01);
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 0.01);
   EXPECT_TRUE(c.model.tie_embeddings);
   EXPECT_EQ(c.data.paths, (std::vector<std::string>{"a", "b"}));
 }
@@ -37,9 +37,11 @@ TEST(Config, RejectsBadInput) {
   expect_rejected("model: {dim: 100, n_heads: 3}", {}, "divisible by n_heads");
   expect_rejected("model: {dim: 64, n_heads: 4, n_kv_heads: 3}", {}, "multiple of n_kv_heads");
   expect_rejected("model: {dim: 12, n_heads: 4, n_kv_heads: 4}", {}, "even");
-  expect_rejected("model: {max_seq_len: 32}\ntrain: {seq_len: 64}", {}, "exceeds model.max_seq_len");
+  expect_rejected("model: {max_seq_len: 32}\ntrain: {seq_length: 64}", {}, "exceeds model.max_seq_len");
   expect_rejected("train: {steps: ten}", {}, "expects an integer");
-  expect_rejected("optim: {schedule: exponential}", {}, "optim.schedule");
+  expect_rejected("schedule: {decay_style: exponential}", {}, "schedule.decay_style must be");
+  expect_rejected("train: {recompute: some}", {}, "train.recompute must be none, selective or full");
+  expect_rejected("logging: {progress: maybe}", {}, "logging.progress must be");
   expect_rejected("train: {precision: fp16}", {}, "precision");
   expect_rejected("data: {source: llmc}", {}, "data.paths is empty");
   expect_rejected("model: [1, 2", {}, "not valid YAML");
@@ -47,6 +49,32 @@ TEST(Config, RejectsBadInput) {
   expect_rejected("model: [1, 2]", {}, "not inside a section");
   expect_rejected("model: {dim: {a: [1, {b: 2}]}}", {}, "takes a value");
   expect_rejected("data: {paths: [[a]]}", {}, "list of plain values");
+}
+
+// An unknown key names the valid one it most likely meant: typos, a key in the wrong section, and
+// Megatron's / Hugging Face's names for our settings.
+TEST(Config, UnknownKeySuggestsNearest) {
+  expect_rejected("model: {dimm: 64}", {}, "did you mean 'model.dim'?");
+  expect_rejected("{}", {"train.stepz=3"}, "did you mean 'train.steps'?");
+  expect_rejected("train: {micro_batchsize: 2}", {}, "did you mean 'train.micro_batch_size'?");
+  expect_rejected("train: {lr: 0.1}", {}, "did you mean 'optimizer.lr'?");
+  expect_rejected("optimizer: {min_lr: 0.1}", {}, "did you mean 'schedule.min_lr'?");
+  expect_rejected("train: {batch_size: 2}", {}, "did you mean 'train.micro_batch_size'?");
+  expect_rejected("model: {hidden_size: 2}", {}, "did you mean 'model.dim'?");
+  expect_rejected("parallel: {tensor_model_parallel_size: 2}", {}, "did you mean 'parallel.tensor_parallel'?");
+  expect_rejected("schedule: {lr_decay_style: cosine}", {}, "did you mean 'schedule.decay_style'?");
+  expect_rejected("optim: {lr: 0.1}", {}, "did you mean 'optimizer.lr'?");
+  expect_rejected("train: {qqqqqqqqqqqqqqqq: 1}", {}, "the sections are model, parallel, train, optimizer");
+}
+
+// The resolved config written out reads back to the same values, key for key.
+TEST(Config, ResolvedConfigRoundTrips) {
+  const RunConfig c = parse_config("model: {dim: 64, n_heads: 4, n_kv_heads: 2}\ndata: {source: llmc, paths: [a, b], weights: [0.3, 0.7]}",
+                                   {"schedule.decay_style=wsd", "train.recompute=full", "logging.progress=never",
+                                    "parallel.pipeline_layers=1,1", "parallel.pipeline_parallel=2", "optimizer.lr=0.00123"});
+  EXPECT_EQ(config_values(parse_config(config_to_yaml(c))), config_values(c));
+  EXPECT_EQ(c.train.recompute, "full");
+  EXPECT_EQ(c.schedule.decay_style, "wsd");
 }
 
 // Meta's rule: hidden = multiple_of * ceil(multiplier * (2/3 * 4 * dim) / multiple_of).
@@ -61,22 +89,22 @@ TEST(Config, FfnDimFollowsMetasRule) {
 }
 
 TEST(LrSchedule, WarmupThenShape) {
-  OptimConfig c;
-  c.lr = 1.0, c.min_lr = 0.1, c.warmup_steps = 10;
-  c.schedule = "cosine";
-  EXPECT_DOUBLE_EQ(lr_at(c, 0, 110), 0.1);   // (0+1)/10
-  EXPECT_DOUBLE_EQ(lr_at(c, 9, 110), 1.0);
-  EXPECT_NEAR(lr_at(c, 60, 110), 0.55, 1e-12);  // halfway: (lr + min_lr) / 2
-  EXPECT_NEAR(lr_at(c, 110, 110), 0.1, 1e-12);
-  c.schedule = "linear";
-  EXPECT_NEAR(lr_at(c, 60, 110), 0.55, 1e-12);
-  c.schedule = "constant";
-  EXPECT_DOUBLE_EQ(lr_at(c, 100, 110), 1.0);
-  c.schedule = "wsd";
+  ScheduleConfig c;
+  c.min_lr = 0.1, c.warmup_steps = 10;
+  c.decay_style = "cosine";
+  EXPECT_DOUBLE_EQ(lr_at(1.0, c, 0, 110), 0.1);   // (0+1)/10
+  EXPECT_DOUBLE_EQ(lr_at(1.0, c, 9, 110), 1.0);
+  EXPECT_NEAR(lr_at(1.0, c, 60, 110), 0.55, 1e-12);  // halfway: (lr + min_lr) / 2
+  EXPECT_NEAR(lr_at(1.0, c, 110, 110), 0.1, 1e-12);
+  c.decay_style = "linear";
+  EXPECT_NEAR(lr_at(1.0, c, 60, 110), 0.55, 1e-12);
+  c.decay_style = "constant";
+  EXPECT_DOUBLE_EQ(lr_at(1.0, c, 100, 110), 1.0);
+  c.decay_style = "wsd";
   c.decay_fraction = 0.2;  // decay over the last 22 of 110 steps
-  EXPECT_DOUBLE_EQ(lr_at(c, 87, 110), 1.0);
-  EXPECT_NEAR(lr_at(c, 98, 110), 1.0 + (0.1 - 1.0) * 11.0 / 22.0, 1e-12);
-  EXPECT_NEAR(lr_at(c, 109, 110), 0.1, 1e-12);
+  EXPECT_DOUBLE_EQ(lr_at(1.0, c, 87, 110), 1.0);
+  EXPECT_NEAR(lr_at(1.0, c, 98, 110), 1.0 + (0.1 - 1.0) * 11.0 / 22.0, 1e-12);
+  EXPECT_NEAR(lr_at(1.0, c, 109, 110), 0.1, 1e-12);
 }
 
 }  // namespace

@@ -93,7 +93,7 @@ TEST(LlmcShard, RejectsBadFiles) {
   expect_error(open(good, 5), {good, "vocab_size"});  // token 5 >= vocab 5
   expect_error(open(temp_path("does_not_exist.bin"), 64), {"does_not_exist.bin", "cannot open"});
   // seq_len + 1 larger than the dataset; an empty dataset.
-  expect_error([&] { WindowSource(open_llmc_corpus({good}, 64), good, 100, true, 0); }, {good, "fewer than train.seq_len + 1"});
+  expect_error([&] { WindowSource(open_llmc_corpus({good}, 64), good, 100, true, 0); }, {good, "fewer than train.seq_length + 1"});
   write_llmc_shard(temp_path("empty.bin"), {});
   expect_error([&] { WindowSource(open_llmc_corpus({temp_path("empty.bin")}, 64), "empty.bin", 4, true, 0); }, {"empty"});
 }

@@ -17,7 +17,7 @@ RunConfig tiny(const std::string& action = "log") {
   RunConfig c;
   c.model.vocab_size = 64, c.model.dim = 32, c.model.n_layers = 1, c.model.n_heads = 2, c.model.n_kv_heads = 2;
   c.model.ffn_dim = 64, c.model.max_seq_len = 16;
-  c.train.steps = 50, c.train.batch_size = 2, c.train.seq_len = 16, c.train.threads = 1;
+  c.train.steps = 50, c.train.micro_batch_size = 2, c.train.seq_length = 16, c.train.threads = 1;
   c.train.max_bad_steps = 3, c.train.anomaly_window = 4, c.train.spike_factor = 3.0, c.train.anomaly_action = action;
   return c;
 }

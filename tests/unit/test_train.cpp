@@ -12,8 +12,8 @@ namespace {
 RunConfig tiny(std::vector<std::string> extra = {}) {
   std::vector<std::string> sets = {"model.vocab_size=64", "model.dim=64", "model.n_layers=2", "model.n_heads=4",
                                    "model.n_kv_heads=2", "model.ffn_dim=160", "model.max_seq_len=64",
-                                   "train.batch_size=16", "train.seq_len=32", "train.steps=150", "optim.lr=0.01",
-                                   "optim.min_lr=0.001", "optim.warmup_steps=10", "data.markov_branching=4"};
+                                   "train.micro_batch_size=16", "train.seq_length=32", "train.steps=150", "optimizer.lr=0.01",
+                                   "schedule.min_lr=0.001", "schedule.warmup_steps=10", "data.markov_branching=4"};
   sets.insert(sets.end(), extra.begin(), extra.end());
   return parse_config("{}", sets);
 }
@@ -25,7 +25,7 @@ TEST(Training, ReachesTheEntropyFloor) {
   Trainer trainer(cfg);
   trainer.run([](const StepStats&) {});
   MarkovSource held_out(cfg.model.vocab_size, cfg.data.markov_order, cfg.data.markov_branching, cfg.data.markov_seed, 999);
-  const double floor = held_out.entropy_floor(cfg.train.seq_len);
+  const double floor = held_out.entropy_floor(cfg.train.seq_length);
   const double loss = trainer.evaluate(held_out, 8);
   EXPECT_LT(loss, floor + 0.1) << "floor " << floor;
   EXPECT_GT(loss, floor - 0.05) << "below the floor: the floor or the loss is wrong";
