@@ -137,6 +137,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
   const int64_t half = cfg_.head_dim() / 2;
   Tensor cos = Tensor::empty({cfg_.max_seq_len, half}, DType::F32), sin = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
   cpu::rope_table(cos.data<float>(), sin.data<float>(), cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta);
+  MemoryScope scope(MemCategory::Workspace);
   rope_cos_ = Tensor::empty(cos.shape(), DType::F32, device_);
   rope_sin_ = Tensor::empty(sin.shape(), DType::F32, device_);
   rope_cos_.copy_from(cos);

@@ -13,15 +13,21 @@ namespace llamatron {
 // vectorized kernels, and shard boundaries that never split a cache line.
 constexpr int64_t kAlign = 64;
 
+int64_t ParamStore::padded_numel(std::vector<ParamSpec>& specs, int64_t shards) {
+  int64_t n = 0;
+  for (ParamSpec& s : specs) {
+    s.offset = n;
+    n += s.packed_with_next ? s.numel() : (s.numel() + kAlign - 1) / kAlign * kAlign;
+  }
+  return (n + shards * kAlign - 1) / (shards * kAlign) * (shards * kAlign);
+}
+
 ParamStore::ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device, int64_t shards)
     : specs_(std::move(specs)), dtype_(dtype), device_(device) {
   LT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "parameters are fp32 or bf16");
-  for (size_t i = 0; i < specs_.size(); ++i) {
-    specs_[i].offset = numel_;
-    numel_ += specs_[i].packed_with_next ? specs_[i].numel() : (specs_[i].numel() + kAlign - 1) / kAlign * kAlign;
+  numel_ = padded_numel(specs_, shards);
+  for (size_t i = 0; i < specs_.size(); ++i)
     LT_CHECK(index_.emplace(specs_[i].name, i).second, "duplicate parameter " + specs_[i].name);
-  }
-  numel_ = (numel_ + shards * kAlign - 1) / (shards * kAlign) * (shards * kAlign);
   // In fp32 mode the master is the parameters themselves: weights. In bf16 it is optimizer state.
   master_ = counted_as(dtype == DType::F32 ? MemCategory::Weights : MemCategory::Optimizer,
                        [&] { return Tensor::zeros({numel_}, DType::F32, device); });

@@ -15,7 +15,9 @@ std::map<std::string, double> step_comm_bytes(const RunConfig& c, const RankPosi
     // Per micro-batch: after o and down (forward) and after q/k/v and gate/up (backward) in every
     // layer; the embedding (first stage) and the head's input gradient (last stage); the
     // vocab-parallel loss: a max of N floats and one sum of 2N floats.
-    const double activations = 4 * layers + (first ? 1 : 0) + (last ? 1 : 0);
+    // Full recomputation re-runs each layer's attention block in the backward: one more (after o).
+    const double per_layer = c.train.recompute == "full" ? 5 : 4;
+    const double activations = per_layer * layers + (first ? 1 : 0) + (last ? 1 : 0);
     out["tp.all_reduce"] = M * ring(at.tp) * (activations * N * C * act + (last ? 3 * N * 4 : 0));
     if (at.tp > c.model.n_kv_heads) {  // replicated KV heads: k and v gradients summed over the replicas
       const int replicas = at.tp / static_cast<int>(c.model.n_kv_heads);

@@ -36,6 +36,9 @@ class ParamStore {
   // parameter buffer (exact mode); with BF16 the master is a separate fp32 buffer.
   // The flat buffers are padded to a multiple of `shards` * 64 elements: ZeRO-1's equal shards.
   ParamStore(std::vector<ParamSpec> specs, DType dtype, Device device = Device::CPU, int64_t shards = 1);
+  // The flat buffers' length for these specs: each tensor padded to 64 elements (unless packed with
+  // the next), the whole to `shards` x 64.
+  static int64_t padded_numel(std::vector<ParamSpec>& specs, int64_t shards);
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   const ParamSpec& spec(const std::string& name) const;

@@ -17,6 +17,8 @@
 #include "llamatron/checkpoint.h"
 #include "llamatron/comm.h"
 #include "llamatron/comm_volume.h"
+#include "llamatron/memory.h"
+#include "llamatron/planner.h"
 #include "llamatron/trainer.h"
 
 namespace llamatron {
@@ -138,6 +140,55 @@ TEST_P(Layouts, SendTheAnalyticVolume) {
         ASSERT_TRUE(got.count(key)) << key << " missing (wire " << wire << ")";
         EXPECT_NEAR(got.at(key), bytes, 1e-9 * bytes) << key << " (wire " << wire << ")";
       }
+    }
+  });
+}
+
+// Each rank's planned memory (planner.h) against its own allocation accounting, category by
+// category and in total, within the 10%, for full and no recomputation and a bf16 wire.
+TEST_P(Layouts, PlannerMemoryMatchesEachRanksAccounting) {
+  const Layout l = GetParam();
+  on_first_ranks(l.tp * l.pp * l.dp, [&](Communicator& job) {
+    for (const char* mode : {"none", "full"}) {
+      RunConfig c = test_config(l, 2);
+      c.train.recompute = mode, c.train.precision = "bf16", c.parallel.grad_reduce_dtype = "bf16";
+      const MemoryCounts base = memory_counts(Device::CPU);
+      Trainer t(c, job);
+      reset_memory_peaks(Device::CPU);
+      t.step(), t.step();
+      const MemoryCounts now = memory_counts(Device::CPU);
+      const MemoryPlan p = plan_memory(c, t.grid().pp_rank(), t.grid().tp_rank());
+      const std::pair<MemCategory, double> planned[] = {
+          {MemCategory::Weights, p.weights}, {MemCategory::Grads, p.grads}, {MemCategory::Optimizer, p.optimizer},
+          {MemCategory::Activations, p.activations}, {MemCategory::Workspace, p.workspace}, {MemCategory::Comm, p.comm}};
+      for (const auto& [cat, bytes] : planned) {
+        const int i = static_cast<int>(cat);
+        EXPECT_NEAR(now.peak[i] - base.current[i], bytes, 0.1 * bytes) << mode << " " << mem_category_name(cat);
+      }
+      EXPECT_NEAR(now.total_peak - base.total, p.total(), 0.1 * p.total()) << mode << " total";
+    }
+  });
+}
+
+// Recomputation under tp 2 x pp 2 x dp 2 trains bit for bit like keeping every activation (the
+// same ops on the same inputs, the same collectives in the same order), and full recomputation's
+// extra TP all-reduce per layer is in the analytic volume.
+TEST(Recompute, BitIdenticalUnder3dLayout) {
+  on_first_ranks(8, [&](Communicator& job) {
+    const RunConfig keep = test_config({2, 2, 2}, 2);
+    for (const char* mode : {"selective", "full"}) {
+      RunConfig c = keep;
+      c.train.recompute = mode;
+      Trainer a(keep, job), b(c, job);
+      for (int step = 1; step <= 2; ++step) {
+        const StepStats x = a.step(), y = b.step();
+        EXPECT_EQ(x.loss, y.loss) << mode << " step " << step;
+        EXPECT_EQ(x.grad_norm, y.grad_norm) << mode << " step " << step;
+      }
+      b.grid().comm_stats().reset();
+      b.step();
+      const auto want = step_comm_bytes(c, {2, 2, 2, b.grid().pp_rank(), b.optimizer().shard().size()});
+      EXPECT_NEAR(b.grid().comm_stats().bytes.at("tp.all_reduce"), want.at("tp.all_reduce"), 1e-9 * want.at("tp.all_reduce")) << mode;
     }
   });
 }

@@ -1,0 +1,150 @@
+#include "llamatron/planner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "llamatron/errors.h"
+#include "llamatron/model.h"
+#include "llamatron/params.h"
+#include "llamatron/tensor_parallel.h"
+
+namespace llamatron {
+
+MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
+  const ModelConfig& m = c.model;
+  const int tp = static_cast<int>(c.parallel.tensor_parallel), pp = static_cast<int>(c.parallel.pipeline_parallel);
+  const int64_t dp = c.parallel.data_parallel;
+  LT_CHECK(dp >= 1, "plan_memory needs parallel.data_parallel resolved");
+  ModelShard shard;
+  shard.zero_shards = dp, shard.tp = tp, shard.tp_rank = tp_rank, shard.pp = pp, shard.pp_rank = pp_rank;
+  shard.stage_layers = c.parallel.pipeline_layers;
+  std::vector<ParamSpec> specs = llama_param_specs(m, shard);
+  const double n = static_cast<double>(ParamStore::padded_numel(specs, dp)), part = n / static_cast<double>(dp);
+  const bool bf16 = c.train.precision == "bf16";
+  const double e = bf16 ? 2 : 4;  // bytes of a parameter / activation element
+
+  MemoryPlan p;
+  // ParamStore and ZeRO-1 (zero1.h): parameters; fp32 gradients, and their summed shard when dp > 1;
+  // Adam's m and v for the shard, and the fp32 master (bf16 mode) of the shard, or whole when dp == 1.
+  p.weights = n * e;
+  p.grads = n * 4 + (dp > 1 ? part * 4 : 0);
+  p.optimizer = 2 * part * 4 + (bf16 ? (dp > 1 ? part : n) * 4 : 0);
+  p.comm = dp > 1 && c.parallel.grad_reduce_dtype == "bf16" ? (n + part) * 2 : 0;
+
+  // Activations (LlamaModel::slot): per micro-batch in flight, per layer what the recompute mode keeps.
+  const double C = static_cast<double>(m.dim), D = static_cast<double>(m.head_dim());
+  const double H = static_cast<double>(m.n_heads / tp), KV = static_cast<double>(m.n_kv_heads % tp == 0 ? m.n_kv_heads / tp : 1);
+  const double F = static_cast<double>(m.resolved_ffn_dim() / tp), V = static_cast<double>(padded_vocab(m.vocab_size, tp) / tp);
+  const double N = static_cast<double>(c.train.micro_batch_size * c.train.seq_length);
+  const double layers = static_cast<double>(shard.last_layer(m) - shard.first_layer(m));
+  const std::string& rc = c.train.recompute;
+  const double cheap = (2 * C + F) * e;                                       // xn1, xn2, act
+  const double rest = (2 * H * D + 2 * KV * D + C + 2 * F) * e + (H + 2) * 4;  // q k v att mid gate_up; lse, rstds
+  const double per_layer = C * e + (rc == "none" ? cheap : 0) + (rc == "full" ? 0 : rest);
+  const bool last = pp_rank == pp - 1;
+  const double per_slot = N * (2 * 4 + layers * per_layer + C * e + (last ? 4 + C * e + V * e : 0));
+  const int64_t M = c.train.grad_accum_steps;
+  const int64_t in_flight = pp == 1 ? 1 : std::min<int64_t>(std::min<int64_t>(pp - pp_rank - 1, M) + 1, M);
+  p.activations = static_cast<double>(in_flight) * per_slot;
+  // The backward's scratch, the tensors recomputation shares between layers, the RoPE tables.
+  p.workspace = N * ((2 * C + 2 * H * D + 2 * KV * D + 3 * F) * e + (rc == "none" ? 0 : cheap) + (rc == "full" ? rest : 0)) +
+                static_cast<double>(m.max_seq_len) * D * 4;
+  return p;
+}
+
+const GpuSpec& gpu_spec(const std::string& name) {
+  // Peaks from FACTS.md; NVLink 4 (H100/H200) 450 GB/s and NVLink 3 (A100) 300 GB/s per direction;
+  // one 400 (H100/H200) or 200 (A100) Gb/s NIC per GPU. Prices: typical on-demand cloud rates.
+  static const std::vector<GpuSpec> table = {
+      {"h100-80gb", 79.6, 989, 450, 50, 8, 3.0},
+      {"h200-141gb", 140.4, 989, 450, 50, 8, 3.8},
+      {"a100-80gb", 80, 312, 300, 25, 8, 1.8},
+      {"a100-40gb", 40, 312, 300, 25, 8, 1.3},
+  };
+  for (const GpuSpec& g : table)
+    if (g.name == name) return g;
+  throw Error("unknown --gpu '" + name + "': use one of " + gpu_names());
+}
+
+std::string gpu_names() { return "h100-80gb, h200-141gb, a100-80gb, a100-40gb"; }
+
+namespace {
+
+// Seconds of one optimizer step under layout l (memory already planned), by the model in planner.h.
+void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
+  const ModelConfig& m = c.model;
+  const double P = static_cast<double>(m.num_params()), L = static_cast<double>(m.n_layers), C = static_cast<double>(m.dim);
+  const double T = static_cast<double>(c.train.seq_length), N = static_cast<double>(l.micro_batch) * T;
+  const double M = static_cast<double>(l.micro_batches), e = c.train.precision == "bf16" ? 2 : 4;
+  const double model_flops = 6 * P + 12 * L * C * T;  // per token (FACTS.md)
+  // Full recomputation runs each layer's forward twice: +2 FLOPs per layer parameter, +4 L C T attention.
+  const double layer_params = P - static_cast<double>(m.vocab_size) * C * (m.tie_embeddings ? 1 : 2);
+  const double done_flops = model_flops + (l.recompute == "full" ? 2 * layer_params + 4 * L * C * T : 0);
+  const double flops_per_s = o.gpu.bf16_tflops * 1e12 * o.gemm_efficiency;
+  // One micro-batch on one stage: its compute, its blocking TP all-reduces (4 per layer, 5 with full
+  // recomputation) over NVLink, and the activation / gradient hand-over to the next stage.
+  const double stage_layers = L / l.pp, ring_tp = 2.0 * (l.tp - 1) / l.tp;
+  double mb = N * done_flops / (l.tp * l.pp) / flops_per_s;
+  mb += (l.recompute == "full" ? 5 : 4) * stage_layers * N * C * e * ring_tp / (o.gpu.nvlink_gbs * 1e9);
+  const int node = o.gpu.gpus_per_node;
+  const auto link = [&](bool crosses_nodes) { return (crosses_nodes ? o.gpu.network_gbs : o.gpu.nvlink_gbs) * 1e9; };
+  if (l.pp > 1) mb += 2 * N * C * e / link(l.tp * l.dp >= node);  // stages are tp x dp ranks apart
+  // 1F1B: M micro-batches take M + pp - 1 slots; the first and last pp - 1 are the bubble.
+  l.bubble = (l.pp - 1.0) / (M + l.pp - 1.0);
+  double step = (M + l.pp - 1) * mb;
+  // ZeRO-1: the gradients reduce-scattered, the parameters all-gathered, over the DP group (tp ranks apart).
+  if (l.dp > 1) {
+    const double rank_params = P / (l.tp * l.pp), wire = c.parallel.grad_reduce_dtype == "bf16" ? 2 : 4;
+    step += (l.dp - 1.0) / l.dp * rank_params * (wire + e) / link(l.tp * l.dp > node);
+  }
+  const double tokens = M * N * l.dp;
+  l.step_s = step;
+  l.mfu = tokens * model_flops / step / (o.gpus * o.gpu.bf16_tflops * 1e12);
+  l.tokens_per_day = tokens / step * 86400;
+  const double budget = o.tokens > 0 ? o.tokens : 20 * P;
+  l.days = budget / l.tokens_per_day;
+  l.cost_usd = l.days * 24 * o.gpus * o.gpu.usd_per_gpu_hour;
+}
+
+}  // namespace
+
+std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o) {
+  const ModelConfig& m = base.model;
+  const int64_t global = base.train.global_batch_size > 0 ? base.train.global_batch_size
+                                                          : base.train.micro_batch_size * base.train.grad_accum_steps * o.gpus;
+  std::vector<LayoutPlan> out;
+  for (int tp = 1; tp <= std::min(o.gpus, o.gpu.gpus_per_node); ++tp) {
+    if (o.gpus % tp || m.n_heads % tp || (m.n_kv_heads % tp && tp % m.n_kv_heads) || m.resolved_ffn_dim() % tp) continue;
+    for (int pp = 1; pp <= o.gpus / tp; ++pp) {
+      if ((o.gpus / tp) % pp || m.n_layers % pp || (pp > 1 && m.tie_embeddings)) continue;
+      const int dp = o.gpus / (tp * pp);
+      if (global % dp) continue;
+      for (int64_t mb : {1, 2, 4, 8, 16}) {
+        if ((global / dp) % mb) continue;
+        for (const char* rc : {"none", "selective", "full"}) {
+          RunConfig c = base;
+          c.parallel.tensor_parallel = tp, c.parallel.pipeline_parallel = pp, c.parallel.data_parallel = dp;
+          c.parallel.pipeline_layers.clear();
+          c.train.micro_batch_size = mb, c.train.grad_accum_steps = global / (dp * mb), c.train.global_batch_size = 0;
+          c.train.recompute = rc;
+          LayoutPlan l;
+          l.tp = tp, l.pp = pp, l.dp = dp, l.micro_batch = mb, l.micro_batches = c.train.grad_accum_steps, l.recompute = rc;
+          for (int r = 0; r < pp; ++r) {  // the fullest stage decides
+            const MemoryPlan s = plan_memory(c, r);
+            if (s.total() > l.memory.total()) l.memory = s;
+          }
+          l.fits = l.memory.total() / (1 << 30) + o.reserve_gib <= o.gpu.memory_gib;
+          estimate_time(c, o, l);
+          out.push_back(l);
+        }
+      }
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const LayoutPlan& a, const LayoutPlan& b) {
+    if (a.fits != b.fits) return a.fits;
+    return a.step_s < b.step_s;
+  });
+  return out;
+}
+
+}  // namespace llamatron
