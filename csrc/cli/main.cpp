@@ -26,15 +26,54 @@
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
 #include "llamatron/hardware.h"
+#include "llamatron/memory.h"
+#include "llamatron/planner.h"
 #include "llamatron/random.h"
 #include "llamatron/prepare.h"
 #include "llamatron/trainer.h"
+#include "cli/commands.h"
 #ifdef LLAMATRON_HAVE_CUDA
 #include "cuda/device_info.h"
 #endif
 
 namespace llamatron {
 namespace {
+
+double mib(double bytes) { return bytes / (1 << 20); }
+
+// The config as resolved (defaults filled, overrides applied, micro-batch count derived), in the
+// log and, with a checkpoint.dir, in DIR/run_config.yaml: what this run really trained with.
+void log_resolved_config(const RunConfig& c, bool rank0) {
+  const std::string yaml = config_to_yaml(c);
+  spdlog::info("config (resolved):\n{}", yaml.substr(0, yaml.size() - 1));
+  if (c.checkpoint.dir.empty() || !rank0) return;
+  std::filesystem::create_directories(c.checkpoint.dir);
+  const std::string path = c.checkpoint.dir + "/run_config.yaml", tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << yaml;
+    if (!f) throw Error("cannot write " + tmp + ": check that checkpoint.dir is writable");
+  }
+  std::filesystem::rename(tmp, path);
+  spdlog::info("config saved to {}", path);
+}
+
+// After the first step (the buffers are all made): what this rank holds, by category, and what
+// recomputation saves against keeping every activation (the planner's figure for recompute none).
+void log_memory(const RunConfig& c, const ProcessGrid& grid, Device device) {
+  const MemoryCounts m = memory_counts(device);
+  std::string line;
+  for (int i = 0; i < kMemCategories; ++i)
+    if (m.peak[i] > 0) line += fmt::format("{}{} {:.1f}", line.empty() ? "" : " | ", mem_category_name(static_cast<MemCategory>(i)), mib(m.peak[i]));
+  spdlog::info("memory (rank 0, MiB, peak in step 1): {} | total {:.1f}", line, mib(m.total_peak));
+  if (c.train.recompute == "none") return;
+  RunConfig keep_all = c;
+  keep_all.train.recompute = "none";
+  const MemoryPlan with = plan_memory(c, grid.pp_rank(), grid.tp_rank()), without = plan_memory(keep_all, grid.pp_rank(), grid.tp_rank());
+  spdlog::info("recompute {}: activations {:.1f} MiB instead of {:.1f} MiB, saves {:.1f} MiB per rank ({:.0f}% of the total)",
+               c.train.recompute, mib(with.activations + with.workspace), mib(without.activations + without.workspace),
+               mib(without.total() - with.total()), 100 * (1 - with.total() / without.total()));
+}
 
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
   const RunConfig cfg = load_config(config_path, overrides);
@@ -52,8 +91,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   if (!trainer.resumed_from().empty())
     spdlog::info("resumed from {} at step {} (data position {})", trainer.resumed_from(), trainer.progress().step,
                  trainer.progress().data_position);
-  spdlog::info("model: {} | precision {} | device {} | {} thread(s)", describe(cfg.model), cfg.train.precision,
-               cfg.train.device, omp_get_max_threads());
+  log_resolved_config(trainer.config(), grid.rank() == 0);
+  spdlog::info("model: {} | precision {} | device {} | {} thread(s) | recompute {}", describe(cfg.model), cfg.train.precision,
+               cfg.train.device, omp_get_max_threads(), cfg.train.recompute);
   spdlog::info("layout: {} process(es) = tensor_parallel {} x pipeline_parallel {} x data_parallel {} | optimizer state "
                "{:.1f} MiB per rank (fp32 master, m, v of a 1/{} ZeRO-1 shard)",
                grid.world().size(), grid.tp(), grid.pp(), grid.dp(),
@@ -62,6 +102,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   if (trainer.validation()) spdlog::info("validation: {}", trainer.validation()->describe());
   auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());
   const double floor = markov ? markov->entropy_floor(cfg.train.seq_length) : 0.0;
+  const Device device = cfg.train.device == "cuda" ? Device::CUDA : Device::CPU;
   if (markov) spdlog::info("data: entropy floor {:.4f} nats (the best loss any model can reach)", floor);
   const TrainConfig& t = trainer.config().train;  // resolved: the micro-batch count may follow from global_batch_size
   spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", t.micro_batch_size,
@@ -78,7 +119,13 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     metrics.open(cfg.logging.metrics_file, std::ios::app);
     if (!metrics) throw Error("cannot open logging.metrics_file " + cfg.logging.metrics_file + " for appending: check the path");
   }
+  const bool tty = isatty(fileno(stderr)) != 0;
+  ProgressBar bar(trainer.progress().step, cfg.train.steps,
+                  grid.rank() == 0 && (cfg.logging.progress == "always" || (cfg.logging.progress == "auto" && tty)));
+  reset_memory_peaks(device);  // set-up transients (weights drawn on the host, a loaded checkpoint) are not the step's
+  const int64_t first_step = trainer.progress().step;
   trainer.run([&](const StepStats& s) {
+    bar.clear();
     last = s;
     if (metrics.is_open()) {
       nlohmann::json j = {{"step", s.step}, {"tokens", s.tokens_seen}, {"epoch", s.epoch}, {"loss", s.loss},
@@ -91,11 +138,12 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (s.step % cfg.logging.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
       const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
       spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | "
-                   "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms",
+                   "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms | mem {:.1f}/{:.1f} MiB",
                    s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s,
                    s.tokens_per_s / devices, tflops, peak > 0 ? fmt::format("{:.1f}%", 100 * tflops / peak) : std::string("n/a"),
-                   s.step_ms);
+                   s.step_ms, mib(memory_counts(device).total), mib(memory_counts(device).total_peak));
     }
+    if (s.step == first_step + 1) log_memory(trainer.config(), grid, device);
     if (!s.anomaly.empty())
       spdlog::warn("step {}: {}{} ({} NaN/Inf step(s), {} skipped so far)", s.step, s.anomaly, s.skipped ? ": update skipped" : "",
                    s.bad_steps, s.skipped_steps);
@@ -110,7 +158,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     }
     if (s.valid_loss >= 0)
       spdlog::info("valid  {:>5}/{} | loss {:.4f} | perplexity {:.2f}", s.step, cfg.train.steps, s.valid_loss, std::exp(s.valid_loss));
+    bar.draw(s.step, s.loss, s.tokens_per_s);
   });
+  bar.clear();
   if (trainer.stopped_by_signal())
     spdlog::info("stopped by signal {} after step {}{}", trainer.stopped_by_signal(), trainer.progress().step,
                  cfg.checkpoint.dir.empty() ? " (no checkpoint.dir: nothing saved)" : ", checkpoint saved");
@@ -286,6 +336,19 @@ int main(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "train a model from a YAML config");
   train->add_option("config", config_path, "YAML config file")->required();
   train->add_option("--set", overrides, "override a config key: section.key=value (repeatable)");
+  llamatron::PlanOptions plan_opts;
+  std::string plan_gpu = "h100-80gb";
+  int plan_top = 15;
+  CLI::App* plan = app.add_subcommand("plan", "rank the layouts (tp, pp, dp, micro-batch, recompute) of a config on N GPUs: memory per "
+                                              "GPU, pipeline bubble, step time, MFU, tokens/day, days and cost (estimates; no GPU needed)");
+  plan->add_option("config", config_path, "YAML config file (model, sequence length, global batch)")->required();
+  plan->add_option("--set", overrides, "override a config key: section.key=value (repeatable)");
+  plan->add_option("--gpus", plan_opts.gpus, "number of GPUs (default 8)");
+  plan->add_option("--gpu", plan_gpu, "GPU type: " + llamatron::gpu_names() + " (default h100-80gb)");
+  plan->add_option("--top", plan_top, "how many layouts to print (default 15)");
+  plan->add_option("--tokens", plan_opts.tokens, "token budget for days and cost (default: 20 per parameter, Chinchilla)");
+  plan->add_option("--usd-per-gpu-hour", plan_opts.gpu.usd_per_gpu_hour, "price per GPU-hour (default: the GPU table's)");
+  plan->add_option("--gemm-efficiency", plan_opts.gemm_efficiency, "assumed share of peak FLOP/s the GEMMs reach (default 0.6)");
   CLI::App* info = app.add_subcommand("info", "print the backends and devices this build sees");
   std::string ckpt, out_dir, tokens_text, hf_dtype = "bf16";
   CLI::App* export_hf = app.add_subcommand("export-hf", "a checkpoint as a Hugging Face LLaMA (config.json + model.safetensors)");
@@ -335,6 +398,7 @@ int main(int argc, char** argv) {
   try {
     if (train->parsed()) return llamatron::cmd_train(config_path, overrides);
     if (info->parsed()) return llamatron::cmd_info();
+    if (plan->parsed()) return llamatron::cmd_plan(config_path, overrides, plan_opts, plan_gpu, plan_top);
     if (inspect->parsed()) return llamatron::cmd_data_inspect(inspect_path);
     if (export_hf->parsed()) return llamatron::cmd_export_hf(ckpt, out_dir, hf_dtype);
     if (import_hf->parsed()) return llamatron::cmd_import_hf(ckpt, out_dir);

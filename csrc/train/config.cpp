@@ -50,8 +50,6 @@ void RunConfig::validate() const {
   need(train.steps >= 0 && train.micro_batch_size > 0 && train.seq_length > 0 && train.grad_accum_steps > 0,
        "train.steps must be >= 0 and train.micro_batch_size, train.seq_length, train.grad_accum_steps positive");
   need(train.global_batch_size >= 0, "train.global_batch_size must be >= 0 (0: batch_size x grad_accum_steps x data-parallel ranks)");
-  need(train.global_batch_size == 0 || train.grad_accum_steps == 1,
-       "set train.global_batch_size or train.grad_accum_steps, not both (the micro-batch count follows from the global batch)");
   need(train.seq_length <= model.max_seq_len, "train.seq_length (" + std::to_string(train.seq_length) +
                                                ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
   need(train.precision == "bf16" || train.precision == "fp32", "train.precision must be bf16 or fp32, got '" + train.precision + "'");

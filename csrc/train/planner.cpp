@@ -56,10 +56,10 @@ const GpuSpec& gpu_spec(const std::string& name) {
   // Peaks from FACTS.md; NVLink 4 (H100/H200) 450 GB/s and NVLink 3 (A100) 300 GB/s per direction;
   // one 400 (H100/H200) or 200 (A100) Gb/s NIC per GPU. Prices: typical on-demand cloud rates.
   static const std::vector<GpuSpec> table = {
-      {"h100-80gb", 79.6, 989, 450, 50, 8, 3.0},
-      {"h200-141gb", 140.4, 989, 450, 50, 8, 3.8},
-      {"a100-80gb", 80, 312, 300, 25, 8, 1.8},
-      {"a100-40gb", 40, 312, 300, 25, 8, 1.3},
+      {"h100-80gb", 79.6, 989, 3.35, 450, 50, 8, 3.0},
+      {"h200-141gb", 140.4, 989, 4.8, 450, 50, 8, 3.8},
+      {"a100-80gb", 80, 312, 2.04, 300, 25, 8, 1.8},
+      {"a100-40gb", 40, 312, 1.56, 300, 25, 8, 1.3},
   };
   for (const GpuSpec& g : table)
     if (g.name == name) return g;
@@ -85,6 +85,12 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
   // recomputation) over NVLink, and the activation / gradient hand-over to the next stage.
   const double stage_layers = L / l.pp, ring_tp = 2.0 * (l.tp - 1) / l.tp;
   double mb = N * done_flops / (l.tp * l.pp) / flops_per_s;
+  // The memory-bound ops (norms, RoPE, SwiGLU, residual adds), forward and backward ~3 passes over
+  // their tensors, plus selective recomputation's norm and SwiGLU re-runs; at HBM speed.
+  const double H = static_cast<double>(m.n_heads), KV = static_cast<double>(m.n_kv_heads), D = static_cast<double>(m.head_dim());
+  const double F = static_cast<double>(m.resolved_ffn_dim());
+  const double elementwise = 3 * (8 * C + 2 * (H + KV) * D + 3 * F) + (l.recompute == "selective" ? 4 * C + 3 * F : 0);
+  mb += N * stage_layers * elementwise * e / l.tp / (o.gpu.hbm_tbs * 1e12);
   mb += (l.recompute == "full" ? 5 : 4) * stage_layers * N * C * e * ring_tp / (o.gpu.nvlink_gbs * 1e9);
   const int node = o.gpu.gpus_per_node;
   const auto link = [&](bool crosses_nodes) { return (crosses_nodes ? o.gpu.network_gbs : o.gpu.nvlink_gbs) * 1e9; };
@@ -142,7 +148,8 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
   }
   std::stable_sort(out.begin(), out.end(), [](const LayoutPlan& a, const LayoutPlan& b) {
     if (a.fits != b.fits) return a.fits;
-    return a.step_s < b.step_s;
+    if (a.step_s != b.step_s) return a.step_s < b.step_s;
+    return a.memory.total() < b.memory.total();
   });
   return out;
 }

@@ -27,8 +27,14 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
       throw Error("train.global_batch_size (" + std::to_string(global) + ") must be divisible by train.micro_batch_size (" +
                   std::to_string(cfg_.train.micro_batch_size) + ") x data-parallel ranks (" + std::to_string(grid_->dp()) + ") = " +
                   std::to_string(per_micro) + ": change one of them");
+    // The micro-batch count follows from the global batch; a resolved config (a checkpoint's) has both.
+    if (cfg_.train.grad_accum_steps != 1 && cfg_.train.grad_accum_steps != global / per_micro)
+      throw Error("train.global_batch_size (" + std::to_string(global) + ") is not train.micro_batch_size x train.grad_accum_steps x "
+                  "data-parallel ranks (" + std::to_string(per_micro * cfg_.train.grad_accum_steps) + "): set one of "
+                  "global_batch_size and grad_accum_steps, not both");
     cfg_.train.grad_accum_steps = global / per_micro;
   }
+  cfg_.parallel.data_parallel = grid_->dp();  // resolved: the config logged and saved says what ran
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
   valid_ = make_valid_source(cfg_);

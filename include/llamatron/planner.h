@@ -25,6 +25,7 @@ struct GpuSpec {
   std::string name;           // as given to --gpu
   double memory_gib = 0;      // HBM per GPU
   double bf16_tflops = 0;     // dense peak (FACTS.md)
+  double hbm_tbs = 0;         // HBM bandwidth, TB/s (FACTS.md)
   double nvlink_gbs = 0;      // NVLink bandwidth per GPU, one direction, GB/s
   double network_gbs = 0;     // inter-node bandwidth per GPU (one 400 Gb/s NIC per GPU), GB/s
   int gpus_per_node = 8;
@@ -36,7 +37,7 @@ std::string gpu_names();
 struct PlanOptions {
   int gpus = 8;
   GpuSpec gpu;
-  double gemm_efficiency = 0.6;  // achieved / peak tensor-core FLOP/s of the step's GEMMs and attention
+  double gemm_efficiency = 0.5;  // achieved / peak tensor-core FLOP/s of the step's GEMMs and attention
   double reserve_gib = 2;        // CUDA context, cuBLASLt workspace, allocator rounding: not in the plan
   double tokens = 0;             // token budget for days and cost (0: Chinchilla's 20 tokens per parameter)
 };
@@ -53,7 +54,7 @@ struct LayoutPlan {
 
 // Every valid layout of c.model on opts.gpus GPUs at c's global batch (train.global_batch_size, or
 // micro_batch_size x grad_accum_steps x the GPUs when unset) and sequence length, fitting ones first,
-// fastest first.
+// fastest first, then the smallest memory.
 std::vector<LayoutPlan> plan_layouts(const RunConfig& c, const PlanOptions& opts);
 
 }  // namespace llamatron

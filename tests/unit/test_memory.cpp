@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "llamatron/errors.h"
 #include "llamatron/memory.h"
 #include "llamatron/planner.h"
 #include "llamatron/trainer.h"
@@ -91,6 +92,60 @@ TEST(Planner, MemoryAgreesWithTheEngineAccounting) {
       EXPECT_NEAR(m.peak(cat), bytes, 0.1 * bytes) << what << ": " << mem_category_name(cat);
     EXPECT_NEAR(m.total(), p.total(), 0.1 * p.total()) << what << ": total (other: " << m.peak(MemCategory::Other) << " B)";
   }
+}
+
+// Llama-3-8B on 8 GPUs (tp 1, pp 1, dp 8), bf16, against bytes counted by hand from the model's
+// shapes: 2 B/param weights, 4 B/param gradients plus the 1/8 summed shard, 12 B/param / 8 of
+// ZeRO-1 state (fp32 master, m, v), and per token per layer the tensors listed below. At this
+// size the CPU cannot run the engine, so this is the check on the planner's large-model figures.
+TEST(Planner, Llama3_8bByHand) {
+  RunConfig c;
+  c.model.vocab_size = 128256, c.model.dim = 4096, c.model.n_layers = 32, c.model.n_heads = 32, c.model.n_kv_heads = 8;
+  c.model.ffn_dim = 14336, c.model.max_seq_len = 8192;
+  c.train.seq_length = 8192, c.train.micro_batch_size = 1, c.parallel.data_parallel = 8;
+  const double P = 8030261248.0, GiB = 1 << 30;
+  const MemoryPlan p = plan_memory(c, 0);
+  EXPECT_NEAR(p.weights, 2 * P, 1e-4 * P);
+  EXPECT_NEAR(p.grads, 4 * P + 4 * P / 8, 1e-4 * P);
+  EXPECT_NEAR(p.optimizer, 12 * P / 8, 1e-4 * P);
+  // in, xn1, mid, xn2 (C each), q and att (H D), k and v (KV D), gate_up (2F), act (F); rstd x2, lse x H.
+  const double C = 4096, HD = 4096, KVD = 1024, F = 14336, T = 8192, V = 128256;
+  const double per_layer = (4 * C + 2 * HD + 2 * KVD + 3 * F) * 2 + (2 + 32) * 4;
+  const double stage = 32 * per_layer + 8 /* ids, targets */ + 2 * C /* out */ + 4 + 2 * C + 2 * V /* final norm, logits */;
+  EXPECT_NEAR(p.activations, T * stage, 1e-9 * T * stage);
+  EXPECT_NEAR(p.activations / GiB, 36.0, 1.0);  // ~34 GiB of layers + 2 GiB of logits per 8k-token micro-batch
+  RunConfig full = c;
+  full.train.recompute = "full";  // a layer keeps only its input
+  EXPECT_NEAR(plan_memory(full, 0).activations, T * (32 * 2 * C + 8 + 2 * C + 4 + 2 * C + 2 * V), 1.0);
+}
+
+// The layouts plan_layouts offers: all valid, the global batch kept, the 1F1B bubble, ranked.
+TEST(Planner, LayoutsAreValidAndRanked) {
+  RunConfig c;
+  c.model.vocab_size = 32000, c.model.dim = 2048, c.model.n_layers = 16, c.model.n_heads = 16, c.model.n_kv_heads = 4;
+  c.model.ffn_dim = 5632, c.model.max_seq_len = 4096;
+  c.train.seq_length = 4096, c.train.global_batch_size = 256;
+  PlanOptions o;
+  o.gpus = 16, o.gpu = gpu_spec("h100-80gb");
+  const std::vector<LayoutPlan> plans = plan_layouts(c, o);
+  ASSERT_FALSE(plans.empty());
+  bool seen_unfit = false;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const LayoutPlan& l = plans[i];
+    EXPECT_EQ(l.tp * l.pp * l.dp, 16);
+    EXPECT_EQ(l.micro_batch * l.micro_batches * l.dp, 256);
+    EXPECT_EQ(16 % l.tp + 16 % l.pp, 0);
+    EXPECT_LE(l.tp, 8) << "tensor parallelism stays inside a node";
+    EXPECT_DOUBLE_EQ(l.bubble, (l.pp - 1.0) / (l.micro_batches + l.pp - 1.0));
+    EXPECT_EQ(l.fits, l.memory.total() / (1 << 30) + o.reserve_gib <= 79.6);
+    EXPECT_NEAR(l.tokens_per_day * l.days, 20.0 * static_cast<double>(c.model.num_params()), 1e-6 * l.tokens_per_day * l.days);
+    if (!l.fits) seen_unfit = true;
+    EXPECT_FALSE(seen_unfit && l.fits) << "a fitting layout ranked below one that does not fit";
+    if (i > 0 && plans[i - 1].fits == l.fits) {
+      EXPECT_LE(plans[i - 1].step_s, l.step_s);
+    }
+  }
+  EXPECT_THROW(gpu_spec("h100"), Error);
 }
 
 }  // namespace

@@ -1,0 +1,56 @@
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "llamatron/config.h"
+#include "llamatron/errors.h"
+
+namespace llamatron {
+
+int cmd_plan(const std::string& config_path, const std::vector<std::string>& overrides, PlanOptions o, const std::string& gpu,
+             int top) {
+  RunConfig c = load_config(config_path, overrides);
+  if (o.gpus < 1) throw Error("--gpus must be >= 1");
+  const double usd = o.gpu.usd_per_gpu_hour;
+  o.gpu = gpu_spec(gpu);
+  if (usd > 0) o.gpu.usd_per_gpu_hour = usd;
+  const std::vector<LayoutPlan> plans = plan_layouts(c, o);
+  if (plans.empty())
+    throw Error("no layout of this model fits " + std::to_string(o.gpus) + " GPUs at this global batch: the batch must divide over "
+                "the data-parallel ranks and tensor_parallel must divide n_heads and the FFN width; try another --gpus or "
+                "train.global_batch_size");
+  const double P = static_cast<double>(c.model.num_params()), budget = o.tokens > 0 ? o.tokens : 20 * P;
+  const LayoutPlan& first = plans.front();
+  std::printf("%s\n", describe(c.model).c_str());
+  std::printf("%d x %s (%.1f GiB, %.0f TFLOP/s bf16, $%.2f/GPU-hour) | global batch %lld x %lld tokens | budget %.3g tokens%s\n",
+              o.gpus, o.gpu.name.c_str(), o.gpu.memory_gib, o.gpu.bf16_tflops, o.gpu.usd_per_gpu_hour,
+              static_cast<long long>(first.micro_batch * first.micro_batches * first.dp), static_cast<long long>(c.train.seq_length),
+              budget, o.tokens > 0 ? "" : " (Chinchilla: 20 per parameter)");
+  std::printf("Estimates, not measurements: GEMMs at %.0f%% of peak, blocking collectives at link speed, %.1f GiB per GPU "
+              "reserved for the CUDA context and workspaces (docs/planner.md).\n\n",
+              100 * o.gemm_efficiency, o.reserve_gib);
+  std::printf("rank  tp pp  dp  mb    M  recompute   GiB/GPU = weights + grads + optim + activ + other   fits  bubble  "
+              "step s   MFU  Mtok/day    days     cost\n");
+  const auto gib = [](double b) { return b / (1 << 30); };
+  int fitting = 0;
+  for (const LayoutPlan& l : plans) fitting += l.fits;
+  for (int i = 0; i < static_cast<int>(plans.size()) && i < top; ++i) {
+    const LayoutPlan& l = plans[i];
+    const MemoryPlan& m = l.memory;
+    std::printf("%4d %3d %2d %3d %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  %4.1f%%  %8.0f  %6.1f  %7s\n",
+                i + 1, l.tp, l.pp, l.dp, static_cast<long long>(l.micro_batch), static_cast<long long>(l.micro_batches),
+                l.recompute.c_str(), gib(m.total()) + o.reserve_gib, gib(m.weights), gib(m.grads), gib(m.optimizer),
+                gib(m.activations), gib(m.workspace + m.comm) + o.reserve_gib, l.fits ? "yes" : "NO", 100 * l.bubble, l.step_s,
+                100 * l.mfu, l.tokens_per_day / 1e6, l.days,
+                l.cost_usd >= 1e6 ? fmt::format("${:.2f}M", l.cost_usd / 1e6).c_str() : fmt::format("${:.0f}k", l.cost_usd / 1e3).c_str());
+  }
+  std::printf("\n%zu layouts, %d fit; %s\n", plans.size(), fitting,
+              fitting ? fmt::format("recommended: parallel.tensor_parallel={} parallel.pipeline_parallel={} parallel.data_parallel={} "
+                                    "train.micro_batch_size={} train.recompute={}",
+                                    first.tp, first.pp, first.dp, first.micro_batch, first.recompute).c_str()
+                      : "none fits: more GPUs, a larger GPU, or a smaller global batch / sequence");
+  return fitting ? 0 : 1;
+}
+
+}  // namespace llamatron
