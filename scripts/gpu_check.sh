@@ -11,7 +11,7 @@ scripts/build.sh -DLLAMATRON_CUDA=ON
 build/llamatron info
 (cd build && ctest --output-on-failure)
 build/tests/gpu_backend_tests
-build/llamatron train configs/tiny.yaml --set train.device=cuda --set train.steps=20 --set logging.log_every=5
+build/llamatron train tests/e2e/tiny_synthetic.yaml --set train.device=cuda --set train.steps=20 --set logging.log_every=5
 build/benchmarks/bench_kernels
 build/benchmarks/bench_attention --seq 4096 --head-dim 128
 build/benchmarks/bench_attention --seq 4096 --head-dim 64 --heads 32 --kv-heads 8

@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-torch python3-numpy  # the PyTorch reference the tests compare against
   python3-venv                # a venv for tools/prepare_hf.py (tokenizers, from PyPI)
+  python3-matplotlib          # tools/plot_metrics.py: the loss curve PNG
 )
 
 missing=()

@@ -45,7 +45,9 @@ double mib(double bytes) { return bytes / (1 << 20); }
 // log and, with a checkpoint.dir, in DIR/run_config.yaml: what this run really trained with.
 void log_resolved_config(const RunConfig& c, bool rank0) {
   const std::string yaml = config_to_yaml(c);
-  spdlog::info("config (resolved):\n{}", yaml.substr(0, yaml.size() - 1));
+  spdlog::info("config (resolved):");
+  std::stringstream lines(yaml);
+  for (std::string line; std::getline(lines, line);) spdlog::info("  {}", line);
   if (c.checkpoint.dir.empty() || !rank0) return;
   std::filesystem::create_directories(c.checkpoint.dir);
   const std::string path = c.checkpoint.dir + "/run_config.yaml", tmp = path + ".tmp";

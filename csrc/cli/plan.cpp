@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -7,6 +8,14 @@
 #include "llamatron/errors.h"
 
 namespace llamatron {
+
+namespace {
+std::string money(double usd) {
+  if (usd >= 1e6) return fmt::format("${:.2f}M", usd / 1e6);
+  if (usd >= 1e4) return fmt::format("${:.0f}k", usd / 1e3);
+  return fmt::format("${:.0f}", usd);
+}
+}  // namespace
 
 int cmd_plan(const std::string& config_path, const std::vector<std::string>& overrides, PlanOptions o, const std::string& gpu,
              int top) {
@@ -38,12 +47,12 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
   for (int i = 0; i < static_cast<int>(plans.size()) && i < top; ++i) {
     const LayoutPlan& l = plans[i];
     const MemoryPlan& m = l.memory;
-    std::printf("%4d %3d %2d %3d %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  %4.1f%%  %8.0f  %6.1f  %7s\n",
+    std::printf("%4d %3d %2d %3d %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  %4.1f%%  %8.0f  %6.3g  %7s\n",
                 i + 1, l.tp, l.pp, l.dp, static_cast<long long>(l.micro_batch), static_cast<long long>(l.micro_batches),
                 l.recompute.c_str(), gib(m.total()) + o.reserve_gib, gib(m.weights), gib(m.grads), gib(m.optimizer),
                 gib(m.activations), gib(m.workspace + m.comm) + o.reserve_gib, l.fits ? "yes" : "NO", 100 * l.bubble, l.step_s,
-                100 * l.mfu, l.tokens_per_day / 1e6, l.days,
-                l.cost_usd >= 1e6 ? fmt::format("${:.2f}M", l.cost_usd / 1e6).c_str() : fmt::format("${:.0f}k", l.cost_usd / 1e3).c_str());
+                100 * l.mfu, l.tokens_per_day / 1e6, l.days < 10 ? l.days : std::round(l.days),
+                money(l.cost_usd).c_str());
   }
   std::printf("\n%zu layouts, %d fit; %s\n", plans.size(), fitting,
               fitting ? fmt::format("recommended: parallel.tensor_parallel={} parallel.pipeline_parallel={} parallel.data_parallel={} "

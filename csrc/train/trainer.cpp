@@ -1,5 +1,7 @@
 #include "llamatron/trainer.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 
 #include <omp.h>
@@ -98,11 +100,15 @@ void Trainer::guard(StepStats& s) {
     return m;
   };
   const bool full = static_cast<int64_t>(recent_loss_.size()) == t.anomaly_window;
+  // "loss spike: 9.1 is 3.4x the mean 2.7 of the last 20 steps (train.spike_factor 3)"
+  const auto describe = [&](const char* what, double value, double recent) {
+    return fmt::format("{}: {:.4g} is {:.1f}x the mean {:.4g} of the last {} steps (train.spike_factor {:g})", what, value,
+                       value / recent, recent, t.anomaly_window, t.spike_factor);
+  };
   if (full && s.loss > t.spike_factor * mean(recent_loss_))
-    s.anomaly = "loss spike: " + std::to_string(s.loss) + " > " + std::to_string(t.spike_factor) + " x recent mean " + std::to_string(mean(recent_loss_));
+    s.anomaly = describe("loss spike", s.loss, mean(recent_loss_));
   else if (full && s.grad_norm > t.spike_factor * mean(recent_norm_))
-    s.anomaly = "grad norm outlier: " + std::to_string(s.grad_norm) + " > " + std::to_string(t.spike_factor) + " x recent mean " +
-                std::to_string(mean(recent_norm_));
+    s.anomaly = describe("grad norm outlier", s.grad_norm, mean(recent_norm_));
   if (!s.anomaly.empty()) {
     if (t.anomaly_action == "stop") throw Error(s.anomaly + " at step " + std::to_string(step_ + 1) + " (train.anomaly_action=stop)");
     if (t.anomaly_action == "skip") {

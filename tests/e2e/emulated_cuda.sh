@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CLI on the emulated CUDA device: `llamatron-emu train ... --set train.device=cuda` runs every
 # kernel in the emulator; its losses must match the CPU backend's (`llamatron`) step by step within
-# the bf16 bound of the model test ((12 * layers + 2) bf16 roundings: 26 * 2^-8 for tiny.yaml).
+# the bf16 bound of the model test ((12 * layers + 2) bf16 roundings: 26 * 2^-8 for tiny_synthetic.yaml).
 # And `llamatron` itself, on a machine without a GPU, must refuse train.device=cuda in one line.
 # With MPIEXEC given: the emulated device under mpirun with tp 2 x pp 2 must match the single
 # emulated process on the same global batch, within the same bound.
