@@ -10,10 +10,7 @@ set -u
 BIN=$1 SRC=$3
 rm -rf "$2" && mkdir -p "$2" || exit 2
 W=$(cd "$2" && pwd)
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
-check() { if eval "$2"; then pass "$1"; else fail "$1" "${3:-}"; fi; }
+source "$SRC/tests/e2e/lib.sh"
 
 # ---- corpus: 40 small documents of English-like text, as .txt and .jsonl ------------------------
 mkdir -p "$W/raw"
@@ -75,16 +72,10 @@ train --set data.source=megatron --set "data.paths=$W/bytes/data" --set train.ev
 check "eval_every without validation data is an error" 'grep -q "no validation data" "$W/train.out"' "$(cat "$W/train.out")"
 
 # ---- Hugging Face tokenizer.json through tools/prepare_hf.py -------------------------------------
-VENV=$W/../tools-venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import tokenizers" 2>/dev/null; then
-  /usr/bin/python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "tokenizers>=0.15" >"$W/pip.out" 2>&1
-fi
-if ! "$VENV/bin/python" -c "import tokenizers" 2>/dev/null; then
-  fail "tokenizers for tools/prepare_hf.py" "pip install tokenizers failed: $(tail -3 "$W/pip.out" 2>/dev/null)"
-else
-  "$VENV/bin/python" "$SRC/tests/tools/test_prepare_hf.py" >"$W/hf_test.out" 2>&1
+if PY=$(tools_venv "$W"); then
+  "$PY" "$SRC/tests/tools/test_prepare_hf.py" >"$W/hf_test.out" 2>&1
   check "tools/prepare_hf.py unit tests" '[ $? -eq 0 ]' "$(tail -15 "$W/hf_test.out")"
-  "$VENV/bin/python" - "$W" "$W"/raw/doc*.txt <<'PY'
+  "$PY" - "$W" "$W"/raw/doc*.txt <<'PY'
 import sys
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -92,14 +83,15 @@ tok.pre_tokenizer = pre_tokenizers.Whitespace()
 tok.train(sys.argv[2:], trainers.BpeTrainer(special_tokens=["<unk>", "</s>"], vocab_size=120))
 tok.save(sys.argv[1] + "/tokenizer.json")
 PY
-  "$VENV/bin/python" "$SRC/tools/prepare_hf.py" --tokenizer "$W/tokenizer.json" --out "$W/hf" --format both \
+  "$PY" "$SRC/tools/prepare_hf.py" --tokenizer "$W/tokenizer.json" --out "$W/hf" --format both \
     "$W"/raw/doc*.txt "$W/raw/more.jsonl" >"$W/hf_prep.out" 2>&1
   "$BIN" data inspect "$W/hf/data" >"$W/inspect.out" 2>&1
   check "prepare_hf output is read by llamatron" 'grep -q "documents: 40" "$W/inspect.out"' "$(cat "$W/hf_prep.out" "$W/inspect.out")"
   train --set model.vocab_size=128 --set data.source=llmc --set "data.paths=$W/hf/data_*.bin" --set data.valid_fraction=0.1 \
     --set train.seq_length=16
   check "trains on Hugging Face-tokenized shards" 'steps_ok' "$(tail -5 "$W/train.out")"
+else
+  fail "tokenizers from PyPI for tools/prepare_hf.py" "pip install failed: $(tail -3 "$W/pip.out" 2>/dev/null)"
 fi
 
-echo "$PASSED passed, $FAILED failed"
-(( FAILED == 0 ))
+finish

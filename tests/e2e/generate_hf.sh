@@ -10,21 +10,8 @@ set -u
 BIN=$1 SRC=$3
 rm -rf "$2" && mkdir -p "$2" || exit 2
 W=$(cd "$2" && pwd)
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS - $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
-check() { if eval "$2"; then pass "$1"; else fail "$1" "${3:-}"; fi; }
-finish() { echo "$PASSED passed, $FAILED failed"; (( FAILED == 0 )); exit; }
-
-VENV=$W/../tools-venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import tokenizers" 2>/dev/null; then
-  /usr/bin/python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "tokenizers>=0.15" >"$W/pip.out" 2>&1
-fi
-if ! "$VENV/bin/python" -c "import tokenizers" 2>/dev/null; then
-  fail "tokenizers for tools/generate_hf.py" "pip install tokenizers failed: $(tail -3 "$W/pip.out" 2>/dev/null)"
-  finish
-fi
-PY=$VENV/bin/python
+source "$SRC/tests/e2e/lib.sh"
+PY=$(tools_venv "$W") || { fail "tokenizers from PyPI for tools/generate_hf.py" "pip install failed: $(tail -3 "$W/pip.out")"; finish; }
 PROMPT="The model"
 
 # ---- corpus, tokenizer, shards ---------------------------------------------------------------------

@@ -8,8 +8,7 @@
 set -u
 BIN=$1 W=$2 SRC=$3
 rm -rf "$W" && mkdir -p "$W"
-passed=0 failed=0
-check() { if eval "$2"; then echo "ok - $1"; passed=$((passed + 1)); else echo "FAIL - $1"; failed=$((failed + 1)); fi; }
+source "$SRC/tests/e2e/lib.sh"
 one_line_error() {  # command..., expected text: exit 1, one stderr line containing the text
   local want=$1; shift
   "$@" >"$W/out" 2>"$W/err"
@@ -86,5 +85,4 @@ for cfg in "$SRC"/configs/llama*.yaml; do
 done
 check "plan with an unknown GPU names the known ones" 'one_line_error "use one of h100-80gb" "$BIN" plan "$W/cfg.yaml" --gpu h100'
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
