@@ -140,10 +140,12 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (s.step % cfg.logging.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
       const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
       spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | "
-                   "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms | mem {:.1f}/{:.1f} MiB",
+                   "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms | mem {:.1f}/{:.1f} MiB | "
+                   "skipped {} (NaN/Inf {})",
                    s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s,
                    s.tokens_per_s / devices, tflops, peak > 0 ? fmt::format("{:.1f}%", 100 * tflops / peak) : std::string("n/a"),
-                   s.step_ms, mib(memory_counts(device).total), mib(memory_counts(device).total_peak));
+                   s.step_ms, mib(memory_counts(device).total), mib(memory_counts(device).total_peak), s.skipped_steps,
+                   s.bad_steps);
     }
     if (s.step == first_step + 1) log_memory(trainer.config(), grid, device);
     if (!s.anomaly.empty())

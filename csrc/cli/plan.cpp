@@ -39,18 +39,19 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
   std::printf("Estimates, not measurements: GEMMs at %.0f%% of peak, blocking collectives at link speed, %.1f GiB per GPU "
               "reserved for the CUDA context and workspaces (docs/planner.md).\n\n",
               100 * o.gemm_efficiency, o.reserve_gib);
-  std::printf("rank  tp pp  dp  mb    M  recompute   GiB/GPU = weights + grads + optim + activ + other   fits  bubble  "
-              "step s   MFU  Mtok/day    days     cost\n");
+  std::printf("rank  tp pp  dp  mb    M  recompute   GiB/GPU = weights + grads + optim + activ +  comm + other   fits  "
+              "bubble  step s   MFU  Mtok/day    days     cost\n");
   const auto gib = [](double b) { return b / (1 << 30); };
   int fitting = 0;
   for (const LayoutPlan& l : plans) fitting += l.fits;
   for (int i = 0; i < static_cast<int>(plans.size()) && i < top; ++i) {
     const LayoutPlan& l = plans[i];
     const MemoryPlan& m = l.memory;
-    std::printf("%4d %3d %2d %3d %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  %4.1f%%  %8.0f  %6.3g  %7s\n",
+    std::printf("%4d %3d %2d %3d %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  "
+                "%4.1f%%  %8.0f  %6.3g  %7s\n",
                 i + 1, l.tp, l.pp, l.dp, static_cast<long long>(l.micro_batch), static_cast<long long>(l.micro_batches),
                 l.recompute.c_str(), gib(m.total()) + o.reserve_gib, gib(m.weights), gib(m.grads), gib(m.optimizer),
-                gib(m.activations), gib(m.workspace + m.comm) + o.reserve_gib, l.fits ? "yes" : "NO", 100 * l.bubble, l.step_s,
+                gib(m.activations), gib(m.comm), gib(m.workspace) + o.reserve_gib, l.fits ? "yes" : "NO", 100 * l.bubble, l.step_s,
                 100 * l.mfu, l.tokens_per_day / 1e6, l.days < 10 ? l.days : std::round(l.days),
                 money(l.cost_usd).c_str());
   }
