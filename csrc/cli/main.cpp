@@ -49,14 +49,16 @@ void log_resolved_config(const RunConfig& c, bool rank0) {
   std::stringstream lines(yaml);
   for (std::string line; std::getline(lines, line);) spdlog::info("  {}", line);
   if (c.checkpoint.dir.empty() || !rank0) return;
-  std::filesystem::create_directories(c.checkpoint.dir);
   const std::string path = c.checkpoint.dir + "/run_config.yaml", tmp = path + ".tmp";
+  std::error_code ec;
+  std::filesystem::create_directories(c.checkpoint.dir, ec);
   {
     std::ofstream f(tmp);
     f << yaml;
-    if (!f) throw Error("cannot write " + tmp + ": check that checkpoint.dir is writable");
+    if (!f) throw Error("cannot write " + tmp + ": check that checkpoint.dir (" + c.checkpoint.dir + ") is a writable directory");
   }
-  std::filesystem::rename(tmp, path);
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw Error("cannot write " + path + ": " + ec.message());
   spdlog::info("config saved to {}", path);
 }
 
@@ -370,7 +372,8 @@ int main(int argc, char** argv) {
   CLI::App* generate = app.add_subcommand("generate", "sample from a checkpoint's model (greedy, temperature, top-k)");
   generate->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
   generate->add_option("--prompt", gen.prompt, "text (byte-level models: vocab_size >= 257)");
-  generate->add_option("--tokens", gen.tokens, "comma-separated prompt token ids (any tokenizer); prints ids");
+  generate->add_option("--tokens", gen.tokens, "comma-separated prompt token ids (any tokenizer); prints ids "
+                                               "(tools/generate_hf.py does this with a Hugging Face tokenizer)");
   generate->add_option("--max-new", gen.max_new, "tokens to generate (default 64)");
   generate->add_option("--temperature", gen.temperature, "0: greedy (default 0.8)");
   generate->add_option("--top-k", gen.top_k, "sample among the k most likely (default 0: all)");

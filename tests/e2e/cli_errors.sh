@@ -132,6 +132,7 @@ expect_error "shard shorter than seq_len+1"        "seq_length + 1"             
 expect_error "non-YAML garbage config"             "not valid YAML"                    -- train "$W/garbage.yaml"
 expect_error "unknown anomaly action"              "train.anomaly_action must be log, skip or stop" -- train "$BASE" --set train.anomaly_action=panic
 expect_error "unwritable metrics file"             "logging.metrics_file"                -- train "$BASE" --set logging.metrics_file=/nonexistent_dir/m.jsonl
+expect_error "checkpoint.dir under a file"        "is a writable directory"            -- train "$BASE" --set "checkpoint.dir=$W/base.yaml/ckpt"
 
 # ---- positive control and determinism ------------------------------------------------------------
 # Prints the "loss X" and "grad norm Y" fields of the step lines of the last run.
