@@ -1,7 +1,11 @@
 // The subcommands that live outside main.cpp.
 #pragma once
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#include <spdlog/sinks/sink.h>
 
 #include "llamatron/planner.h"
 
@@ -15,19 +19,28 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
 
 namespace llamatron {
 
-// A progress bar with ETA on stderr, redrawn after each step; clear() it before printing a log
-// line. Disabled (every call a no-op) when not attached to a terminal, unless forced.
+// A progress bar with ETA on stderr, redrawn after each step. While it is shown, every log line
+// (spdlog's default logger, any thread: checkpoint saves log from the writer) wipes it, prints, and
+// draws it again underneath. Disabled (every call a no-op) when not attached to a terminal, unless forced.
 class ProgressBar {
  public:
   ProgressBar(int64_t first_step, int64_t total_steps, bool enabled);
   ~ProgressBar();
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
   void draw(int64_t step, double loss, double tokens_per_s);
-  void clear();
+  void clear();   // wipe it for good (the run is over)
+  void hide();    // wipe it before a log line...
+  void show();    // ...and draw it again after
 
  private:
   int64_t first_, total_;
-  bool enabled_, drawn_ = false;
+  bool enabled_;
   double start_s_;
+  std::mutex mu_;
+  std::string line_;     // what is drawn ("" once cleared)
+  bool visible_ = false;
+  std::vector<std::shared_ptr<spdlog::sinks::sink>> saved_sinks_;
 };
 
 // "[#####.....]  120/200  60% | loss 1.2345 | 95.1k tok/s | 0:21 elapsed, ETA 0:14"

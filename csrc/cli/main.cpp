@@ -129,7 +129,6 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   reset_memory_peaks(device);  // set-up transients (weights drawn on the host, a loaded checkpoint) are not the step's
   const int64_t first_step = trainer.progress().step;
   trainer.run([&](const StepStats& s) {
-    bar.clear();
     last = s;
     if (metrics.is_open()) {
       nlohmann::json j = {{"step", s.step}, {"tokens", s.tokens_seen}, {"epoch", s.epoch}, {"loss", s.loss},
@@ -214,7 +213,7 @@ RunConfig config_of_checkpoint(const std::string& ckpt) {
   std::stringstream text;
   text << f.rdbuf();
   RunConfig c = parse_config(text.str(), {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
-                                          "parallel.pipeline_layers=", "checkpoint.dir=", "checkpoint.init_from=",
+                                          "parallel.pipeline_layers=", "train.global_batch_size=0", "checkpoint.dir=", "checkpoint.init_from=",
                                           "checkpoint.resume=" + dir, "data.source=synthetic", "data.paths=", "data.weights=",
                                           "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=cpu"});
   return c;
@@ -354,7 +353,7 @@ int main(int argc, char** argv) {
   plan->add_option("--top", plan_top, "how many layouts to print (default 15)");
   plan->add_option("--tokens", plan_opts.tokens, "token budget for days and cost (default: 20 per parameter, Chinchilla)");
   plan->add_option("--usd-per-gpu-hour", plan_opts.gpu.usd_per_gpu_hour, "price per GPU-hour (default: the GPU table's)");
-  plan->add_option("--gemm-efficiency", plan_opts.gemm_efficiency, "assumed share of peak FLOP/s the GEMMs reach (default 0.6)");
+  plan->add_option("--gemm-efficiency", plan_opts.gemm_efficiency, "assumed share of peak FLOP/s the GEMMs reach (default 0.5)");
   CLI::App* info = app.add_subcommand("info", "print the backends and devices this build sees");
   std::string ckpt, out_dir, tokens_text, hf_dtype = "bf16";
   CLI::App* export_hf = app.add_subcommand("export-hf", "a checkpoint as a Hugging Face LLaMA (config.json + model.safetensors)");

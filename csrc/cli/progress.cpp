@@ -2,6 +2,8 @@
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 
@@ -28,25 +30,73 @@ std::string progress_line(int64_t step, int64_t total, int64_t first_step, doubl
                      tokens_per_s / 1e3, clock(elapsed_s), eta);
 }
 
+namespace {
+// Forwards each log message to the sinks it replaced, with the bar wiped around it.
+class BarSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  BarSink(ProgressBar& bar, std::vector<spdlog::sink_ptr> inner) : bar_(bar), inner_(std::move(inner)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    bar_.hide();
+    for (auto& s : inner_) s->log(msg);
+    for (auto& s : inner_) s->flush();
+    bar_.show();
+  }
+  void flush_() override {
+    for (auto& s : inner_) s->flush();
+  }
+
+ private:
+  ProgressBar& bar_;
+  std::vector<spdlog::sink_ptr> inner_;
+};
+}  // namespace
+
 ProgressBar::ProgressBar(int64_t first_step, int64_t total_steps, bool enabled)
-    : first_(first_step), total_(total_steps), enabled_(enabled), start_s_(now_s()) {}
+    : first_(first_step), total_(total_steps), enabled_(enabled), start_s_(now_s()) {
+  if (!enabled_) return;
+  auto logger = spdlog::default_logger();
+  saved_sinks_ = logger->sinks();
+  logger->sinks() = {std::make_shared<BarSink>(*this, saved_sinks_)};
+}
 
 ProgressBar::~ProgressBar() {
-  if (drawn_) std::fputc('\n', stderr);
+  if (!enabled_) return;
+  clear();
+  spdlog::default_logger()->sinks() = saved_sinks_;
 }
 
 void ProgressBar::draw(int64_t step, double loss, double tokens_per_s) {
   if (!enabled_) return;
-  std::fprintf(stderr, "\r\033[K%s", progress_line(step, total_, first_, now_s() - start_s_, loss, tokens_per_s).c_str());
+  std::lock_guard<std::mutex> lock(mu_);
+  line_ = progress_line(step, total_, first_, now_s() - start_s_, loss, tokens_per_s);
+  std::fprintf(stderr, "\r\033[K%s", line_.c_str());
   std::fflush(stderr);
-  drawn_ = true;
+  visible_ = true;
+}
+
+void ProgressBar::hide() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!visible_) return;
+  std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
+  visible_ = false;
+}
+
+void ProgressBar::show() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (line_.empty() || visible_) return;
+  std::fprintf(stderr, "%s", line_.c_str());
+  std::fflush(stderr);
+  visible_ = true;
 }
 
 void ProgressBar::clear() {
-  if (!drawn_) return;
-  std::fputs("\r\033[K", stderr);
-  std::fflush(stderr);
-  drawn_ = false;
+  if (!enabled_) return;
+  hide();
+  std::lock_guard<std::mutex> lock(mu_);
+  line_.clear();
 }
 
 }  // namespace llamatron

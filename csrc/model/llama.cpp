@@ -94,7 +94,7 @@ struct LlamaModel::Activations {
 // Backward scratch, shared by every layer and micro-batch (one backward runs at a time). dres is
 // the residual-stream gradient: it arrives from the next stage and leaves as this stage's input_grad.
 struct LlamaModel::Scratch {
-  int64_t rows = 0;
+  int64_t batch = 0, seq = 0;  // the micro-batch shape it was made for (attention tensors are [B, T, ...])
   Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
   LayerTensors work;  // the tensors recomputation does not keep, shared by all layers
 };
@@ -191,7 +191,7 @@ double LlamaModel::forward_loss(const int32_t* tokens, int64_t batch, int64_t se
 void LlamaModel::set_recompute(Recompute mode) {
   recompute_ = mode;
   slots_.clear();  // re-made on next use with the new split of kept and recomputed tensors
-  scratch_->rows = 0;
+  scratch_->batch = scratch_->seq = 0;
 }
 
 LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
@@ -217,9 +217,9 @@ LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
   };
   const bool keep_cheap = recompute_ == Recompute::None, keep_rest = recompute_ != Recompute::Full;
   Scratch& g = *scratch_;
-  if (g.rows != N) {
+  if (g.batch != B || g.seq != T) {
     MemoryScope scope(MemCategory::Workspace);
-    g.rows = N;
+    g.batch = B, g.seq = T;
     g.dres = make({N, C}, dt), g.dxn = make({N, C}, dt), g.datt = make({N, H * D}, dt);
     g.dq = make({B, T, H, D}, dt), g.dk = make({B, T, KV, D}, dt), g.dv = make({B, T, KV, D}, dt);
     g.dact = make({N, F}, dt), g.dgate_up = make({N, 2 * F}, dt);

@@ -398,11 +398,12 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
   std::vector<std::pair<std::string, std::string>> kv;
   flatten(root, "", kv);
   RunConfig c;
-  for (const auto& [k, v] : kv) set_key(c, k, v);
+  for (const auto& [k, v] : kv) set_key(c, k, v), c.train.grad_accum_given |= k == "train.grad_accum_steps";
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');
     if (eq == std::string::npos || eq == 0) throw Error("--set expects key=value (e.g. train.steps=10), got '" + o + "'");
     set_key(c, o.substr(0, eq), o.substr(eq + 1));
+    c.train.grad_accum_given |= o.substr(0, eq) == "train.grad_accum_steps";
   }
   c.validate();
   return c;

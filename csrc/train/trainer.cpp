@@ -30,7 +30,8 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                   std::to_string(cfg_.train.micro_batch_size) + ") x data-parallel ranks (" + std::to_string(grid_->dp()) + ") = " +
                   std::to_string(per_micro) + ": change one of them");
     // The micro-batch count follows from the global batch; a resolved config (a checkpoint's) has both.
-    if (cfg_.train.grad_accum_steps != 1 && cfg_.train.grad_accum_steps != global / per_micro)
+    const bool given = cfg_.train.grad_accum_given || cfg_.train.grad_accum_steps != 1;
+    if (given && cfg_.train.grad_accum_steps * per_micro != global)
       throw Error("train.global_batch_size (" + std::to_string(global) + ") is not train.micro_batch_size x train.grad_accum_steps x "
                   "data-parallel ranks (" + std::to_string(per_micro * cfg_.train.grad_accum_steps) + "): set one of "
                   "global_batch_size and grad_accum_steps, not both");

@@ -74,6 +74,7 @@ struct TrainConfig {
   int64_t micro_batch_size = 8;   // sequences per micro-batch per data-parallel rank
   int64_t seq_length = 64;
   int64_t grad_accum_steps = 1;   // micro-batches per optimizer step
+  bool grad_accum_given = false;  // set by parse_config when the config names grad_accum_steps (not a key)
   int64_t global_batch_size = 0;  // sequences per step over all DP ranks; when set, grad_accum_steps =
                                   // global_batch_size / (micro_batch_size * data_parallel) (Megatron's rule)
   std::string precision = "bf16"; // bf16 (bf16 params/activations, fp32 master) | fp32 (exact mode)

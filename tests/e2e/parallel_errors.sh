@@ -49,7 +49,7 @@ expect_layout_error "tied embeddings across pipeline stages" 2 "tie_embeddings" 
 
 # A valid 3D layout trains: 8 ranks, 4 micro-batches, every step logged once (by rank 0).
 timeout 120 "$MPIEXEC" -np 8 --oversubscribe "$BIN" train "$W/base.yaml" --set parallel.tensor_parallel=2 \
-  --set parallel.pipeline_parallel=2 --set train.global_batch_size=16 >"$W/out" 2>"$W/err"
+  --set parallel.pipeline_parallel=2 --set train.global_batch_size=16 --set "checkpoint.dir=$W/ck3d" >"$W/out" 2>"$W/err"
 rc=$?
 steps=$(grep -c '\] step ' "$W/out")
 if (( rc == 0 )) && (( steps == 2 )) && grep -q 'tensor_parallel 2 x pipeline_parallel 2 x data_parallel 2' "$W/out" &&
@@ -57,6 +57,12 @@ if (( rc == 0 )) && (( steps == 2 )) && grep -q 'tensor_parallel 2 x pipeline_pa
   pass "tp 2 x pp 2 x dp 2 trains, rank 0 logs"
 else
   fail "tp 2 x pp 2 x dp 2 trains, rank 0 logs" "exit $rc, $steps step lines; $(head -c 600 "$W/out") $(head -c 300 "$W/err")"
+fi
+# Its checkpoint (a global batch over dp 2 in its resolved config) loads in one process for generate.
+if out=$("$BIN" generate "$W/ck3d" --tokens 1,2,3 --max-new 4 --temperature 0 2>&1) && [ "$(echo "$out" | tr ',' '\n' | wc -l)" -eq 4 ]; then
+  pass "generate loads the tp 2 x pp 2 x dp 2 checkpoint in one process"
+else
+  fail "generate loads the tp 2 x pp 2 x dp 2 checkpoint in one process" "$out"
 fi
 
 # A rank killed mid-run (kill -9): the job ends, with an error, in bounded time (no survivor waits

@@ -53,8 +53,11 @@ check "recompute full logs what it saves" 'grep -Eq "recompute full: activations
 
 # ---- a terminal gets the progress bar ------------------------------------------------------------
 if command -v script >/dev/null; then
-  script -qfec "$BIN train $W/cfg.yaml --set checkpoint.dir= --set logging.metrics_file=" "$W/tty.log" >/dev/null 2>&1
+  script -qfec "$BIN train $W/cfg.yaml --set checkpoint.dir=$W/tty_ckpt --set checkpoint.every=4 --set logging.metrics_file=" \
+    "$W/tty.log" >/dev/null 2>&1
   check "on a terminal: a progress bar with ETA" 'grep -a -q "12/12 100% | loss" "$W/tty.log" && grep -a -q "ETA" "$W/tty.log"'
+  check "log lines (checkpoint saves too) wipe the bar first: none is glued to it" \
+    'grep -a -q "checkpoint: saved" "$W/tty.log" && ! grep -a -q "ETA [0-9:?]*\[[0-9]" "$W/tty.log"'
 else
   check "script(1) is available to test the terminal progress bar (bsdutils)" 'false'
 fi

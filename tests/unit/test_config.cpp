@@ -4,6 +4,7 @@
 #include "llamatron/config.h"
 #include "llamatron/errors.h"
 #include "llamatron/optim.h"
+#include "llamatron/trainer.h"
 
 namespace llamatron {
 namespace {
@@ -75,6 +76,26 @@ TEST(Config, ResolvedConfigRoundTrips) {
   EXPECT_EQ(config_values(parse_config(config_to_yaml(c))), config_values(c));
   EXPECT_EQ(c.train.recompute, "full");
   EXPECT_EQ(c.schedule.decay_style, "wsd");
+}
+
+// train.global_batch_size fixes the micro-batch count; a grad_accum_steps the config also names
+// (a resolved config names both) must agree with it, 1 included.
+TEST(Config, GlobalBatchAndAccumulationMustAgree) {
+  const std::string base = "model: {dim: 32, n_heads: 2, n_kv_heads: 2, ffn_dim: 64, max_seq_len: 16, vocab_size: 64}\n";
+  const RunConfig derived = parse_config(base + "train: {global_batch_size: 8, micro_batch_size: 2, seq_length: 16, threads: 1}");
+  Trainer t(derived);
+  EXPECT_EQ(t.config().train.grad_accum_steps, 4);
+  Trainer again(parse_config(config_to_yaml(t.config())));  // the resolved config: both keys, agreeing
+  EXPECT_EQ(again.config().train.grad_accum_steps, 4);
+  for (const char* accum : {"1", "3"}) {
+    try {
+      Trainer bad(parse_config(base + "train: {global_batch_size: 8, micro_batch_size: 2, seq_length: 16, threads: 1}",
+                               {std::string("train.grad_accum_steps=") + accum}));
+      ADD_FAILURE() << "grad_accum_steps " << accum << " with a global batch of 4 micro-batches was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("set one of global_batch_size and grad_accum_steps"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // Meta's rule: hidden = multiple_of * ceil(multiplier * (2/3 * 4 * dim) / multiple_of).

@@ -6,6 +6,7 @@
 
 #include "llamatron/errors.h"
 #include "llamatron/memory.h"
+#include "llamatron/model.h"
 #include "llamatron/planner.h"
 #include "llamatron/trainer.h"
 
@@ -61,6 +62,18 @@ TEST(Recompute, SameLossesGradientsAndWeightsWithLessActivationMemory) {
       kept_before = kept;
     }
   }
+}
+
+// The buffers recomputation shares between layers follow the micro-batch shape, not just its token
+// count: [2, 16] then [4, 8] (the same 32 tokens) gives the loss a fresh model gives on [4, 8].
+TEST(Recompute, SharedBuffersFollowTheMicroBatchShape) {
+  const RunConfig c = small("fp32", "full");
+  LlamaModel reused(c.model, DType::F32), fresh(c.model, DType::F32);
+  for (LlamaModel* m : {&reused, &fresh}) m->init_weights(3), m->set_recompute(Recompute::Full);
+  std::vector<int32_t> tokens(4 * 9);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7) % 96);
+  reused.forward_loss(tokens.data(), 2, 16);
+  EXPECT_EQ(reused.forward_loss(tokens.data(), 4, 8), fresh.forward_loss(tokens.data(), 4, 8));
 }
 
 // The planner against the accounting, category by category and in total, within 10% (the issue's
