@@ -20,6 +20,7 @@
 #include "llamatron/memory.h"
 #include "llamatron/planner.h"
 #include "llamatron/trainer.h"
+#include "../memory_expect.h"
 
 namespace llamatron {
 namespace {
@@ -156,16 +157,8 @@ TEST_P(Layouts, PlannerMemoryMatchesEachRanksAccounting) {
       Trainer t(c, job);
       reset_memory_peaks(Device::CPU);
       t.step(), t.step();
-      const MemoryCounts now = memory_counts(Device::CPU);
-      const MemoryPlan p = plan_memory(c, t.grid().pp_rank(), t.grid().tp_rank());
-      const std::pair<MemCategory, double> planned[] = {
-          {MemCategory::Weights, p.weights}, {MemCategory::Grads, p.grads}, {MemCategory::Optimizer, p.optimizer},
-          {MemCategory::Activations, p.activations}, {MemCategory::Workspace, p.workspace}, {MemCategory::Comm, p.comm}};
-      for (const auto& [cat, bytes] : planned) {
-        const int i = static_cast<int>(cat);
-        EXPECT_NEAR(now.peak[i] - base.current[i], bytes, 0.1 * bytes) << mode << " " << mem_category_name(cat);
-      }
-      EXPECT_NEAR(now.total_peak - base.total, p.total(), 0.1 * p.total()) << mode << " total";
+      expect_memory_as_planned(plan_memory(c, t.grid().pp_rank(), t.grid().tp_rank()), base, memory_counts(Device::CPU),
+                               std::string("recompute ") + mode);
     }
   });
 }

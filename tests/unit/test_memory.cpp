@@ -9,6 +9,7 @@
 #include "llamatron/model.h"
 #include "llamatron/planner.h"
 #include "llamatron/trainer.h"
+#include "../memory_expect.h"
 
 namespace llamatron {
 namespace {
@@ -27,14 +28,6 @@ std::vector<char> bytes_of(const Tensor& t) {
   std::memcpy(b.data(), t.raw(), b.size());
   return b;
 }
-
-// What a trainer's two steps allocate, by category: each category's peak, and the total's, over
-// the steps (the set-up's transients, like the weights drawn on the host, excluded).
-struct Measured {
-  MemoryCounts base, after;
-  double peak(MemCategory c) const { return static_cast<double>(after.peak[static_cast<int>(c)] - base.current[static_cast<int>(c)]); }
-  double total() const { return static_cast<double>(after.total_peak - base.total); }
-};
 
 TEST(Recompute, SameLossesGradientsAndWeightsWithLessActivationMemory) {
   for (const char* precision : {"bf16", "fp32"}) {
@@ -91,19 +84,12 @@ TEST(Planner, MemoryAgreesWithTheEngineAccounting) {
   for (const RunConfig& c : configs) {
     const std::string what = c.train.precision + " recompute " + c.train.recompute + (c.model.tie_embeddings ? " tied" : "") +
                              " M=" + std::to_string(c.train.grad_accum_steps) + " V=" + std::to_string(c.model.vocab_size);
-    Measured m;
-    m.base = memory_counts(Device::CPU);
+    // Two steps' peaks, the set-up's transients (weights drawn on the host) excluded.
+    const MemoryCounts base = memory_counts(Device::CPU);
     Trainer t(c);
     reset_memory_peaks(Device::CPU);
     t.step(), t.step();
-    m.after = memory_counts(Device::CPU);
-    const MemoryPlan p = plan_memory(c, 0);
-    const std::pair<MemCategory, double> planned[] = {
-        {MemCategory::Weights, p.weights}, {MemCategory::Grads, p.grads}, {MemCategory::Optimizer, p.optimizer},
-        {MemCategory::Activations, p.activations}, {MemCategory::Workspace, p.workspace}, {MemCategory::Comm, p.comm}};
-    for (const auto& [cat, bytes] : planned)
-      EXPECT_NEAR(m.peak(cat), bytes, 0.1 * bytes) << what << ": " << mem_category_name(cat);
-    EXPECT_NEAR(m.total(), p.total(), 0.1 * p.total()) << what << ": total (other: " << m.peak(MemCategory::Other) << " B)";
+    expect_memory_as_planned(plan_memory(c, 0), base, memory_counts(Device::CPU), what);
   }
 }
 
