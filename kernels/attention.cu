@@ -50,7 +50,7 @@ __device__ __forceinline__ void stage_tile(bf16* tile, const bf16* g, int64_t ld
     if (row0 + r < valid)
       cp_async<16>(dst, g + (row0 + r) * ld + ch * 8);
     else
-      *reinterpret_cast<uint4*>(dst) = uint4{0u, 0u, 0u, 0u};
+      as_vec<uint4>(dst) = uint4{0u, 0u, 0u, 0u};
   }
 }
 
@@ -169,7 +169,7 @@ __device__ __forceinline__ void store_rows(bf16* out, const Rows& at, int row0, 
     bf16* dst = out + at.base + row * at.ld + acc_col(0);
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt)
-      *reinterpret_cast<uint32_t*>(dst + dt * 8) = pack_bf16(acc[dt][2 * r] * scale[r], acc[dt][2 * r + 1] * scale[r]);
+      as_vec<uint32_t>(dst + dt * 8) = pack_bf16(acc[dt][2 * r] * scale[r], acc[dt][2 * r + 1] * scale[r]);
   }
 }
 
@@ -267,7 +267,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t bt = row / h;
   if (lane == 0) dvec[(bt / t * h + row % h) * t + bt % t] = acc;
   if (dq_accum != nullptr)
-    for (int i = lane * 4; i < d; i += 32 * 4) *reinterpret_cast<float4*>(dq_accum + row * d + i) = float4{0.f, 0.f, 0.f, 0.f};
+    for (int i = lane * 4; i < d; i += 32 * 4) as_vec<float4>(dq_accum + row * d + i) = float4{0.f, 0.f, 0.f, 0.f};
 }
 
 // Per-row softmax statistics of the backward in the log2 domain: rows past t get LSE = +inf, so
@@ -350,8 +350,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
               const int qi = ks * 16 + half * 8 + acc_col(0);
-              *reinterpret_cast<uint32_t*>(sds + swz<BM>(key, qi)) = dsf[ks][2 * half];
-              *reinterpret_cast<uint32_t*>(sds + swz<BM>(key + 8, qi)) = dsf[ks][2 * half + 1];
+              as_vec<uint32_t>(sds + swz<BM>(key, qi)) = dsf[ks][2 * half];
+              as_vec<uint32_t>(sds + swz<BM>(key + 8, qi)) = dsf[ks][2 * half + 1];
             }
           __syncthreads();
           constexpr int kRowGroups = BM / 16, kCols = D * kRowGroups / kWarps;

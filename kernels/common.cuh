@@ -15,10 +15,27 @@ struct alignas(16) Bf16x8 {
 
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// *p as one V (uint32_t, float4, uint4, Bf16x8): a single vector access, which on a GPU needs p
+// aligned to sizeof(V) (the emulator checks, where x86 would not mind).
+template <typename V, typename T>
+__device__ __forceinline__ V& as_vec(T* p) {
+#if !defined(__CUDACC__)
+  ::llamatron::emu::check_aligned(p, sizeof(V), "vector access");
+#endif
+  return *reinterpret_cast<V*>(p);
+}
+template <typename V, typename T>
+__device__ __forceinline__ const V& as_vec(const T* p) {
+#if !defined(__CUDACC__)
+  ::llamatron::emu::check_aligned(p, sizeof(V), "vector access");
+#endif
+  return *reinterpret_cast<const V*>(p);
+}
+
 // n = 8: one 128-bit access (p 16-byte aligned); n = 1: one element.
 __device__ __forceinline__ void load_bf16(const bf16* p, int n, float* out) {
   if (n == 8) {
-    const Bf16x8 v = *reinterpret_cast<const Bf16x8*>(p);
+    const Bf16x8 v = as_vec<Bf16x8>(p);
     for (int k = 0; k < 8; ++k) out[k] = __bfloat162float(v.v[k]);
   } else {
     out[0] = __bfloat162float(p[0]);
@@ -29,7 +46,7 @@ __device__ __forceinline__ void store_bf16(bf16* p, int n, const float* in) {
   if (n == 8) {
     Bf16x8 v;
     for (int k = 0; k < 8; ++k) v.v[k] = __float2bfloat16(in[k]);
-    *reinterpret_cast<Bf16x8*>(p) = v;
+    as_vec<Bf16x8>(p) = v;
   } else {
     p[0] = __float2bfloat16(in[0]);
   }

@@ -84,7 +84,7 @@ __global__ void cast_kernel(const float* src, bf16* dst, int64_t n, bool vec) {
   grid_stride_vec8(n, vec, [&](int64_t i, int m) {
     float v[8];
     if (m == 8) {
-      const float4 a = reinterpret_cast<const float4*>(src + i)[0], b = reinterpret_cast<const float4*>(src + i)[1];
+      const float4 a = as_vec<float4>(src + i), b = as_vec<float4>(src + i + 4);
       v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
       v[0] = src[i];
@@ -98,8 +98,8 @@ __global__ void widen_kernel(const bf16* src, float* dst, int64_t n, bool vec) {
     float v[8];
     load_bf16(src + i, m, v);
     if (m == 8) {
-      reinterpret_cast<float4*>(dst + i)[0] = float4{v[0], v[1], v[2], v[3]};
-      reinterpret_cast<float4*>(dst + i)[1] = float4{v[4], v[5], v[6], v[7]};
+      as_vec<float4>(dst + i) = float4{v[0], v[1], v[2], v[3]};
+      as_vec<float4>(dst + i + 4) = float4{v[4], v[5], v[6], v[7]};
     } else {
       dst[i] = v[0];
     }

@@ -83,10 +83,12 @@ __device__ __forceinline__ void ldmatrix(uint32_t (&r)[N], const void* smem_row)
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 #else
   using namespace emu_detail;
+  const unsigned l = ::llamatron::emu::lane_id();
+  if (l < 8 * N) ::llamatron::emu::check_aligned(smem_row, 16, "ldmatrix row address");  // other lanes' are unused
   const uint64_t mine = reinterpret_cast<uintptr_t>(smem_row);
   uint64_t rows[32];
   ::llamatron::emu::warp_all_gather(0xffffffffu, &mine, 1, rows, __FILE__, __LINE__);
-  const unsigned l = ::llamatron::emu::lane_id();
+  if (l == 0) ::llamatron::emu::record_ldmatrix(rows, N);
   for (int i = 0; i < N; ++i) {
     const auto row = [&](unsigned rr) { return reinterpret_cast<const unsigned char*>(rows[8 * i + rr]); };
     if constexpr (!Trans) {
@@ -110,8 +112,9 @@ __device__ __forceinline__ float ex2(float x) {
 #endif
 }
 
-// cp.async of 4, 8 or 16 bytes global -> shared, with commit / wait. The emulator copies at once,
-// which every correct use of commit/wait cannot tell apart from an asynchronous copy.
+// cp.async of 4, 8 or 16 bytes global -> shared, with commit / wait. The emulator keeps each copy
+// pending until a wait lands its group (or lands it at issue, see emu::set_cp_async_landing), so a
+// read before the right wait sees poison, and checks both addresses' alignment.
 template <int Bytes>
 __device__ __forceinline__ void cp_async(void* smem_dst, const void* gmem_src) {
   static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16, "cp.async copies 4, 8 or 16 bytes");
@@ -122,13 +125,15 @@ __device__ __forceinline__ void cp_async(void* smem_dst, const void* gmem_src) {
   else
     asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(dst), "l"(gmem_src), "n"(Bytes));
 #else
-  std::memcpy(smem_dst, gmem_src, Bytes);
+  ::llamatron::emu::cp_async_issue(smem_dst, gmem_src, Bytes);
 #endif
 }
 
 __device__ __forceinline__ void cp_async_commit() {
 #if defined(__CUDACC__)
   asm volatile("cp.async.commit_group;\n" ::);
+#else
+  ::llamatron::emu::cp_async_commit();
 #endif
 }
 
@@ -136,6 +141,8 @@ template <int Pending>
 __device__ __forceinline__ void cp_async_wait() {
 #if defined(__CUDACC__)
   asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+#else
+  ::llamatron::emu::cp_async_wait(Pending);
 #endif
 }
 

@@ -26,6 +26,9 @@ class EmulatedRuntime final : public Runtime {
   void* malloc(size_t bytes) override {
     void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);  // cudaMalloc aligns to 256
     if (!p) throw Error("emulated cudaMalloc of " + std::to_string(bytes) + " bytes failed: out of host memory");
+    // cudaMalloc's memory is not zeroed: poison it as the kernel emulator poisons shared memory
+    // (0xFF bytes, NaN in bf16 and fp32), so code that reads before writing fails here too.
+    std::memset(p, 0xFF, bytes);
     std::lock_guard<std::mutex> lock(mu_);
     allocations_.insert(p);
     return p;

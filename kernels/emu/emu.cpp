@@ -10,13 +10,17 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include <algorithm>
+#include <deque>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <omp.h>
@@ -125,6 +129,12 @@ struct WarpSlot {  // one per (warp, mask) in use: a barrier and the lanes' publ
 
 enum class Wait { None, Block, Warp };
 
+struct CpAsyncCopy {
+  void* dst;
+  const void* src;
+  size_t bytes;
+};
+
 struct Fiber {
   Context ctx;
   char* stack = nullptr;
@@ -137,6 +147,8 @@ struct Fiber {
   const char* file = "";
   int line = 0;
   unsigned mask = 0;
+  std::vector<CpAsyncCopy> cp_open;                // issued since the last commit
+  std::deque<std::vector<CpAsyncCopy>> cp_groups;  // committed and not landed yet, oldest first
   bool blocked() const { return wait != Wait::None && *wait_generation == seen_generation; }
 };
 
@@ -157,6 +169,8 @@ struct Worker {
   bool aborting = false;  // unwinding the fibers of a failed block
   std::vector<std::map<unsigned, WarpSlot>> warps;
   std::vector<char> smem;
+  Schedule schedule = Schedule::Lockstep;
+  unsigned rescan = 0;  // run-ahead schedules: every fiber before this position is blocked or done
   const std::function<void()>* body = nullptr;
 
   ~Worker() {
@@ -195,6 +209,17 @@ void yield() {
 
 std::string where(const char* file, int line) { return std::string(file) + ":" + std::to_string(line); }
 
+void land(std::vector<CpAsyncCopy>& copies) {
+  for (const CpAsyncCopy& c : copies) std::memcpy(c.dst, c.src, c.bytes);
+  copies.clear();
+}
+
+void land_all(Fiber& f) {
+  for (auto& g : f.cp_groups) land(g);
+  f.cp_groups.clear();
+  land(f.cp_open);
+}
+
 void fiber_main() {
   Worker& w = *tl_worker;
   LT_ASAN_FINISH_SWITCH(nullptr, &w.scheduler_stack, &w.scheduler_stack_size);
@@ -209,6 +234,7 @@ void fiber_main() {
     return;
   }
   Fiber& f = me();
+  land_all(f);  // on a GPU, copies nobody waited for still arrive
   f.done = true;
   f.wait = Wait::None;
   --w.live;
@@ -216,6 +242,7 @@ void fiber_main() {
   if (w.block_barrier.arrived > 0 && w.block_barrier.arrived == w.live) {
     ++w.block_barrier.generation;
     w.block_barrier.arrived = 0;
+    w.rescan = 0;
   }
 }
 
@@ -271,6 +298,8 @@ void run_block(Worker& w, uint3 block) {
     f.tid = uint3{i % w.block_dim.x, i / w.block_dim.x % w.block_dim.y, i / (w.block_dim.x * w.block_dim.y)};
     f.done = false;
     f.wait = Wait::None;
+    f.cp_open.clear();
+    f.cp_groups.clear();
     LT_ASAN_UNPOISON(f.stack, kStackBytes);
     make_context(f.ctx, f.stack, kStackBytes, fiber_entry);
   }
@@ -281,6 +310,25 @@ void run_block(Worker& w, uint3 block) {
     LT_ASAN_FINISH_SWITCH(w.scheduler_fake_stack, nullptr, nullptr);
   };
   std::string report;
+  // Run-ahead: always resume the first runnable fiber in schedule order, so one warp runs as far as
+  // it can (to a __syncthreads, or to the end) before the next one starts.
+  while (w.schedule != Schedule::Lockstep && report.empty()) {
+    const bool reversed = w.schedule == Schedule::LastWarpAhead;
+    unsigned p = w.rescan;
+    for (; p < n; ++p) {
+      const Fiber& f = w.fibers[reversed ? n - 1 - p : p];
+      if (!f.done && !f.blocked()) break;
+    }
+    w.rescan = p;
+    if (!w.error.empty()) report = w.error;
+    else if (w.live == 0) return;
+    else if (p == n) report = deadlock_report(w);
+    else {
+      Fiber& f = w.fibers[reversed ? n - 1 - p : p];
+      f.wait = Wait::None;
+      resume(f);
+    }
+  }
   while (report.empty()) {
     bool progress = false, all_done = true;
     for (unsigned i = 0; i < n && w.error.empty(); ++i) {
@@ -316,6 +364,7 @@ void arrive_and_wait(Barrier& b, unsigned expected, Wait kind, unsigned mask, co
   if (++b.arrived == expected) {
     ++b.generation;
     b.arrived = 0;
+    tl_worker->rescan = 0;  // some waiting fibers are runnable again
   }
   yield();
 }
@@ -396,6 +445,99 @@ unsigned warp_ballot(unsigned mask, bool pred, const char* file, int line) {
   return ballot;
 }
 
+void check_aligned(const void* p, size_t alignment, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % alignment == 0) return;
+  const Worker& w = *tl_worker;
+  std::ostringstream m;
+  m << "misaligned " << what << " at " << p << ": it needs " << alignment << "-byte alignment, and a GPU "
+    << "faults with 'misaligned address' (thread " << me().linear << " of block (" << w.block.x << ","
+    << w.block.y << "," << w.block.z << "))";
+  fail(m.str());
+}
+
+// The knobs' defaults come from the environment (LLAMATRON_EMU_SCHEDULE, LLAMATRON_EMU_CP_ASYNC),
+// so a whole test binary can run under another interleaving; a bad value is an error at launch.
+template <typename E>
+E from_env(const char* var, std::initializer_list<std::pair<const char*, E>> values) {
+  const char* v = std::getenv(var);
+  if (v == nullptr || *v == 0) return values.begin()->second;
+  std::string names;
+  for (const auto& [name, e] : values) {
+    if (std::strcmp(v, name) == 0) return e;
+    names += std::string(names.empty() ? "" : ", ") + name;
+  }
+  throw std::runtime_error(std::string(var) + "='" + v + "' is not one of: " + names);
+}
+
+std::atomic<int> g_schedule{-1}, g_cp_async_landing{-1};  // -1: not set yet, read the environment
+
+Schedule current_schedule() {
+  if (g_schedule < 0)
+    g_schedule = static_cast<int>(from_env<Schedule>("LLAMATRON_EMU_SCHEDULE", {{"lockstep", Schedule::Lockstep},
+                                                                                 {"first-warp-ahead", Schedule::FirstWarpAhead},
+                                                                                 {"last-warp-ahead", Schedule::LastWarpAhead}}));
+  return static_cast<Schedule>(g_schedule.load());
+}
+
+CpAsyncLanding current_landing() {
+  if (g_cp_async_landing < 0)
+    g_cp_async_landing = static_cast<int>(
+        from_env<CpAsyncLanding>("LLAMATRON_EMU_CP_ASYNC", {{"at-wait", CpAsyncLanding::AtWait}, {"at-issue", CpAsyncLanding::AtIssue}}));
+  return static_cast<CpAsyncLanding>(g_cp_async_landing.load());
+}
+
+void set_schedule(Schedule schedule) { g_schedule = static_cast<int>(schedule); }
+void set_cp_async_landing(CpAsyncLanding landing) { g_cp_async_landing = static_cast<int>(landing); }
+
+void cp_async_issue(void* smem_dst, const void* gmem_src, size_t bytes) {
+  check_aligned(smem_dst, bytes, "cp.async shared-memory destination");
+  check_aligned(gmem_src, bytes, "cp.async global source");
+  if (current_landing() == CpAsyncLanding::AtIssue) {
+    std::memcpy(smem_dst, gmem_src, bytes);
+    return;
+  }
+  me().cp_open.push_back({smem_dst, gmem_src, bytes});
+}
+
+void cp_async_commit() {
+  Fiber& f = me();
+  f.cp_groups.push_back(std::move(f.cp_open));
+  f.cp_open.clear();
+}
+
+void cp_async_wait(int pending_groups) {
+  Fiber& f = me();  // lands every committed group but the newest `pending_groups`
+  while (static_cast<int>(f.cp_groups.size()) > pending_groups) {
+    land(f.cp_groups.front());
+    f.cp_groups.pop_front();
+  }
+}
+
+std::atomic<uint64_t> g_ldmatrix_phases{0}, g_ldmatrix_extra{0};
+
+void record_ldmatrix(const uint64_t* row_addresses, int matrices) {
+  uint64_t extra = 0;
+  for (int i = 0; i < matrices; ++i) {
+    uint64_t chunks[8];
+    int n = 0;
+    for (int r = 0; r < 8; ++r) {  // distinct 16-byte rows: the same address is a broadcast
+      const uint64_t chunk = row_addresses[8 * i + r] / 16;
+      if (std::find(chunks, chunks + n, chunk) == chunks + n) chunks[n++] = chunk;
+    }
+    int per_group[8] = {};
+    for (int k = 0; k < n; ++k) ++per_group[chunks[k] % 8];
+    extra += static_cast<uint64_t>(*std::max_element(per_group, per_group + 8) - 1);
+  }
+  g_ldmatrix_phases += static_cast<uint64_t>(matrices);
+  g_ldmatrix_extra += extra;
+}
+
+SmemStats smem_stats() { return {g_ldmatrix_phases.load(), g_ldmatrix_extra.load()}; }
+void reset_smem_stats() {
+  g_ldmatrix_phases = 0;
+  g_ldmatrix_extra = 0;
+}
+
 std::mutex g_attr_mu;
 std::map<const void*, size_t> g_max_dynamic_smem;
 
@@ -431,6 +573,8 @@ void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes
   std::string first_error;
   std::mutex mu;
   const bool reverse = g_reverse_blocks;
+  const Schedule schedule = current_schedule();
+  current_landing();  // a bad LLAMATRON_EMU_CP_ASYNC fails here, outside the fibers
 #pragma omp parallel for schedule(dynamic)
   for (int64_t i = 0; i < blocks; ++i) {
     const int64_t b = reverse ? blocks - 1 - i : i;
@@ -443,8 +587,10 @@ void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes
     w.block_dim = block;
     w.grid_dim = grid;
     w.body = &body;
+    w.schedule = schedule;
+    w.rescan = 0;
     w.error.clear();
-    w.smem.assign(dynamic_smem_bytes, 0);
+    w.smem.assign(dynamic_smem_bytes, static_cast<char>(kPoisonByte));
     const uint3 bi{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
                    static_cast<unsigned>(b / (static_cast<int64_t>(grid.x) * grid.y))};
     try {

@@ -50,6 +50,43 @@ void set_max_dynamic_smem(const void* kernel, size_t bytes);
 // result that changes with it (e.g. float atomics from several blocks) is order-dependent.
 void set_reverse_block_order(bool on);
 
+// ---- what a GPU does that a CPU would hide ------------------------------------------------------
+// Fresh shared memory (and, in the emulated runtime, fresh device memory) holds garbage on a GPU;
+// here it is filled with this byte, a NaN in bf16 and fp32, so a kernel that reads what it never
+// wrote computes NaN instead of a lucky zero.
+constexpr unsigned char kPoisonByte = 0xFF;
+// A vector access, cp.async or ldmatrix row at an address not aligned to its size faults on a GPU
+// ("misaligned address"); here it fails the launch, naming the access, address and thread.
+void check_aligned(const void* p, size_t alignment, const char* what);
+// cp.async: a thread's copies stay pending until a cp.async.wait_group lands their group. The
+// default lands them as late as allowed (at the wait), so a read before the wait sees poison; at
+// issue is the other extreme, so an early issue into a buffer still being read is caught too.
+// Default: LLAMATRON_EMU_CP_ASYNC = at-wait | at-issue.
+enum class CpAsyncLanding { AtWait, AtIssue };
+void set_cp_async_landing(CpAsyncLanding landing);
+// The interleaving of a block's warps. Lockstep (the default) advances every thread to its next
+// barrier or warp primitive in turn, so warps never drift apart; a GPU promises no such thing. The
+// run-ahead schedules let one warp run as far as it can before the next starts (first warp first,
+// or last first), which turns a missing __syncthreads between warps into wrong or poisoned data:
+// a read of another warp's data before it is written (last-warp-ahead), or an overwrite of data
+// another warp has not read yet (first-warp-ahead, with cp.async landing at issue).
+// Default: LLAMATRON_EMU_SCHEDULE = lockstep | first-warp-ahead | last-warp-ahead.
+enum class Schedule { Lockstep, FirstWarpAhead, LastWarpAhead };
+void set_schedule(Schedule schedule);
+void cp_async_issue(void* smem_dst, const void* gmem_src, size_t bytes);
+void cp_async_commit();
+void cp_async_wait(int pending_groups);
+// Shared-memory bank conflicts of ldmatrix, counted exactly from the row addresses: each 8-row
+// phase reads eight 16-byte rows in one wavefront when they fall in eight different 16-byte bank
+// groups; every further row in an already used group (a different address) costs one more.
+struct SmemStats {
+  uint64_t ldmatrix_phases = 0;
+  uint64_t ldmatrix_extra_wavefronts = 0;
+};
+void record_ldmatrix(const uint64_t* row_addresses, int matrices);
+SmemStats smem_stats();
+void reset_smem_stats();
+
 // ---- synchronisation ----------------------------------------------------------------------------
 void sync_block(const char* file, int line);
 void sync_warp(unsigned mask, const char* file, int line);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/types.h"
@@ -25,6 +26,16 @@ inline std::vector<float> random_f32(size_t n, uint64_t seed, float scale, float
   Rng rng(seed);
   std::vector<float> v(n);
   for (auto& x : v) x = shift + scale * static_cast<float>(rng.normal());
+  return v;
+}
+
+// A kernel's output or workspace buffer as a GPU hands it out: garbage. Every byte is the
+// emulator's poison (NaN in bf16 and fp32), so an element the kernel forgets to write, or reads
+// before writing, shows up as NaN instead of a lucky zero.
+template <typename T>
+std::vector<T> poisoned(size_t n) {
+  std::vector<T> v(n);
+  std::memset(static_cast<void*>(v.data()), 0xFF, n * sizeof(T));
   return v;
 }
 

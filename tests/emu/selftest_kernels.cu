@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "kernels/launch.cuh"
+#include "kernels/common.cuh"
 #include "kernels/ptx.cuh"
 #include "tests/emu/selftest_kernels.cuh"
 
@@ -142,6 +143,53 @@ __global__ void cp_async_kernel(const float* in, float* out, int n_vec16) {
   for (int i = threadIdx.x; i < 4 * n_vec16; i += blockDim.x) out[i] = staged[i];
 }
 
+__global__ void read_smem_kernel(float* out, int n) {
+  const float* smem = kernels::dynamic_smem<float>();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = smem[i];
+}
+
+__global__ void cp_async_groups_kernel(const float* in, float* out) {
+  float* staged = kernels::dynamic_smem<float>();
+  kernels::cp_async<16>(staged, in);
+  kernels::cp_async_commit();
+  kernels::cp_async<16>(staged + 4, in + 4);
+  kernels::cp_async_commit();
+  kernels::cp_async_wait<1>();  // the first group has landed; the second may not have
+  for (int i = 0; i < 8; ++i) out[i] = staged[i];
+  kernels::cp_async_wait<0>();
+  for (int i = 0; i < 8; ++i) out[8 + i] = staged[i];
+}
+
+__global__ void ldmatrix_rows_kernel(int stride) {
+  const uint16_t* tile = kernels::dynamic_smem<uint16_t>();
+  uint32_t r[4];
+  kernels::ldmatrix<4, false>(r, tile + threadIdx.x * stride);
+}
+
+__global__ void racy_overwrite_kernel(int* out, bool with_barrier) {
+  __shared__ int values[32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp == 0) values[lane] = lane;
+  __syncthreads();
+  __syncwarp();
+  if (warp == 1) values[lane] = 100 + lane;
+  if (with_barrier) __syncthreads();
+  if (warp == 0) out[lane] = values[lane];
+}
+
+__global__ void misaligned_cp_async_kernel(const float* in) {
+  kernels::cp_async<16>(kernels::dynamic_smem<float>(), in + 1);
+  kernels::cp_async_commit();
+  kernels::cp_async_wait<0>();
+}
+
+__global__ void misaligned_ldmatrix_kernel() {
+  uint32_t r[1];
+  kernels::ldmatrix<1, false>(r, kernels::dynamic_smem<uint16_t>() + 4);
+}
+
+__global__ void misaligned_vector_kernel(float* p) { kernels::as_vec<float4>(p + 1) = float4{1.f, 2.f, 3.f, 4.f}; }
+
 __global__ void divergent_barrier_kernel() {
   if (threadIdx.x < 16) {
     __syncthreads();
@@ -200,6 +248,19 @@ void big_smem_copy(const float* in, float* out, bool opt_in) {
   if (opt_in) kernels::set_max_dynamic_smem(cp_async_kernel, 64 * 1024);
   launch(cp_async_kernel, dim3(1), dim3(64), 64 * 1024, nullptr, in, out, 4096);
 }
+void read_unwritten_smem(float* out, int n) {
+  launch(read_smem_kernel, dim3(1), dim3(64), static_cast<size_t>(n) * sizeof(float), nullptr, out, n);
+}
+void cp_async_groups(const float* in, float* out) { launch(cp_async_groups_kernel, dim3(1), dim3(1), 32, nullptr, in, out); }
+void ldmatrix_rows(int stride) {
+  launch(ldmatrix_rows_kernel, dim3(1), dim3(32), static_cast<size_t>(32 * stride + 8) * 2, nullptr, stride);
+}
+void racy_overwrite(int* out, bool with_barrier) {
+  launch(racy_overwrite_kernel, dim3(1), dim3(64), 0, nullptr, out, with_barrier);
+}
+void misaligned_cp_async(const float* in) { launch(misaligned_cp_async_kernel, dim3(1), dim3(32), 64, nullptr, in); }
+void misaligned_ldmatrix() { launch(misaligned_ldmatrix_kernel, dim3(1), dim3(32), 256, nullptr); }
+void misaligned_vector(float* p) { launch(misaligned_vector_kernel, dim3(1), dim3(1), 0, nullptr, p); }
 void divergent_barrier() { launch(divergent_barrier_kernel, dim3(1), dim3(32), 0, nullptr); }
 void shuffle_deadlock() {
   static int sink[64];

@@ -30,6 +30,22 @@ void mma_16x8x16(const uint16_t* a, const uint16_t* b, const float* c, float* d)
 void ldmatrix_test(const uint16_t* m, uint32_t* out, int n, bool trans);
 // Copies n_vec16 16-byte vectors global -> shared with cp.async, then shared -> out.
 void cp_async_copy(const float* in, float* out, int n_vec16);
+// GPU behaviour the emulator makes visible. out[0 .. n) = dynamic shared memory nobody wrote.
+void read_unwritten_smem(float* out, int n);
+// One thread: cp.async of in[0..4) as group 1 and in[4..8) as group 2 into shared memory;
+// out[0..8) = the staged values after cp.async.wait_group 1, out[8..16) after wait_group 0.
+void cp_async_groups(const float* in, float* out);
+// One warp: ldmatrix.x4 with lane l passing row l of a [32][stride] bf16 shared tile (stride 0:
+// every lane the same row, a broadcast); the bank conflicts land in emu::smem_stats().
+void ldmatrix_rows(int stride);
+// Two warps: warp 1 overwrites shared values that warp 0 then reads into out[0 .. 32), with a
+// __syncthreads between them only if `with_barrier` (without it, the result depends on timing).
+void racy_overwrite(int* out, bool with_barrier);
+// Misaligned accesses, each of which a GPU faults on: a 16-byte cp.async from in + 1 float, an
+// ldmatrix row 8 bytes off, a float4 access through kernels::as_vec at p + 1.
+void misaligned_cp_async(const float* in);
+void misaligned_ldmatrix();
+void misaligned_vector(float* p);
 // Misuses the emulator must report (each throws): a __syncthreads reached at two different lines;
 // half a warp in a full-mask shuffle while the other half waits at __syncthreads; a lane outside
 // its shuffle mask; a block of 2048 threads.

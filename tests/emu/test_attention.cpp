@@ -3,6 +3,7 @@
 // (kernel_test_util.h: twice the CPU bf16 attention's own error against its fp32 run).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -57,8 +58,8 @@ struct KernelGrads {
 
 // The kernel backward on the kernel forward's O and LSE.
 KernelGrads kernel_backward(const Inputs& in, const std::vector<bf16>& o, const std::vector<float>& lse, bool deterministic) {
-  KernelGrads g{std::vector<bf16>(in.q.size()), std::vector<bf16>(in.k.size()), std::vector<bf16>(in.v.size())};
-  std::vector<float> workspace(kernels::attention_backward_workspace_bytes(in.dims, deterministic) / sizeof(float) + 1);
+  KernelGrads g{test::poisoned<bf16>(in.q.size()), test::poisoned<bf16>(in.k.size()), test::poisoned<bf16>(in.v.size())};
+  auto workspace = test::poisoned<float>(kernels::attention_backward_workspace_bytes(in.dims, deterministic) / sizeof(float) + 1);
   kernels::attention_backward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), dev(in.dout), dev(g.dq), dev(g.dk),
                               dev(g.dv), workspace.data(), in.dims, deterministic, nullptr);
   return g;
@@ -71,8 +72,8 @@ TEST_P(AttentionKernel, ForwardAndBackwardMatchCpuAttention) {
   const CpuRun<float> ref(in);
   const CpuRun<bf16> cpu(in);
 
-  std::vector<bf16> o(in.q.size());
-  std::vector<float> lse(ref.lse.size());
+  auto o = test::poisoned<bf16>(in.q.size());
+  auto lse = test::poisoned<float>(ref.lse.size());
   kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr);
   test::expect_no_worse_than_cpu_bf16("O", o, cpu.o, ref.o);
   // LSE is fp32 on every side; only exp/log approximations and summation order differ.
@@ -108,16 +109,16 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionKernel, testing::ValuesIn(issue_shapes
 // reversed order does expose order-dependent sums.
 TEST(AttentionKernelDeterminism, DeterministicBackwardIgnoresBlockOrder) {
   const Inputs in(Case{1, 256, 4, 2, 64});
-  std::vector<bf16> o(in.q.size());
-  std::vector<float> lse(size_t(4) * 256);
+  auto o = test::poisoned<bf16>(in.q.size());
+  auto lse = test::poisoned<float>(size_t(4) * 256);
   kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr);
   std::vector<KernelGrads> runs;
   std::vector<std::vector<float>> accumulators;
   for (const bool reverse : {false, true}) {
     emu::set_reverse_block_order(reverse);
     runs.push_back(kernel_backward(in, o, lse, true));
-    std::vector<float> workspace(kernels::attention_backward_workspace_bytes(in.dims, false) / sizeof(float) + 1);
-    std::vector<bf16> dq(in.q.size()), dk(in.k.size()), dv(in.v.size());
+    auto workspace = test::poisoned<float>(kernels::attention_backward_workspace_bytes(in.dims, false) / sizeof(float) + 1);
+    auto dq = test::poisoned<bf16>(in.q.size()), dk = test::poisoned<bf16>(in.k.size()), dv = test::poisoned<bf16>(in.v.size());
     kernels::attention_backward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), dev(in.dout), dev(dq), dev(dk),
                                 dev(dv), workspace.data(), in.dims, false, nullptr);
     accumulators.push_back(std::move(workspace));
@@ -127,6 +128,53 @@ TEST(AttentionKernelDeterminism, DeterministicBackwardIgnoresBlockOrder) {
   EXPECT_EQ(runs[0].dq, runs[1].dq);
   EXPECT_EQ(runs[0].dk, runs[1].dk);
   EXPECT_EQ(runs[0].dv, runs[1].dv);
+}
+
+struct KernelRun {
+  std::vector<bf16> o;
+  std::vector<float> lse;
+  KernelGrads g;
+};
+
+KernelRun kernel_run(const Inputs& in, bool deterministic) {
+  KernelRun r{test::poisoned<bf16>(in.q.size()), test::poisoned<float>(size_t(in.dims.b) * in.dims.h * in.dims.t), {}};
+  kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(r.o), r.lse.data(), in.dims, nullptr);
+  r.g = kernel_backward(in, r.o, r.lse, deterministic);
+  return r;
+}
+
+// The swizzled tiles keep every ldmatrix of the forward and both backward kernels free of shared-
+// memory bank conflicts, as the emulator counts them from the row addresses (the hardware's rule,
+// not a timing). The control: the emulator's own self-test sees conflicts in unswizzled rows.
+TEST(AttentionKernelSharedMemory, LdmatrixLoadsHaveNoBankConflicts) {
+  for (const int d : {64, 128})
+    for (const bool deterministic : {false, true}) {
+      emu::reset_smem_stats();
+      kernel_run(Inputs(Case{1, 130, 4, 2, d}), deterministic);
+      const emu::SmemStats s = emu::smem_stats();
+      EXPECT_GT(s.ldmatrix_phases, 1000u) << "d" << d;
+      EXPECT_EQ(s.ldmatrix_extra_wavefronts, 0u) << "d" << d << (deterministic ? " deterministic" : "") << ": of "
+                                                 << s.ldmatrix_phases << " ldmatrix phases";
+    }
+}
+
+// A correct pipeline cannot tell when its cp.async copies land: as late as the wait (the default)
+// and at issue give the same bits. A missing wait fails the first; an early restage of a buffer
+// still being read, the second.
+TEST(AttentionKernelAsyncCopies, SameBitsWhenCopiesLandAtIssueOrAtTheWait) {
+  for (const Case c : {Case{1, 130, 8, 2, 64}, Case{2, 77, 4, 1, 128}}) {
+    const Inputs in(c);
+    const KernelRun late = kernel_run(in, true);
+    emu::set_cp_async_landing(emu::CpAsyncLanding::AtIssue);
+    const KernelRun early = kernel_run(in, true);
+    emu::set_cp_async_landing(emu::CpAsyncLanding::AtWait);
+    EXPECT_EQ(0, std::memcmp(late.o.data(), early.o.data(), late.o.size() * sizeof(bf16)));
+    EXPECT_EQ(late.lse, early.lse);
+    EXPECT_EQ(late.g.dq, early.g.dq);
+    EXPECT_EQ(late.g.dk, early.g.dk);
+    EXPECT_EQ(late.g.dv, early.g.dv);
+    EXPECT_FALSE(std::isnan(static_cast<float>(late.g.dq[0])));
+  }
 }
 
 TEST(AttentionKernelErrors, UnsupportedShapesAreRejected) {

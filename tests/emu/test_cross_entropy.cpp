@@ -38,8 +38,8 @@ TEST(CrossEntropyKernel, FusedMatchesCpuReferenceAlsoInPlace) {
     std::vector<double> loss_ref;
     std::vector<bf16> dl_ref;
     cpu_reference(logits, targets, rows, v, scale, loss_ref, dl_ref);
-    std::vector<float> losses(rows);
-    std::vector<bf16> dl(logits.size()), in_place = logits;
+    auto losses = test::poisoned<float>(rows);
+    std::vector<bf16> dl = test::poisoned<bf16>(logits.size()), in_place = logits;
     kernels::cross_entropy_forward_backward(dev(logits), targets.data(), dev(dl), losses.data(), rows, v, scale, kIgnore, nullptr);
     EXPECT_LE(scaled_error(losses, loss_ref), 1e-5) << rows << "x" << v;
     EXPECT_LE(scaled_error(dl, dl_ref), kOneBf16Rounding) << rows << "x" << v;
@@ -69,7 +69,8 @@ TEST(CrossEntropyKernel, ShardedStatisticsRecombineToTheFullLoss) {
       shard[s].insert(shard[s].end(), logits.begin() + r * v + starts[s], logits.begin() + r * v + starts[s] + valid[s]);
       shard[s].insert(shard[s].end(), widths[s] - valid[s], bf16(5.0f));  // padding: a large logit that must not count
     }
-    for (auto* x : {&mx[s], &sm[s], &tl[s], &mx_cpu[s], &sm_cpu[s], &tl_cpu[s]}) x->resize(rows);
+    for (auto* x : {&mx[s], &sm[s], &tl[s]}) *x = test::poisoned<float>(rows);
+    for (auto* x : {&mx_cpu[s], &sm_cpu[s], &tl_cpu[s]}) x->resize(rows);
     dshard[s].resize(shard[s].size()), dshard_cpu[s].resize(shard[s].size());
     kernels::cross_entropy_shard_stats(dev(shard[s]), targets.data(), rows, widths[s], valid[s], starts[s], kIgnore, mx[s].data(),
                                        sm[s].data(), tl[s].data(), nullptr);
@@ -110,7 +111,7 @@ TEST(EmbeddingKernel, MatchesCpuReferenceAndIsDeterministic) {
   std::vector<int32_t> ids(n);
   for (int i = 0; i < n; ++i) ids[i] = (i * 13) % v;
   ids[n - 1] = ids[0];  // a repeated id accumulates twice
-  std::vector<bf16> y(static_cast<size_t>(n) * c), y_ref(y.size());
+  std::vector<bf16> y = test::poisoned<bf16>(static_cast<size_t>(n) * c), y_ref(y.size());
   std::vector<float> dt(table.size(), 0.f), dt_ref(table.size(), 0.f), dt2(table.size(), 0.f);
   cpu::embedding_fwd<bf16>(ids.data(), table.data(), y_ref.data(), n, c);
   cpu::embedding_bwd<bf16>(ids.data(), dy.data(), dt_ref.data(), n, c);

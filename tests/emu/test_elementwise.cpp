@@ -15,7 +15,8 @@ namespace {
 TEST(SwiGluKernel, MatchesCpuReference) {
   for (auto [rows, f] : {std::pair{7, 13}, {33, 1408}, {1, 1}}) {
     const auto gate_up = random_bf16(static_cast<size_t>(rows) * 2 * f, 1, 3.0f), dy = random_bf16(static_cast<size_t>(rows) * f, 2, 1.0f);
-    std::vector<bf16> y(rows * f), y_ref(rows * f), dgu(gate_up.size()), dgu_ref(gate_up.size());
+    std::vector<bf16> y = test::poisoned<bf16>(rows * f), y_ref(rows * f), dgu = test::poisoned<bf16>(gate_up.size()),
+                      dgu_ref(gate_up.size());
     cpu::swiglu_fwd<bf16>(gate_up.data(), y_ref.data(), rows, f);
     cpu::swiglu_bwd<bf16>(dy.data(), gate_up.data(), dgu_ref.data(), rows, f);
     kernels::swiglu_forward(dev(gate_up), dev(y), rows, f, nullptr);
@@ -61,7 +62,7 @@ TEST(ResidualAndCastKernels, MatchCpuReference) {
   kernels::add_inplace(dev(ours) + 1, dev(b) + 1, n - 1, nullptr);
   EXPECT_EQ(0, std::memcmp(ours.data(), ref.data(), n * sizeof(bf16)));
   const auto f = random_f32(n, 6, 10.0f);
-  std::vector<bf16> cast(n), cast_ref(n);
+  std::vector<bf16> cast = test::poisoned<bf16>(n), cast_ref(n);
   cpu::convert<bf16>(f.data(), cast_ref.data(), n);
   kernels::cast_to_bf16(f.data(), dev(cast), n, nullptr);
   EXPECT_EQ(0, std::memcmp(cast.data(), cast_ref.data(), n * sizeof(bf16)));  // same round-to-nearest-even

@@ -2,13 +2,16 @@
 // misuse the emulator must report instead of hanging.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/emu/emu.h"  // set_cp_async_landing, smem_stats
 #include "tests/emu/selftest_kernels.cuh"
 
 namespace llamatron::selftest {
@@ -144,7 +147,7 @@ TEST(Emulator, CpAsyncCopiesThroughDynamicSharedMemory) {
 }
 
 // Each misuse is reported as an exception whose message says what and where; none hangs.
-void expect_report(void (*misuse)(), const std::string& needle) {
+void expect_report(const std::function<void()>& misuse, const std::string& needle) {
   try {
     misuse();
     ADD_FAILURE() << "no report; expected one mentioning: " << needle;
@@ -173,6 +176,79 @@ TEST(Emulator, DynamicSharedMemoryAbove48KiBNeedsTheAttribute) {
   }
   big_smem_copy(in.data(), out.data(), true);
   EXPECT_EQ(out, in);
+}
+
+// ---- what a GPU does that a CPU would hide ----
+bool is_poison(float x) { return std::bit_cast<uint32_t>(x) == 0xFFFFFFFFu; }
+
+TEST(EmulatorStrictness, UnwrittenSharedMemoryIsPoisonNotZero) {
+  std::vector<float> out(100, 0.f);
+  read_unwritten_smem(out.data(), 100);
+  for (float x : out) ASSERT_TRUE(is_poison(x)) << x;
+}
+
+// cp.async.wait_group N: every committed group but the newest N has landed. By default the emulator
+// lands a group no earlier than that, so reading the second group after wait_group 1 sees poison;
+// landing at issue (the other legal extreme) shows its data already.
+TEST(EmulatorStrictness, CpAsyncGroupLandsAtItsWait) {
+  std::vector<float> in(8);
+  std::iota(in.begin(), in.end(), 1.f);
+  for (const auto landing : {emu::CpAsyncLanding::AtWait, emu::CpAsyncLanding::AtIssue}) {
+    emu::set_cp_async_landing(landing);
+    std::vector<float> out(16, 0.f);
+    cp_async_groups(in.data(), out.data());
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], in[i]) << i;
+    for (int i = 4; i < 8; ++i) {
+      if (landing == emu::CpAsyncLanding::AtWait) EXPECT_TRUE(is_poison(out[i])) << i << ": " << out[i];
+      else EXPECT_EQ(out[i], in[i]) << i;
+    }
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(out[8 + i], in[i]) << i;
+  }
+  emu::set_cp_async_landing(emu::CpAsyncLanding::AtWait);
+}
+
+// Each 8-row phase of ldmatrix costs one wavefront per 16-byte row sharing a bank group (row
+// address / 16 mod 8) with others; rows 128 bytes apart all share one.
+TEST(EmulatorStrictness, LdmatrixBankConflictsAreCountedExactly) {
+  const auto extra_for = [](int stride) {
+    emu::reset_smem_stats();
+    ldmatrix_rows(stride);
+    const emu::SmemStats s = emu::smem_stats();
+    EXPECT_EQ(s.ldmatrix_phases, 4u) << "stride " << stride;
+    return s.ldmatrix_extra_wavefronts;
+  };
+  EXPECT_EQ(extra_for(8), 0u);       // 16-byte rows back to back: 8 groups
+  EXPECT_EQ(extra_for(64), 4u * 7);  // 128-byte rows: all in one group, 8 wavefronts a phase
+  EXPECT_EQ(extra_for(72), 0u);      // padded to 144 bytes: groups 0, 1, ..., 7 again
+  EXPECT_EQ(extra_for(32), 4u * 3);  // 64-byte rows: two groups, 4 rows each
+  EXPECT_EQ(extra_for(0), 0u);       // one row for every lane: a broadcast
+}
+
+// Lockstep interleaving hides a missing barrier (warp 0 happens to read before warp 1 writes);
+// the run-ahead schedules take both sides of the race, so the result changes with the schedule.
+// With the barrier, every schedule gives warp 1's values.
+TEST(EmulatorStrictness, RunAheadSchedulesTakeBothSidesOfARace) {
+  const auto run = [](emu::Schedule schedule, bool with_barrier) {
+    emu::set_schedule(schedule);
+    std::vector<int> out(32, -1);
+    racy_overwrite(out.data(), with_barrier);
+    emu::set_schedule(emu::Schedule::Lockstep);
+    return out[5];
+  };
+  EXPECT_EQ(run(emu::Schedule::Lockstep, false), 5);
+  EXPECT_EQ(run(emu::Schedule::FirstWarpAhead, false), 5);
+  EXPECT_EQ(run(emu::Schedule::LastWarpAhead, false), 105);
+  for (const auto s : {emu::Schedule::Lockstep, emu::Schedule::FirstWarpAhead, emu::Schedule::LastWarpAhead})
+    EXPECT_EQ(run(s, true), 105);
+}
+
+TEST(EmulatorStrictness, MisalignedAccessesAreReported) {
+  std::vector<float> buf(64, 0.f);
+  float* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 15) / 16 * 16);
+  expect_report([&] { misaligned_cp_async(aligned); }, "misaligned cp.async global source");
+  expect_report(misaligned_ldmatrix, "misaligned ldmatrix row address");
+  expect_report([&] { misaligned_vector(aligned); }, "misaligned vector access");
+  expect_report([&] { misaligned_vector(aligned); }, "needs 16-byte alignment");
 }
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -70,7 +70,7 @@ TEST(AdamWKernel, StochasticRoundingIsDeterministicAndUnbiased) {
 TEST(GradNormKernel, MatchesCpuSumOfSquares) {
   for (int64_t n : {1, 1000, 123457}) {
     const auto g = random_f32(n, 20, 0.3f);
-    std::vector<float> scratch(kernels::sum_squares_scratch_floats());
+    auto scratch = test::poisoned<float>(kernels::sum_squares_scratch_floats());
     float ours = 0;
     kernels::sum_squares<float>(g.data(), n, scratch.data(), &ours, nullptr);
     const double ref = cpu::sum_squares(g.data(), n);

@@ -33,12 +33,12 @@ TEST_P(RmsNormKernel, MatchesCpuReference) {
   const auto x = random_bf16(n, 1, 1.0f), w = random_bf16(c, 2, 0.1f, 1.0f), dy = random_bf16(n, 3, 1.0f);
   const auto dx0 = random_bf16(n, 4, 1.0f);  // existing gradient: the backward accumulates into it
 
-  std::vector<bf16> y_ref(n), y(n), dx_ref = dx0, dx = dx0;
-  std::vector<float> rstd_ref(rows), rstd(rows), dw_ref(c, 0.5f), dw(c, 0.5f);
+  std::vector<bf16> y_ref(n), y = test::poisoned<bf16>(n), dx_ref = dx0, dx = dx0;
+  std::vector<float> rstd_ref(rows), rstd = test::poisoned<float>(rows), dw_ref(c, 0.5f), dw(c, 0.5f);
   cpu::rmsnorm_fwd<bf16>(x.data(), w.data(), y_ref.data(), rstd_ref.data(), rows, c, eps);
   cpu::rmsnorm_bwd<bf16>(dy.data(), x.data(), w.data(), rstd_ref.data(), dx_ref.data(), dw_ref.data(), rows, c, true);
 
-  std::vector<float> partial(static_cast<size_t>(kernels::rmsnorm_dweight_slices(rows)) * c);
+  auto partial = test::poisoned<float>(static_cast<size_t>(kernels::rmsnorm_dweight_slices(rows)) * c);
   kernels::rmsnorm_forward(dev(x), dev(w), dev(y), rstd.data(), rows, c, eps, nullptr);
   kernels::rmsnorm_backward(dev(dy), dev(x), dev(w), rstd.data(), dev(dx), dw.data(), partial.data(), rows, c, true, nullptr);
 

@@ -41,6 +41,18 @@ TEST(EmulatedRuntime, CopiesMemsetsStreamsAndEvents) {
   rt->free(dev);
 }
 
+// cudaMalloc does not zero memory; the emulated one poisons it (0xFF: NaN in bf16 and fp32), so
+// a reader that relies on zeros fails on the CPU too.
+TEST(EmulatedRuntime, FreshDeviceMemoryIsPoisonNotZero) {
+  auto rt = make_emulated_runtime();
+  const size_t bytes = 1000;
+  auto* p = static_cast<unsigned char*>(rt->malloc(bytes));
+  std::vector<unsigned char> host(bytes, 0);
+  rt->memcpy(host.data(), p, bytes, Copy::DeviceToHost);
+  for (size_t i = 0; i < bytes; ++i) ASSERT_EQ(host[i], 0xFF) << i;
+  rt->free(p);
+}
+
 TEST(EmulatedRuntime, MisuseIsAnError) {
   auto rt = make_emulated_runtime();
   void* dev = rt->malloc(64);
