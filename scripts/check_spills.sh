@@ -1,30 +1,47 @@
 #!/usr/bin/env bash
 # Static quality of every kernel: builds kernels/*.cu for sm_80 and sm_90 with ptxas -v and prints
-# one row per kernel (arch, registers, shared memory, spill bytes, stack frame). Fails on any
-# spill or local-memory stack frame. Used by CTest (ptxas_no_spills).
+# one row per kernel (arch, registers, shared memory, spill bytes, stack frame, the most threads a
+# block may have). Fails on any spill or local-memory stack frame, and on a kernel whose registers
+# do not fit its largest block: a GPU refuses that launch ("too many resources requested"), which
+# no emulator can see. Without __launch_bounds__ a block may have 1024 threads. CTest: ptxas_no_spills.
 set -euo pipefail
 nvcc=${1:-nvcc}
 root=$(cd "$(dirname "$0")/.." && pwd)
-table=$(mktemp)
-trap 'rm -f "$table"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+table=$work/table
 for src in "$root"/kernels/*.cu; do
   for arch in 80 90; do
-    "$nvcc" -std=c++20 -arch=sm_$arch -I "$root" -c "$src" -o /dev/null -Xptxas -v 2>&1 |
-      awk -v file="$(basename "$src")" '
+    # The object build the project does, keeping its PTX (for the launch bounds).
+    rm -f "$work"/keep/*
+    mkdir -p "$work/keep"
+    log=$("$nvcc" -std=c++20 -arch=sm_$arch -I "$root" -c "$src" -o /dev/null -Xptxas -v --keep --keep-dir "$work/keep" 2>&1)
+    ptx=$(ls "$work"/keep/*.ptx)
+    # The block-size bound of each entry: .maxntid x, y, z (from __launch_bounds__), else 1024.
+    awk '/\.entry/ { match($0, /\.entry [^(]+/); name = substr($0, RSTART + 7, RLENGTH - 7); threads[name] = 1024 }
+         /\.maxntid/ { gsub(/[.a-z,]/, " "); n = 1; for (i = 1; i <= NF; ++i) n *= $i; threads[name] = n }
+         END { for (k in threads) print k, threads[k] }' "$ptx" >"$work/threads"
+    echo "$log" |
+      awk -v file="$(basename "$src")" -v threads_file="$work/threads" '
+        BEGIN { while ((getline line < threads_file) > 0) { split(line, f, " "); threads[f[1]] = f[2] } }
         /Compiling entry function/ { match($0, /function .[^'"'"']*/); name = substr($0, RSTART + 10, RLENGTH - 10);
                                      match($0, /sm_[0-9]+/); arch = substr($0, RSTART, RLENGTH) }
         /bytes stack frame/ { stack = $1; spill_st = $5; spill_ld = $9 }
         /Used [0-9]+ registers/ { match($0, /Used [0-9]+/); regs = substr($0, RSTART + 5, RLENGTH - 5);
                                   smem = 0; if (match($0, /[0-9]+ bytes smem/)) smem = substr($0, RSTART, RLENGTH - 11);
-                                  print file, arch, regs, smem, spill_st, spill_ld, stack, name }' >>"$table"
+                                  print file, arch, regs, smem, spill_st, spill_ld, stack, threads[name], name }' >>"$table"
   done
 done
 [ -s "$table" ] || { echo "no kernels were compiled"; exit 1; }
-printf '%-18s %-6s %5s %6s %6s %6s %6s  %s\n' file arch regs smem spillS spillL stack kernel
-while read -r file arch regs smem st ld stack name; do
-  printf '%-18s %-6s %5s %6s %6s %6s %6s  %s\n' "$file" "$arch" "$regs" "$smem" "$st" "$ld" "$stack" \
+# Registers are allocated per warp in units of 256; an SM has 65536 for one block's warps.
+fits='function fits(regs, threads) { return int((threads + 31) / 32) * int((regs * 32 + 255) / 256) * 256 <= 65536 }'
+printf '%-18s %-6s %5s %6s %6s %6s %6s %7s  %s\n' file arch regs smem spillS spillL stack threads kernel
+while read -r file arch regs smem st ld stack threads name; do
+  printf '%-18s %-6s %5s %6s %6s %6s %6s %7s  %s\n' "$file" "$arch" "$regs" "$smem" "$st" "$ld" "$stack" "$threads" \
     "$(echo "$name" | c++filt | sed -E 's/\(anonymous namespace\):://; s/\(.*//; s/^(void )?llamatron::kernels:://')"
 done <"$table"
 bad=$(awk '$5 != 0 || $6 != 0 || $7 != 0' "$table" | wc -l)
-echo "$(wc -l <"$table") kernel builds, $bad with spills or a stack frame"
-[ "$bad" -eq 0 ]
+unfit=$(awk "$fits"' !fits($3, $8) { print $1, $2, $3 " registers x " $8 " threads" }' "$table")
+echo "$(wc -l <"$table") kernel builds, $bad with spills or a stack frame, $(echo -n "$unfit" | grep -c . || true) whose registers do not fit their largest block"
+[ -z "$unfit" ] || echo "$unfit" | sed 's/^/  too many registers: /; s/$/ (add __launch_bounds__ or launch fewer threads)/'
+[ "$bad" -eq 0 ] && [ -z "$unfit" ]
