@@ -1,6 +1,5 @@
-// cuBLASLt GEMMs. cuBLAS is column-major: a row-major C[m,n] = op(A)[m,k] op(B)[k,n] is the
-// column-major C^T[n,m] = op(B)^T op(A)^T, so B is passed as cuBLAS's first operand and A as its
-// second, each with the transpose flag it has in row-major terms. Descriptors and algorithms are
+// cuBLASLt GEMMs. cuBLAS is column-major; gemm_mapping.h turns the row-major request into its
+// terms (B first, A second; tested on the CPU by BLAS's definition). Descriptors and algorithms are
 // cached per shape; one workspace is allocated once.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -11,6 +10,7 @@
 
 #include "cuda/check.h"
 #include "cuda/device_gemm.h"
+#include "cuda/gemm_mapping.h"
 #include "llamatron/errors.h"
 
 #define LT_CUBLAS(call) ::llamatron::cuda::check_cublas((call), #call, __FILE__, __LINE__)
@@ -51,9 +51,9 @@ class CublasLtGemm final : public DeviceGemm {
     if (g.m == 0 || g.n == 0 || g.k == 0) return;
     const Plan& p = plan(g);
     const float alpha = g.alpha, beta = g.accumulate ? 1.0f : 0.0f;
-    // cuBLAS operand 1 is row-major B, operand 2 row-major A (see the top of the file).
-    LT_CUBLAS(cublasLtMatmul(handle_, p.op, &alpha, g.b, p.a, g.a, p.b, &beta, g.c, p.c, g.c, p.c, &p.algo, workspace_,
-                             kWorkspaceBytes, static_cast<cudaStream_t>(stream)));
+    const ColumnMajorGemm cm = to_column_major(g);
+    LT_CUBLAS(cublasLtMatmul(handle_, p.op, &alpha, cm.first.data, p.a, cm.second.data, p.b, &beta, cm.c, p.c, cm.c, p.c,
+                             &p.algo, workspace_, kWorkspaceBytes, static_cast<cudaStream_t>(stream)));
   }
 
  private:
@@ -68,16 +68,16 @@ class CublasLtGemm final : public DeviceGemm {
     if (it != plans_.end()) return it->second;
     Plan p;
     LT_CUBLAS(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    // Column-major view: operand 1 = B^T as stored ([n,k] col-major when B is [k,n] row-major).
-    const cublasOperation_t op1 = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const ColumnMajorGemm cm = to_column_major(g);
+    const cublasOperation_t op1 = cm.first.trans ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = cm.second.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT_CUBLAS(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof(op1)));
     LT_CUBLAS(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof(op2)));
-    // Stored shapes, column-major: row-major X[r, c] with leading dim ld is col-major [c, r], ld.
-    const uint64_t b_rows = g.trans_b ? g.k : g.n, b_cols = g.trans_b ? g.n : g.k;
-    const uint64_t a_rows = g.trans_a ? g.m : g.k, a_cols = g.trans_a ? g.k : g.m;
-    LT_CUBLAS(cublasLtMatrixLayoutCreate(&p.a, cuda_type(g.ab_type), b_rows, b_cols, g.ldb));
-    LT_CUBLAS(cublasLtMatrixLayoutCreate(&p.b, cuda_type(g.ab_type), a_rows, a_cols, g.lda));
-    LT_CUBLAS(cublasLtMatrixLayoutCreate(&p.c, cuda_type(g.c_type), g.n, g.m, g.ldc));
+    const auto layout = [&](cublasLtMatrixLayout_t* l, DType t, int64_t rows, int64_t cols, int64_t ld) {
+      LT_CUBLAS(cublasLtMatrixLayoutCreate(l, cuda_type(t), static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld));
+    };
+    layout(&p.a, g.ab_type, cm.first.rows, cm.first.cols, cm.first.ld);
+    layout(&p.b, g.ab_type, cm.second.rows, cm.second.cols, cm.second.ld);
+    layout(&p.c, g.c_type, cm.c_rows, cm.c_cols, cm.ldc);
     cublasLtMatmulPreference_t pref;
     LT_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
     const size_t ws = kWorkspaceBytes;
