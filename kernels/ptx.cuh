@@ -101,14 +101,17 @@ __device__ __forceinline__ void ldmatrix(uint32_t (&r)[N], const void* smem_row)
 #endif
 }
 
-// 2^x by ex2.approx (relative error about 2^-22; 2^-inf = 0), the softmax's exponential.
+// 2^x by ex2.approx.ftz (about 2 ulp; 2^-inf = 0; subnormal results flush to zero), the
+// softmax's exponential. The emulator returns the exact value moved by that error.
 __device__ __forceinline__ float ex2(float x) {
 #if defined(__CUDACC__)
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 #else
-  return std::exp2(x);
+  const float y = static_cast<float>(std::exp2(static_cast<double>(x)));
+  if (y < 1.17549435e-38f) return 0.f;  // .ftz
+  return ::llamatron::emu::ulps_moved(y, 2, ::llamatron::emu::low_bit(x));
 #endif
 }
 

@@ -19,6 +19,7 @@
 #include <cuda_bf16.h>
 #include <vector_types.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -201,14 +202,42 @@ inline T __ldg(const T* p) {
   return *p;
 }
 
-// ---- math intrinsics: the accurate versions (the GPU's are approximations within documented ulp) --
-inline float __expf(float x) { return std::exp(x); }
-inline float __logf(float x) { return std::log(x); }
-inline float __fdividef(float a, float b) { return a / b; }
+// ---- math intrinsics --------------------------------------------------------------------------
+// The fast intrinsics are approximations on a GPU. Here each returns the exact value (computed in
+// double, rounded) moved by the worst-case error the CUDA C++ Programming Guide's intrinsic table
+// gives it (ex2.approx: about 2 ulp, by the PTX ISA), up or down by the input's lowest bit, so a
+// tolerance that holds here holds for whatever the GPU returns within those bounds. The _rn ones
+// are IEEE-exact on both.
+namespace llamatron::emu {
+// `exact` moved by n ulps away from zero (up) or toward it; 0, inf and NaN stay.
+inline float ulps_moved(float exact, int n, bool up) {
+  if (exact == 0.f || !std::isfinite(exact)) return exact;
+  const int64_t mag = std::bit_cast<uint32_t>(std::fabs(exact)), moved = up ? mag + n : mag - n;
+  const float out = std::bit_cast<float>(static_cast<uint32_t>(std::clamp<int64_t>(moved, 0, 0x7f7fffff)));
+  return std::copysign(out, exact);
+}
+inline bool low_bit(float x) { return (std::bit_cast<uint32_t>(x) & 1u) != 0; }
+inline float abs_moved(float exact, float err, bool up) { return up ? exact + err : exact - err; }
+constexpr float kApproxAbsErr = 3.6e-7f;  // 2^-21.41
+}  // namespace llamatron::emu
+inline float __expf(float x) {
+  return ::llamatron::emu::ulps_moved(static_cast<float>(std::exp(static_cast<double>(x))), 2 + static_cast<int>(std::floor(std::fabs(1.173f * x))), ::llamatron::emu::low_bit(x));
+}
+inline float __logf(float x) {
+  const float exact = static_cast<float>(std::log(static_cast<double>(x)));
+  return x >= 0.5f && x <= 2.f ? ::llamatron::emu::abs_moved(exact, ::llamatron::emu::kApproxAbsErr, ::llamatron::emu::low_bit(x))
+                               : ::llamatron::emu::ulps_moved(exact, 3, ::llamatron::emu::low_bit(x));
+}
+inline float __fdividef(float a, float b) { return ::llamatron::emu::ulps_moved(a / b, 2, ::llamatron::emu::low_bit(a)); }
 inline float __frcp_rn(float x) { return 1.0f / x; }
 inline float __fsqrt_rn(float x) { return std::sqrt(x); }
-inline void __sincosf(float x, float* s, float* c) { *s = std::sin(x), *c = std::cos(x); }
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+// Accurate to 2^-21.41 only in [-pi, pi] on a GPU: callers reduce the argument first.
+inline void __sincosf(float x, float* s, float* c) {
+  const bool up = ::llamatron::emu::low_bit(x);
+  *s = ::llamatron::emu::abs_moved(static_cast<float>(std::sin(static_cast<double>(x))), ::llamatron::emu::kApproxAbsErr, up);
+  *c = ::llamatron::emu::abs_moved(static_cast<float>(std::cos(static_cast<double>(x))), ::llamatron::emu::kApproxAbsErr, !up);
+}
+inline float rsqrtf(float x) { return ::llamatron::emu::ulps_moved(static_cast<float>(1.0 / std::sqrt(static_cast<double>(x))), 2, ::llamatron::emu::low_bit(x)); }
 inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
 inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
 inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }

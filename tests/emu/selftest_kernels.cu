@@ -166,6 +166,17 @@ __global__ void ldmatrix_rows_kernel(int stride) {
   kernels::ldmatrix<4, false>(r, tile + threadIdx.x * stride);
 }
 
+__global__ void fast_math_kernel(const float* x, float* out, int n) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    float* o = out + 6 * i;
+    o[0] = __expf(x[i]);
+    o[1] = __logf(fabsf(x[i]));
+    __sincosf(x[i], &o[2], &o[3]);
+    o[4] = rsqrtf(fabsf(x[i]));
+    o[5] = kernels::ex2(x[i]);
+  }
+}
+
 __global__ void racy_overwrite_kernel(int* out, bool with_barrier) {
   __shared__ int values[32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -255,6 +266,7 @@ void cp_async_groups(const float* in, float* out) { launch(cp_async_groups_kerne
 void ldmatrix_rows(int stride) {
   launch(ldmatrix_rows_kernel, dim3(1), dim3(32), static_cast<size_t>(32 * stride + 8) * 2, nullptr, stride);
 }
+void fast_math(const float* x, float* out, int n) { launch(fast_math_kernel, dim3(1), dim3(64), 0, nullptr, x, out, n); }
 void racy_overwrite(int* out, bool with_barrier) {
   launch(racy_overwrite_kernel, dim3(1), dim3(64), 0, nullptr, out, with_barrier);
 }

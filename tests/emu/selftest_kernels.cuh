@@ -38,6 +38,9 @@ void cp_async_groups(const float* in, float* out);
 // One warp: ldmatrix.x4 with lane l passing row l of a [32][stride] bf16 shared tile (stride 0:
 // every lane the same row, a broadcast); the bank conflicts land in emu::smem_stats().
 void ldmatrix_rows(int stride);
+// out[6 i + {0..5}] = __expf, __logf (of |x|), sin and cos by __sincosf, rsqrtf (of |x|) and
+// kernels::ex2 of x[i], for i < n.
+void fast_math(const float* x, float* out, int n);
 // Two warps: warp 1 overwrites shared values that warp 0 then reads into out[0 .. 32), with a
 // __syncthreads between them only if `with_barrier` (without it, the result depends on timing).
 void racy_overwrite(int* out, bool with_barrier);
