@@ -33,8 +33,9 @@ for src in "$root"/kernels/*.cu; do
   done
 done
 [ -s "$table" ] || { echo "no kernels were compiled"; exit 1; }
-# Registers are allocated per warp in units of 256; an SM has 65536 for one block's warps.
-fits='function fits(regs, threads) { return int((threads + 31) / 32) * int((regs * 32 + 255) / 256) * 256 <= 65536 }'
+# Registers are allocated per warp in units of 256, from the 16384 of the SM sub-partition (one of
+# four) the warp is placed on; a block's warps spread over the four, so its warp count rounds up to 4.
+fits='function fits(regs, threads) { return int((threads + 127) / 128) * 4 * int((regs * 32 + 255) / 256) * 256 <= 65536 }'
 printf '%-18s %-6s %5s %6s %6s %6s %6s %7s  %s\n' file arch regs smem spillS spillL stack threads kernel
 while read -r file arch regs smem st ld stack threads name; do
   printf '%-18s %-6s %5s %6s %6s %6s %6s %7s  %s\n' "$file" "$arch" "$regs" "$smem" "$st" "$ld" "$stack" "$threads" \

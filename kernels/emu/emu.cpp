@@ -223,6 +223,10 @@ void land_all(Fiber& f) {
 void fiber_main() {
   Worker& w = *tl_worker;
   LT_ASAN_FINISH_SWITCH(nullptr, &w.scheduler_stack, &w.scheduler_stack_size);
+  if (w.aborting) {  // the block failed before this thread started: it never runs the kernel
+    me().done = true;
+    return;
+  }
   try {
     (*w.body)();
   } catch (const FiberAbort&) {
@@ -255,9 +259,10 @@ void fiber_entry() {
   __builtin_unreachable();  // a finished fiber is never resumed
 }
 
-std::string deadlock_report(Worker& w) {
+std::string deadlock_report(Worker& w, unsigned threads_in_block) {
   std::map<std::string, std::vector<unsigned>> groups;
-  for (const Fiber& f : w.fibers) {
+  for (unsigned i = 0; i < threads_in_block; ++i) {
+    const Fiber& f = w.fibers[i];
     if (f.done) continue;
     std::string what = f.wait == Wait::Block ? "__syncthreads at " : "warp primitive (mask 0x";
     if (f.wait == Wait::Warp) {
@@ -275,7 +280,7 @@ std::string deadlock_report(Worker& w) {
     if (threads.size() > 1) out << ".." << threads.back() << " (" << threads.size() << ")";
     out << " wait at " << site << ";";
   }
-  const unsigned exited = static_cast<unsigned>(w.fibers.size()) - w.live;
+  const unsigned exited = threads_in_block - w.live;
   if (exited) out << " " << exited << " thread(s) have exited.";
   return out.str();
 }
@@ -322,7 +327,7 @@ void run_block(Worker& w, uint3 block) {
     w.rescan = p;
     if (!w.error.empty()) report = w.error;
     else if (w.live == 0) return;
-    else if (p == n) report = deadlock_report(w);
+    else if (p == n) report = deadlock_report(w, n);
     else {
       Fiber& f = w.fibers[reversed ? n - 1 - p : p];
       f.wait = Wait::None;
@@ -342,7 +347,7 @@ void run_block(Worker& w, uint3 block) {
     }
     if (!w.error.empty()) report = w.error;
     else if (all_done) return;
-    else if (!progress) report = deadlock_report(w);
+    else if (!progress) report = deadlock_report(w, n);
   }
   // Unwind every unfinished fiber (its pending barrier wait throws), so no destructor is skipped.
   w.aborting = true;
@@ -455,6 +460,8 @@ void check_aligned(const void* p, size_t alignment, const char* what) {
   fail(m.str());
 }
 
+void kernel_misuse(const std::string& msg) { fail(msg + " (thread " + std::to_string(me().linear) + ")"); }
+
 // The knobs' defaults come from the environment (LLAMATRON_EMU_SCHEDULE, LLAMATRON_EMU_CP_ASYNC),
 // so a whole test binary can run under another interleaving; a bad value is an error at launch.
 template <typename E>
@@ -486,8 +493,16 @@ CpAsyncLanding current_landing() {
   return static_cast<CpAsyncLanding>(g_cp_async_landing.load());
 }
 
-void set_schedule(Schedule schedule) { g_schedule = static_cast<int>(schedule); }
-void set_cp_async_landing(CpAsyncLanding landing) { g_cp_async_landing = static_cast<int>(landing); }
+Schedule set_schedule(Schedule schedule) {
+  const Schedule previous = current_schedule();
+  g_schedule = static_cast<int>(schedule);
+  return previous;
+}
+CpAsyncLanding set_cp_async_landing(CpAsyncLanding landing) {
+  const CpAsyncLanding previous = current_landing();
+  g_cp_async_landing = static_cast<int>(landing);
+  return previous;
+}
 
 void cp_async_issue(void* smem_dst, const void* gmem_src, size_t bytes) {
   check_aligned(smem_dst, bytes, "cp.async shared-memory destination");

@@ -13,7 +13,8 @@
 #define __host__
 #define __constant__ static
 #define __launch_bounds__(...)  // a register-allocation hint for ptxas; nothing to emulate
-// One instance per worker thread = one per running block (a worker runs one block at a time).
+// One instance per worker thread = one per running block (a worker runs one block at a time). Not
+// poisoned: a static array keeps what that worker's previous block left (docs/kernels.md).
 #define __shared__ static thread_local
 
 #include <cuda_bf16.h>
@@ -52,19 +53,21 @@ void set_max_dynamic_smem(const void* kernel, size_t bytes);
 void set_reverse_block_order(bool on);
 
 // ---- what a GPU does that a CPU would hide ------------------------------------------------------
-// Fresh shared memory (and, in the emulated runtime, fresh device memory) holds garbage on a GPU;
-// here it is filled with this byte, a NaN in bf16 and fp32, so a kernel that reads what it never
+// Fresh dynamic shared memory (and, in the emulated runtime, fresh device memory) holds garbage on
+// a GPU; here it is filled with this byte, a NaN in bf16 and fp32, so a kernel that reads what it never
 // wrote computes NaN instead of a lucky zero.
 constexpr unsigned char kPoisonByte = 0xFF;
 // A vector access, cp.async or ldmatrix row at an address not aligned to its size faults on a GPU
 // ("misaligned address"); here it fails the launch, naming the access, address and thread.
 void check_aligned(const void* p, size_t alignment, const char* what);
+// Fails the launch from inside a kernel with this message (a call a GPU would get wrong).
+[[noreturn]] void kernel_misuse(const std::string& msg);
 // cp.async: a thread's copies stay pending until a cp.async.wait_group lands their group. The
 // default lands them as late as allowed (at the wait), so a read before the wait sees poison; at
 // issue is the other extreme, so an early issue into a buffer still being read is caught too.
 // Default: LLAMATRON_EMU_CP_ASYNC = at-wait | at-issue.
 enum class CpAsyncLanding { AtWait, AtIssue };
-void set_cp_async_landing(CpAsyncLanding landing);
+CpAsyncLanding set_cp_async_landing(CpAsyncLanding landing);  // returns the previous setting
 // The interleaving of a block's warps. Lockstep (the default) advances every thread to its next
 // barrier or warp primitive in turn, so warps never drift apart; a GPU promises no such thing. The
 // run-ahead schedules let one warp run as far as it can before the next starts (first warp first,
@@ -73,7 +76,22 @@ void set_cp_async_landing(CpAsyncLanding landing);
 // another warp has not read yet (first-warp-ahead, with cp.async landing at issue).
 // Default: LLAMATRON_EMU_SCHEDULE = lockstep | first-warp-ahead | last-warp-ahead.
 enum class Schedule { Lockstep, FirstWarpAhead, LastWarpAhead };
-void set_schedule(Schedule schedule);
+Schedule set_schedule(Schedule schedule);  // returns the previous setting
+// Sets a knob for one scope and then restores what was there (the environment's choice, say), so a
+// test that pins one setting does not change the rest of a binary run under another.
+template <typename Knob, Knob (*set)(Knob)>
+class Scoped {
+ public:
+  explicit Scoped(Knob value) : previous_(set(value)) {}
+  ~Scoped() { set(previous_); }
+  Scoped(const Scoped&) = delete;
+  Scoped& operator=(const Scoped&) = delete;
+
+ private:
+  Knob previous_;
+};
+using ScopedSchedule = Scoped<Schedule, set_schedule>;
+using ScopedCpAsyncLanding = Scoped<CpAsyncLanding, set_cp_async_landing>;
 void cp_async_issue(void* smem_dst, const void* gmem_src, size_t bytes);
 void cp_async_commit();
 void cp_async_wait(int pending_groups);
@@ -228,11 +246,19 @@ inline float __logf(float x) {
   return x >= 0.5f && x <= 2.f ? ::llamatron::emu::abs_moved(exact, ::llamatron::emu::kApproxAbsErr, ::llamatron::emu::low_bit(x))
                                : ::llamatron::emu::ulps_moved(exact, 3, ::llamatron::emu::low_bit(x));
 }
-inline float __fdividef(float a, float b) { return ::llamatron::emu::ulps_moved(a / b, 2, ::llamatron::emu::low_bit(a)); }
+// For 2^126 < |b| < 2^128 the GPU's reciprocal underflows: 0 (NaN for an infinite a).
+inline float __fdividef(float a, float b) {
+  if (std::isfinite(b) && std::fabs(b) > 0x1p126f) return std::isinf(a) ? NAN : std::copysign(0.f, a) * std::copysign(1.f, b);
+  return ::llamatron::emu::ulps_moved(a / b, 2, ::llamatron::emu::low_bit(a));
+}
 inline float __frcp_rn(float x) { return 1.0f / x; }
 inline float __fsqrt_rn(float x) { return std::sqrt(x); }
-// Accurate to 2^-21.41 only in [-pi, pi] on a GPU: callers reduce the argument first.
+// Accurate to 2^-21.41 only in [-pi, pi] on a GPU, and much worse beyond: callers reduce the
+// argument first, so anything past pi (plus the reduction's own rounding) is a misuse.
 inline void __sincosf(float x, float* s, float* c) {
+  if (std::fabs(x) > 3.2f)
+    ::llamatron::emu::kernel_misuse("__sincosf(" + std::to_string(x) + "): its error bound holds only in [-pi, pi]; " +
+                                    "reduce the argument first (as rope does in kernels/elementwise.cu)");
   const bool up = ::llamatron::emu::low_bit(x);
   *s = ::llamatron::emu::abs_moved(static_cast<float>(std::sin(static_cast<double>(x))), ::llamatron::emu::kApproxAbsErr, up);
   *c = ::llamatron::emu::abs_moved(static_cast<float>(std::cos(static_cast<double>(x))), ::llamatron::emu::kApproxAbsErr, !up);

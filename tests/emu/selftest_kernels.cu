@@ -171,10 +171,15 @@ __global__ void fast_math_kernel(const float* x, float* out, int n) {
     float* o = out + 6 * i;
     o[0] = __expf(x[i]);
     o[1] = __logf(fabsf(x[i]));
-    __sincosf(x[i], &o[2], &o[3]);
+    if (fabsf(x[i]) <= 3.2f) __sincosf(x[i], &o[2], &o[3]);
     o[4] = rsqrtf(fabsf(x[i]));
     o[5] = kernels::ex2(x[i]);
   }
+}
+
+__global__ void divide_sincos_kernel(float a, float b, float x, float* out) {
+  out[0] = __fdividef(a, b);
+  __sincosf(x, &out[1], &out[2]);
 }
 
 __global__ void racy_overwrite_kernel(int* out, bool with_barrier) {
@@ -215,6 +220,17 @@ __global__ void shuffle_deadlock_kernel(int* sink) {
   } else {
     __syncthreads();
   }
+}
+
+__global__ void half_exit_deadlock_kernel(int* sink) {
+  if (threadIdx.x >= 32) return;
+  if (threadIdx.x < 16) sink[threadIdx.x] = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x), 0);
+  else __syncthreads();
+}
+
+__global__ void fail_first_kernel(int* started, float* aligned) {
+  atomicAdd(started, 1);
+  if (threadIdx.x == 0) kernels::as_vec<float4>(aligned + 1) = float4{};
 }
 
 __global__ void lane_outside_mask_kernel(int* sink) { sink[threadIdx.x] = __shfl_sync(0x1u, 1, 0); }
@@ -267,6 +283,9 @@ void ldmatrix_rows(int stride) {
   launch(ldmatrix_rows_kernel, dim3(1), dim3(32), static_cast<size_t>(32 * stride + 8) * 2, nullptr, stride);
 }
 void fast_math(const float* x, float* out, int n) { launch(fast_math_kernel, dim3(1), dim3(64), 0, nullptr, x, out, n); }
+void fast_divide_and_sincos(float a, float b, float x, float* out) {
+  launch(divide_sincos_kernel, dim3(1), dim3(1), 0, nullptr, a, b, x, out);
+}
 void racy_overwrite(int* out, bool with_barrier) {
   launch(racy_overwrite_kernel, dim3(1), dim3(64), 0, nullptr, out, with_barrier);
 }
@@ -278,6 +297,12 @@ void shuffle_deadlock() {
   static int sink[64];
   launch(shuffle_deadlock_kernel, dim3(1), dim3(64), 0, nullptr, sink);
 }
+void half_exit_deadlock() {
+  static int sink[64];
+  launch(empty_kernel, dim3(64), dim3(1024), 0, nullptr);  // every worker has held 1024 threads since
+  launch(half_exit_deadlock_kernel, dim3(1), dim3(64), 0, nullptr, sink);
+}
+void fail_first(int* started, float* aligned) { launch(fail_first_kernel, dim3(1), dim3(64), 0, nullptr, started, aligned); }
 void lane_outside_mask() {
   static int sink[32];
   launch(lane_outside_mask_kernel, dim3(1), dim3(32), 0, nullptr, sink);

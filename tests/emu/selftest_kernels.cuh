@@ -38,9 +38,11 @@ void cp_async_groups(const float* in, float* out);
 // One warp: ldmatrix.x4 with lane l passing row l of a [32][stride] bf16 shared tile (stride 0:
 // every lane the same row, a broadcast); the bank conflicts land in emu::smem_stats().
 void ldmatrix_rows(int stride);
-// out[6 i + {0..5}] = __expf, __logf (of |x|), sin and cos by __sincosf, rsqrtf (of |x|) and
-// kernels::ex2 of x[i], for i < n.
+// out[6 i + {0..5}] = __expf, __logf (of |x|), sin and cos by __sincosf (only where |x| <= 3.2,
+// else left as they were), rsqrtf (of |x|) and kernels::ex2 of x[i], for i < n.
 void fast_math(const float* x, float* out, int n);
+// out[0] = __fdividef(a, b); __sincosf of x into out[1], out[2] (one thread).
+void fast_divide_and_sincos(float a, float b, float x, float* out);
 // Two warps: warp 1 overwrites shared values that warp 0 then reads into out[0 .. 32), with a
 // __syncthreads between them only if `with_barrier` (without it, the result depends on timing).
 void racy_overwrite(int* out, bool with_barrier);
@@ -54,6 +56,12 @@ void misaligned_vector(float* p);
 // its shuffle mask; a block of 2048 threads.
 void divergent_barrier();
 void shuffle_deadlock();
+// After blocks of 1024 threads: threads 32..63 of 64 exit, 0..15 shuffle with a full mask while
+// 16..31 wait at __syncthreads (the report must count this block's 32 exited threads, no more).
+void half_exit_deadlock();
+// 64 threads each add 1 to *started, and thread 0 (the first to run) then faults on a misaligned
+// float4 store at aligned + 1: threads that had not started by then never run.
+void fail_first(int* started, float* aligned);
 void lane_outside_mask();
 void oversized_block();
 // cp_async_copy of 4096 vectors (64 KiB of dynamic shared memory): fails unless `opt_in` first

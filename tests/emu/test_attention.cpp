@@ -164,10 +164,12 @@ TEST(AttentionKernelSharedMemory, LdmatrixLoadsHaveNoBankConflicts) {
 TEST(AttentionKernelAsyncCopies, SameBitsWhenCopiesLandAtIssueOrAtTheWait) {
   for (const Case c : {Case{1, 130, 8, 2, 64}, Case{2, 77, 4, 1, 128}}) {
     const Inputs in(c);
-    const KernelRun late = kernel_run(in, true);
-    emu::set_cp_async_landing(emu::CpAsyncLanding::AtIssue);
-    const KernelRun early = kernel_run(in, true);
-    emu::set_cp_async_landing(emu::CpAsyncLanding::AtWait);
+    const auto run_landing = [&](emu::CpAsyncLanding landing) {
+      const emu::ScopedCpAsyncLanding pinned(landing);
+      return kernel_run(in, true);
+    };
+    const KernelRun late = run_landing(emu::CpAsyncLanding::AtWait);
+    const KernelRun early = run_landing(emu::CpAsyncLanding::AtIssue);
     EXPECT_EQ(0, std::memcmp(late.o.data(), early.o.data(), late.o.size() * sizeof(bf16)));
     EXPECT_EQ(late.lse, early.lse);
     EXPECT_EQ(late.g.dq, early.g.dq);

@@ -160,6 +160,18 @@ TEST(Emulator, ReportsDivergentBarrier) { expect_report(divergent_barrier, "dive
 TEST(Emulator, ReportsDeadlockWithWhereEachThreadWaits) {
   expect_report(shuffle_deadlock, "deadlocked");
   expect_report(shuffle_deadlock, "threads 0..15 (16) wait at warp primitive");
+  expect_report(half_exit_deadlock, "threads 16..31 (16) wait at __syncthreads");
+  expect_report(half_exit_deadlock, " 32 thread(s) have exited.");
+}
+// A failed block unwinds the threads that are waiting; the ones that never started stay unstarted
+// (the lockstep schedule starts thread 0 first, and it fails before yielding).
+TEST(Emulator, AFailedBlockDoesNotStartItsRemainingThreads) {
+  std::vector<float> buf(64, 0.f);
+  float* aligned = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 15) / 16 * 16);
+  int started = 0;
+  const emu::ScopedSchedule lockstep(emu::Schedule::Lockstep);
+  expect_report([&] { fail_first(&started, aligned); }, "misaligned vector access");
+  EXPECT_EQ(started, 1);
 }
 TEST(Emulator, ReportsLaneOutsideMask) { expect_report(lane_outside_mask, "outside its mask"); }
 TEST(Emulator, RejectsOversizedBlock) { expect_report(oversized_block, "1..1024"); }
@@ -194,7 +206,7 @@ TEST(EmulatorStrictness, CpAsyncGroupLandsAtItsWait) {
   std::vector<float> in(8);
   std::iota(in.begin(), in.end(), 1.f);
   for (const auto landing : {emu::CpAsyncLanding::AtWait, emu::CpAsyncLanding::AtIssue}) {
-    emu::set_cp_async_landing(landing);
+    const emu::ScopedCpAsyncLanding pinned(landing);
     std::vector<float> out(16, 0.f);
     cp_async_groups(in.data(), out.data());
     for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], in[i]) << i;
@@ -204,7 +216,6 @@ TEST(EmulatorStrictness, CpAsyncGroupLandsAtItsWait) {
     }
     for (int i = 0; i < 8; ++i) EXPECT_EQ(out[8 + i], in[i]) << i;
   }
-  emu::set_cp_async_landing(emu::CpAsyncLanding::AtWait);
 }
 
 // Each 8-row phase of ldmatrix costs one wavefront per 16-byte row sharing a bank group (row
@@ -229,10 +240,9 @@ TEST(EmulatorStrictness, LdmatrixBankConflictsAreCountedExactly) {
 // With the barrier, every schedule gives warp 1's values.
 TEST(EmulatorStrictness, RunAheadSchedulesTakeBothSidesOfARace) {
   const auto run = [](emu::Schedule schedule, bool with_barrier) {
-    emu::set_schedule(schedule);
+    const emu::ScopedSchedule pinned(schedule);
     std::vector<int> out(32, -1);
     racy_overwrite(out.data(), with_barrier);
-    emu::set_schedule(emu::Schedule::Lockstep);
     return out[5];
   };
   EXPECT_EQ(run(emu::Schedule::Lockstep, false), 5);
@@ -269,6 +279,18 @@ TEST(EmulatorStrictness, FastIntrinsicsErrByTheirDocumentedBounds) {
   fast_math(&tiny, out.data(), 1);
   flushed = out[5];
   EXPECT_EQ(flushed, 0.f);
+}
+
+// Outside their documented ranges the GPU's answers differ from the math: __fdividef by a divisor
+// beyond 2^126 gives 0, and __sincosf past pi is a misuse (its bound no longer holds).
+TEST(EmulatorStrictness, FastIntrinsicsOutsideTheirRanges) {
+  float out[3] = {};
+  fast_divide_and_sincos(3.f, 0x1.8p126f, 0.5f, out);
+  EXPECT_EQ(out[0], 0.f);
+  fast_divide_and_sincos(3.f, 0x1p126f, 3.1f, out);  // 2^126 itself is still in range
+  EXPECT_NEAR(out[0], 3.f * 0x1p-126f, 3.f * 0x1p-126f * 0x1p-21f);
+  EXPECT_NEAR(out[1], std::sin(3.1), 4e-7);
+  expect_report([&] { fast_divide_and_sincos(1.f, 1.f, 4.f, out); }, "__sincosf(4.000000): its error bound holds only in [-pi, pi]");
 }
 
 TEST(EmulatorStrictness, MisalignedAccessesAreReported) {
