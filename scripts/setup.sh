@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake git pkg-config
   libdnnl-dev                 # oneDNN: CPU GEMMs (AMX / AVX-512 bf16)
+  ocl-icd-opencl-dev          # oneDNN's CMake config requires OpenCL; libdnnl-dev only recommends it
   libopenmpi-dev openmpi-bin  # the MPI communicator (#6)
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
