@@ -3,7 +3,8 @@
 # kernel in the emulator; its losses must match the CPU backend's (`llamatron`) step by step within
 # the bf16 bound of the model test ((12 * layers + 2) bf16 roundings: 26 * 2^-8 for tiny_synthetic.yaml).
 # And `llamatron` itself, on a machine without a GPU, must refuse train.device=cuda in one line.
-# With MPIEXEC given: the emulated device under mpirun with tp 2 x pp 2 must match the single
+# scripts/gpu_check.sh passes the real `llamatron` as the second binary on a GPU machine: the real
+# CUDA backend must match the CPU backend within the same bound. With MPIEXEC given: the emulated device under mpirun with tp 2 x pp 2 must match the single
 # emulated process on the same global batch, within the same bound.
 set -u
 cpu_bin=$1 emu_bin=$2 config=$3 mpiexec=${4-}
@@ -14,7 +15,7 @@ emu=$("$emu_bin" train "$config" "${common[@]}" --set train.device=cuda 2>&1 | l
 passed=0 failed=0
 check() { if eval "$2"; then echo "ok - $1"; passed=$((passed + 1)); else echo "FAIL - $1"; failed=$((failed + 1)); fi; }
 check "both runs logged 6 steps" '[ "$(echo "$cpu" | wc -l)" -eq 6 ] && [ "$(echo "$emu" | wc -l)" -eq 6 ]'
-check "emulated CUDA losses match the CPU backend within 26 * 2^-8" \
+check "CUDA-device losses match the CPU backend within 26 * 2^-8" \
   'paste <(echo "$cpu") <(echo "$emu") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
 if ! nvidia-smi >/dev/null 2>&1; then
   out=$("$cpu_bin" train "$config" --set train.device=cuda 2>&1 >/dev/null)
@@ -32,6 +33,6 @@ if [ -n "$mpiexec" ]; then
   echo "one process: $(echo $one) | tp2 x pp2: $(echo $grid)"
 fi
 echo "cpu losses: $(echo $cpu)"
-echo "emu losses: $(echo $emu)"
+echo "cuda losses: $(echo $emu)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
