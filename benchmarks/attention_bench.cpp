@@ -1,4 +1,5 @@
-// Causal GQA attention: forward, backward (atomic dQ) and backward (deterministic dQ), in TFLOP/s
+// Causal GQA attention: forward (the default 32 query rows per warp, and 16), backward (atomic dQ)
+// and backward (deterministic dQ), in TFLOP/s
 // with FlashAttention's convention: forward 4·B·T²·H·d, halved for causal; backward 2.5x the
 // forward. On a GPU the tensor-core kernels (kernels/attention.cu), timed with CUDA events, with %
 // of the device's bf16 peak (FACTS.md table). Without a GPU it times the CPU attention and says so;
@@ -109,7 +110,11 @@ void run_gpu(rt::Runtime& r, const Shape& s, int runs) {
       return timed([&] { kernels::attention_backward(q, k, v, o, lse, dout, dq, dk, dv, workspace, dims, deterministic, stream); });
     };
   };
-  print_rows({{"attention forward", s.fwd_flops(), [&] { return timed([&] { kernels::attention_forward(q, k, v, o, lse, dims, stream); }); }},
+  auto forward = [&](kernels::ForwardTiles tiles) {
+    return [&, tiles] { return timed([&] { kernels::attention_forward(q, k, v, o, lse, dims, stream, tiles); }); };
+  };
+  print_rows({{"attention forward", s.fwd_flops(), forward(kernels::ForwardTiles::k32RowsPerWarp)},
+              {"attention forward (16 rows/warp)", s.fwd_flops(), forward(kernels::ForwardTiles::k16RowsPerWarp)},
               {"attention backward", s.bwd_flops(), backward(false)},
               {"attention backward (determ.)", s.bwd_flops(), backward(true)}},
              runs, peak);

@@ -1,10 +1,12 @@
 // Causal grouped-query attention on tensor cores, FlashAttention-2 style (FACTS.md); the CPU
 // reference is csrc/ops/cpu/attention.cpp. bf16 operands through mma.sync m16n8k16 and ldmatrix
 // (kernels/ptx.cuh), fp32 accumulators and softmax statistics, K/V (or Q/dO) tiles double-buffered
-// in shared memory with cp.async. Four warps per CTA, each owning 16 rows of every product.
+// in shared memory with cp.async. Four warps per CTA, each owning 16 rows of every product (32 in
+// the default forward).
 //
-// Forward: a CTA owns 64 query rows of one head and walks the key tiles up to the diagonal with an
-// online softmax (log2 domain); only the diagonal tile is masked. Saves LSE for the backward.
+// Forward: a CTA owns 128 (or 64) query rows of one head and walks the key tiles up to the diagonal
+// with an online softmax (log2 domain); only tiles that cross the diagonal are masked. Saves LSE
+// for the backward.
 // Backward: a pre-pass computes D = rowsum(dO * O). A CTA owns 64 keys of one KV head and walks
 // every query tile of every query head in its group, keeping dK and dV in fp32 registers (no
 // per-query-head copies to sum). dQ either goes to an fp32 accumulator by atomics (fast) or comes
@@ -23,8 +25,8 @@ namespace llamatron::kernels {
 namespace {
 
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
-constexpr int kBlockM = 64;  // query rows per forward / dQ CTA (16 per warp)
-constexpr int kBlockN = 64;  // keys per tile, and per dK/dV CTA (16 per warp)
+constexpr int kBlockM = 64;  // query rows per dQ CTA (16 per warp)
+constexpr int kBlockN = 64;  // keys per tile of the backward, and per dK/dV CTA (16 per warp)
 constexpr float kLog2e = 1.4426950408889634f;
 
 // Query rows per step of the dK/dV CTA: 32 at D = 128 keeps dK, dV, S and dP in registers.
@@ -81,24 +83,36 @@ __device__ __forceinline__ void load_b_trans(uint32_t (&b)[4], const bf16* tile,
   ldmatrix<4, true>(b, tile + swz<W>(k0 + r + (i & 1) * 8, n0 + (i >> 1) * 8));
 }
 
-// acc (16 x 8NT, fp32) += A (16 x 16KS) B: a_frag(ks, a) gives A's k-step ks, b_frag(ks, nt, b) the
-// B fragments of n-tiles nt and nt + 1.
-template <int NT, int KS, typename AFrag, typename BFrag>
-__device__ __forceinline__ void warp_mma(float (&acc)[NT][4], AFrag&& a_frag, BFrag&& b_frag) {
+// acc[mt] (16 x 8NT, fp32) += A_mt (16 x 16KS) B for MT m-tiles of 16 rows: a_frag(mt, ks, a) gives
+// A_mt's k-step ks, b_frag(ks, nt, b) the B fragments of n-tiles nt and nt + 1. Each B fragment
+// loaded from shared memory feeds MT x 2 mma.
+template <int MT, int NT, int KS, typename AFrag, typename BFrag>
+__device__ __forceinline__ void warp_mma_tiles(float (&acc)[MT][NT][4], AFrag&& a_frag, BFrag&& b_frag) {
   static_assert(NT % 2 == 0, "n-tiles come in pairs");
 #pragma unroll
   for (int ks = 0; ks < KS; ++ks) {
-    uint32_t a[4];
-    a_frag(ks, a);
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) a_frag(mt, ks, a[mt]);
 #pragma unroll
     for (int nt = 0; nt < NT; nt += 2) {
       uint32_t b[4];
       b_frag(ks, nt, b);
       const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-      mma_m16n8k16_bf16(acc[nt], a, b0, acc[nt]);
-      mma_m16n8k16_bf16(acc[nt + 1], a, b1, acc[nt + 1]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_m16n8k16_bf16(acc[mt][nt], a[mt], b0, acc[mt][nt]);
+        mma_m16n8k16_bf16(acc[mt][nt + 1], a[mt], b1, acc[mt][nt + 1]);
+      }
     }
   }
+}
+
+// One m-tile: acc (16 x 8NT) += A (16 x 16KS) B, a_frag(ks, a).
+template <int NT, int KS, typename AFrag, typename BFrag>
+__device__ __forceinline__ void warp_mma(float (&acc)[NT][4], AFrag&& a_frag, BFrag&& b_frag) {
+  warp_mma_tiles<1, NT, KS>(reinterpret_cast<float (&)[1][NT][4]>(acc),
+                            [&](int, int ks, uint32_t (&a)[4]) { a_frag(ks, a); }, b_frag);
 }
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
@@ -173,79 +187,121 @@ __device__ __forceinline__ void store_rows(bf16* out, const Rows& at, int row0, 
   }
 }
 
-template <int D>
-constexpr size_t kFwdSmem = (kBlockM + 4 * kBlockN) * D * sizeof(bf16);  // Q, 2 x K, 2 x V
+// Forward tiling: each warp owns MT m-tiles of 16 query rows. With two, every K and V fragment a warp
+// loads from shared memory feeds twice the mma: half the shared-memory traffic per mma
+// (FlashAttention-2's 128-row tile), which Hopper's mma.sync rate needs; one leaves more CTAs per SM.
+template <int MT>
+constexpr int kFwdBlockM = 16 * kWarps * MT;
+// Q stays in registers when it fits beside O and S; else its fragments are reloaded every k-step.
+template <int D, int MT>
+constexpr bool kQInRegs = MT * D <= 128;
 
-template <int D>
+// Keys per forward tile: 32 where O's 32 x 128 fp32 accumulator leaves no registers for a 64-wide S.
+template <int D, int MT>
+constexpr int kFwdBlockN = D * MT > 128 ? 32 : 64;
+
+template <int D, int MT>
+constexpr size_t kFwdSmem = (kFwdBlockM<MT> + 4 * kFwdBlockN<D, MT>) * D * sizeof(bf16);  // Q, 2 x K, 2 x V
+
+template <int D, int MT>
 __global__ void __launch_bounds__(kThreads)
     attention_fwd_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int t, int h, int kv,
                          float scale_log2) {
+  constexpr int BM = kFwdBlockM<MT>, BN = kFwdBlockN<D, MT>;
+  constexpr bool kQRegs = kQInRegs<D, MT>;
   const int m_block = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
-  const int head = blockIdx.y, b = blockIdx.z, m0 = m_block * kBlockM, warp = threadIdx.x / 32;
+  const int head = blockIdx.y, b = blockIdx.z, m0 = m_block * BM, warp = threadIdx.x / 32;
   const Rows qa(b, t, h, head, D), kva(b, t, kv, head / (h / kv), D);
+  // First row (in the CTA) of the warp's m-tile mt: the tiles interleave over the warps, so the
+  // masked diagonal is shared out evenly.
+  const auto tile_row = [warp](int mt) { return (mt * kWarps + warp) * 16; };
   bf16* sq = dynamic_smem<bf16>();
-  bf16* sk = sq + kBlockM * D;
-  bf16* sv = sk + 2 * kBlockN * D;
+  bf16* sk = sq + BM * D;
+  bf16* sv = sk + 2 * BN * D;
 
-  stage_tile<kBlockM, D>(sq, q + qa.base, qa.ld, m0, t);
-  uint32_t qf[D / 16][4];
-  float acc[D / 8][4] = {};
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  stage_tile<BM, D>(sq, q + qa.base, qa.ld, m0, t);
+  uint32_t qf[kQRegs ? MT : 1][kQRegs ? D / 16 : 1][4];
+  const auto q_frag = [&](int mt, int ks, uint32_t (&a)[4]) {
+    if constexpr (kQRegs)
+      for (int i = 0; i < 4; ++i) a[i] = qf[mt][ks][i];
+    else
+      load_a<D>(a, sq, tile_row(mt), ks * 16);
+  };
+  float acc[MT][D / 8][4] = {};
+  float row_max[MT][2], row_sum[MT][2] = {};
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) row_max[mt][0] = row_max[mt][1] = -INFINITY;
+  const int last_key = m0 + BM < t ? m0 + BM : t;
   pipelined(
-      m_block + 1,  // key tiles up to the diagonal (kBlockN == kBlockM)
+      (last_key + BN - 1) / BN,  // key tiles up to the diagonal
       [&](int j, int buf) {
-        stage_tile<kBlockN, D>(sk + buf * kBlockN * D, k + kva.base, kva.ld, j * kBlockN, t);
-        stage_tile<kBlockN, D>(sv + buf * kBlockN * D, v + kva.base, kva.ld, j * kBlockN, t);
+        stage_tile<BN, D>(sk + buf * BN * D, k + kva.base, kva.ld, j * BN, t);
+        stage_tile<BN, D>(sv + buf * BN * D, v + kva.base, kva.ld, j * BN, t);
       },
       [&](int j, int buf) {
-        const bf16 *kt = sk + buf * kBlockN * D, *vt = sv + buf * kBlockN * D;
-        if (j == 0)
-          for (int ks = 0; ks < D / 16; ++ks) load_a<D>(qf[ks], sq, warp * 16, ks * 16);
-        float s[kBlockN / 8][4] = {};
-        warp_mma<kBlockN / 8, D / 16>(s, from_regs(qf), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, kt, nt * 8, ks * 16); });
-        // Online softmax in the log2 domain; each row's 64 scores are spread over a quad of lanes.
+        const bf16 *kt = sk + buf * BN * D, *vt = sv + buf * BN * D;
+        if constexpr (kQRegs) {
+          if (j == 0) {
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int row = m0 + warp * 16 + acc_row(2 * r);
-          float mx = row_max[r];
+            for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-          for (int nt = 0; nt < kBlockN / 8; ++nt)
-#pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; ++e) {
-              float& x = s[nt][e];
-              x = j == m_block && j * kBlockN + nt * 8 + acc_col(e) > row ? -INFINITY : x * scale_log2;
-              mx = fmaxf(mx, x);
-            }
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float alpha = ex2(row_max[r] - mx);  // key 0 is visible to every row: mx is finite
-          row_max[r] = mx;
-          float sum = 0.f;
-#pragma unroll
-          for (int nt = 0; nt < kBlockN / 8; ++nt)
-#pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; ++e) sum += s[nt][e] = ex2(s[nt][e] - mx);
-          row_sum[r] = row_sum[r] * alpha + sum;  // this lane's partial; the quad is summed at the end
-#pragma unroll
-          for (int dt = 0; dt < D / 8; ++dt) acc[dt][2 * r] *= alpha, acc[dt][2 * r + 1] *= alpha;
+              for (int ks = 0; ks < D / 16; ++ks) load_a<D>(qf[mt][ks], sq, tile_row(mt), ks * 16);
+          }
         }
-        uint32_t p[kBlockN / 16][4];
-        acc_to_a(p, s);
-        warp_mma<D / 8, kBlockN / 16>(acc, from_regs(p), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, vt, nt * 8, ks * 16); });
+        float s[MT][BN / 8][4] = {};
+        warp_mma_tiles<MT, BN / 8, D / 16>(s, q_frag, [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, kt, nt * 8, ks * 16); });
+        const bool diagonal = (j + 1) * BN - 1 > m0;  // a key of this tile is past a row of the CTA
+        // Online softmax in the log2 domain; each row's BN scores are spread over a quad of lanes.
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const int row = m0 + tile_row(mt) + acc_row(2 * r);
+            float mx = row_max[mt][r];
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+              for (int e = 2 * r; e < 2 * r + 2; ++e) {
+                float& x = s[mt][nt][e];
+                x = diagonal && j * BN + nt * 8 + acc_col(e) > row ? -INFINITY : x * scale_log2;
+                mx = fmaxf(mx, x);
+              }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float alpha = ex2(row_max[mt][r] - mx);  // key 0 is visible to every row: mx is finite
+            row_max[mt][r] = mx;
+            float sum = 0.f;
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+              for (int e = 2 * r; e < 2 * r + 2; ++e) sum += s[mt][nt][e] = ex2(s[mt][nt][e] - mx);
+            row_sum[mt][r] = row_sum[mt][r] * alpha + sum;  // this lane's partial; the quad is summed at the end
+#pragma unroll
+            for (int dt = 0; dt < D / 8; ++dt) acc[mt][dt][2 * r] *= alpha, acc[mt][dt][2 * r + 1] *= alpha;
+          }
+        uint32_t p[MT][BN / 16][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) acc_to_a(p[mt], s[mt]);
+        warp_mma_tiles<MT, D / 8, BN / 16>(
+            acc, [&](int mt, int ks, uint32_t (&a)[4]) { for (int i = 0; i < 4; ++i) a[i] = p[mt][ks][i]; },
+            [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, vt, nt * 8, ks * 16); });
       });
 
-  float inv[2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_sum[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    inv[r] = 1.0f / l;
-    const int row = m0 + warp * 16 + acc_row(2 * r);
-    if (row < t && threadIdx.x % 4 == 0)
-      lse[(static_cast<int64_t>(b) * h + head) * t + row] = (row_max[r] + log2f(l)) / kLog2e;
+  for (int mt = 0; mt < MT; ++mt) {
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float l = row_sum[mt][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[r] = 1.0f / l;
+      const int row = m0 + tile_row(mt) + acc_row(2 * r);
+      if (row < t && threadIdx.x % 4 == 0)
+        lse[(static_cast<int64_t>(b) * h + head) * t + row] = (row_max[mt][r] + log2f(l)) / kLog2e;
+    }
+    store_rows<D>(o, qa, m0 + tile_row(mt), t, acc[mt], inv);
   }
-  store_rows<D>(o, qa, m0 + warp * 16, t, acc, inv);
 }
 
 // D[b, head, t] = rowsum(dO * O) in fp32, one warp per (b, t, head) row; zeroes the row of the dQ
@@ -460,13 +516,17 @@ std::string attention_unsupported(const AttentionDims& d) {
 }
 
 void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const AttentionDims& dims,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, ForwardTiles tiles) {
   check(dims, {q, k, v, o});
+  const auto run = [&](auto dc, auto mtc) {
+    constexpr int D = decltype(dc)::value, MT = decltype(mtc)::value;
+    set_max_dynamic_smem(attention_fwd_kernel<D, MT>, kFwdSmem<D, MT>);
+    launch(attention_fwd_kernel<D, MT>, dim3(cdiv(dims.t, kFwdBlockM<MT>), dims.h, dims.b), dim3(kThreads), kFwdSmem<D, MT>,
+           stream, q, k, v, o, lse, dims.t, dims.h, dims.kv, softmax_scale(D) * kLog2e);
+  };
   with_head_dim(dims.d, [&](auto dc) {
-    constexpr int D = decltype(dc)::value;
-    set_max_dynamic_smem(attention_fwd_kernel<D>, kFwdSmem<D>);
-    launch(attention_fwd_kernel<D>, dim3(cdiv(dims.t, kBlockM), dims.h, dims.b), dim3(kThreads), kFwdSmem<D>, stream, q,
-           k, v, o, lse, dims.t, dims.h, dims.kv, softmax_scale(D) * kLog2e);
+    if (tiles == ForwardTiles::k32RowsPerWarp) run(dc, std::integral_constant<int, 2>{});
+    else run(dc, std::integral_constant<int, 1>{});
   });
 }
 

@@ -16,8 +16,13 @@ struct AttentionDims {
 // Empty when the kernels support `dims` (head_dim 64 or 128, h a multiple of kv, t >= 1), else why not.
 std::string attention_unsupported(const AttentionDims& dims);
 
+// Query rows per warp of the forward. 32: two m16 tiles share every K/V fragment a warp loads from
+// shared memory (half the traffic per mma; 128-row CTAs). 16: 64-row CTAs, more of them per SM.
+// Both are tested alike; bench_attention times both.
+enum class ForwardTiles { k16RowsPerWarp, k32RowsPerWarp };
+
 void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const AttentionDims& dims,
-                       cudaStream_t stream);
+                       cudaStream_t stream, ForwardTiles tiles = ForwardTiles::k32RowsPerWarp);
 
 // Device scratch the backward needs: D = rowsum(dO * O) [B, H, T] and, unless deterministic, the fp32
 // dQ accumulator [B, T, H, D]. O(B*H*T*D) at most, never T x T.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -65,6 +66,11 @@ KernelGrads kernel_backward(const Inputs& in, const std::vector<bf16>& o, const 
   return g;
 }
 
+constexpr kernels::ForwardTiles kForwardTiles[] = {kernels::ForwardTiles::k16RowsPerWarp, kernels::ForwardTiles::k32RowsPerWarp};
+const char* name(kernels::ForwardTiles t) {
+  return t == kernels::ForwardTiles::k16RowsPerWarp ? "forward: 16 rows per warp" : "forward: 32 rows per warp";
+}
+
 class AttentionKernel : public testing::TestWithParam<Case> {};
 
 TEST_P(AttentionKernel, ForwardAndBackwardMatchCpuAttention) {
@@ -74,10 +80,15 @@ TEST_P(AttentionKernel, ForwardAndBackwardMatchCpuAttention) {
 
   auto o = test::poisoned<bf16>(in.q.size());
   auto lse = test::poisoned<float>(ref.lse.size());
-  kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr);
-  test::expect_no_worse_than_cpu_bf16("O", o, cpu.o, ref.o);
-  // LSE is fp32 on every side; only exp/log approximations and summation order differ.
-  EXPECT_LE(test::max_abs_diff(lse, ref.lse), 1e-5 * test::max_abs(ref.lse));
+  for (const kernels::ForwardTiles tiles : kForwardTiles) {  // the default (32 rows per warp) last: the backward's input
+    SCOPED_TRACE(name(tiles));
+    o = test::poisoned<bf16>(in.q.size());
+    lse = test::poisoned<float>(ref.lse.size());
+    kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr, tiles);
+    test::expect_no_worse_than_cpu_bf16("O", o, cpu.o, ref.o);
+    // LSE is fp32 on every side; only exp/log approximations and summation order differ.
+    EXPECT_LE(test::max_abs_diff(lse, ref.lse), 1e-5 * test::max_abs(ref.lse));
+  }
 
   for (const bool deterministic : {false, true}) {
     SCOPED_TRACE(deterministic ? "deterministic dQ pass" : "atomic dQ");
@@ -136,9 +147,9 @@ struct KernelRun {
   KernelGrads g;
 };
 
-KernelRun kernel_run(const Inputs& in, bool deterministic) {
+KernelRun kernel_run(const Inputs& in, bool deterministic, kernels::ForwardTiles tiles) {
   KernelRun r{test::poisoned<bf16>(in.q.size()), test::poisoned<float>(size_t(in.dims.b) * in.dims.h * in.dims.t), {}};
-  kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(r.o), r.lse.data(), in.dims, nullptr);
+  kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(r.o), r.lse.data(), in.dims, nullptr, tiles);
   r.g = kernel_backward(in, r.o, r.lse, deterministic);
   return r;
 }
@@ -149,34 +160,68 @@ KernelRun kernel_run(const Inputs& in, bool deterministic) {
 TEST(AttentionKernelSharedMemory, LdmatrixLoadsHaveNoBankConflicts) {
   for (const int d : {64, 128})
     for (const bool deterministic : {false, true}) {
+      // The 16-rows-per-warp forward with the atomic backward, the 32 with the deterministic one.
+      const auto tiles = kForwardTiles[deterministic];
       emu::reset_smem_stats();
-      kernel_run(Inputs(Case{1, 130, 4, 2, d}), deterministic);
+      kernel_run(Inputs(Case{1, 130, 4, 2, d}), deterministic, tiles);
       const emu::SmemStats s = emu::smem_stats();
       EXPECT_GT(s.ldmatrix_phases, 1000u) << "d" << d;
-      EXPECT_EQ(s.ldmatrix_extra_wavefronts, 0u) << "d" << d << (deterministic ? " deterministic" : "") << ": of "
-                                                 << s.ldmatrix_phases << " ldmatrix phases";
+      EXPECT_EQ(s.ldmatrix_extra_wavefronts, 0u) << "d" << d << (deterministic ? " deterministic" : "") << ", " << name(tiles)
+                                                 << ": of " << s.ldmatrix_phases << " ldmatrix phases";
     }
+}
+
+// The default forward's two m-tiles per warp share every K and V fragment they load from shared
+// memory, which is what it is for. The emulator counts ldmatrix phases (128 bytes each); the bytes
+// follow from the tile plans, per warp, at T = 1024 causal, 4 warps per CTA:
+//  16 rows per warp: 64 x 64 steps, 1 + 2 + ... + 16 = 136 over the 16 query blocks; per step the
+//    warp reads K and V (2 x 64 x d x 2 bytes), and Q once (16 x d x 2) into registers.
+//  32 rows per warp, d = 64: 128 x 64 steps, 2 + 4 + ... + 16 = 72 over the 8 blocks, the same K and
+//    V bytes per step for twice the rows; Q (32 x d x 2) once.
+//  32 rows per warp, d = 128: 128 x 32 steps (O leaves no registers for Q), 4 + 8 + ... + 32 = 144;
+//    per step K and V (2 x 32 x d x 2) and Q again (32 x d x 2).
+// Loading the fragments once per m-tile instead would double the K and V bytes of the 32-row plans.
+TEST(AttentionKernelSharedMemory, TheDefaultForwardSharesEachFragmentOverTwoRowTiles) {
+  for (const int d : {64, 128}) {
+    const Inputs in(Case{1, 1024, 1, 1, d});
+    std::vector<double> bytes;
+    for (const kernels::ForwardTiles tiles : kForwardTiles) {
+      auto o = test::poisoned<bf16>(in.q.size());
+      auto lse = test::poisoned<float>(size_t(1024));
+      emu::reset_smem_stats();
+      kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr, tiles);
+      bytes.push_back(128.0 * static_cast<double>(emu::smem_stats().ldmatrix_phases));
+    }
+    const double warps16 = 16 * 4, warps32 = 8 * 4;
+    const double expect16 = 136 * 4 * (2 * 64 * d * 2) + warps16 * 16 * d * 2;
+    const double expect32 = d == 64 ? 72 * 4 * (2 * 64 * d * 2) + warps32 * 32 * d * 2 : 144 * 4 * (2 * 32 * d * 2 + 32 * d * 2);
+    std::printf("d=%d: ldmatrix bytes, 32 / 16 rows per warp: %.0f / %.0f = %.3f\n", d, bytes[1], bytes[0], bytes[1] / bytes[0]);
+    EXPECT_EQ(bytes[0], expect16) << "d" << d;
+    EXPECT_EQ(bytes[1], expect32) << "d" << d;
+  }
 }
 
 // A correct pipeline cannot tell when its cp.async copies land: as late as the wait (the default)
 // and at issue give the same bits. A missing wait fails the first; an early restage of a buffer
 // still being read, the second.
 TEST(AttentionKernelAsyncCopies, SameBitsWhenCopiesLandAtIssueOrAtTheWait) {
-  for (const Case c : {Case{1, 130, 8, 2, 64}, Case{2, 77, 4, 1, 128}}) {
-    const Inputs in(c);
-    const auto run_landing = [&](emu::CpAsyncLanding landing) {
-      const emu::ScopedCpAsyncLanding pinned(landing);
-      return kernel_run(in, true);
-    };
-    const KernelRun late = run_landing(emu::CpAsyncLanding::AtWait);
-    const KernelRun early = run_landing(emu::CpAsyncLanding::AtIssue);
-    EXPECT_EQ(0, std::memcmp(late.o.data(), early.o.data(), late.o.size() * sizeof(bf16)));
-    EXPECT_EQ(late.lse, early.lse);
-    EXPECT_EQ(late.g.dq, early.g.dq);
-    EXPECT_EQ(late.g.dk, early.g.dk);
-    EXPECT_EQ(late.g.dv, early.g.dv);
-    EXPECT_FALSE(std::isnan(static_cast<float>(late.g.dq[0])));
-  }
+  for (const Case c : {Case{1, 130, 8, 2, 64}, Case{2, 77, 4, 1, 128}})
+    for (const kernels::ForwardTiles tiles : kForwardTiles) {
+      SCOPED_TRACE(name(tiles));
+      const Inputs in(c);
+      const auto run_landing = [&](emu::CpAsyncLanding landing) {
+        const emu::ScopedCpAsyncLanding pinned(landing);
+        return kernel_run(in, true, tiles);
+      };
+      const KernelRun late = run_landing(emu::CpAsyncLanding::AtWait);
+      const KernelRun early = run_landing(emu::CpAsyncLanding::AtIssue);
+      EXPECT_EQ(0, std::memcmp(late.o.data(), early.o.data(), late.o.size() * sizeof(bf16)));
+      EXPECT_EQ(late.lse, early.lse);
+      EXPECT_EQ(late.g.dq, early.g.dq);
+      EXPECT_EQ(late.g.dk, early.g.dk);
+      EXPECT_EQ(late.g.dv, early.g.dv);
+      EXPECT_FALSE(std::isnan(static_cast<float>(late.g.dq[0])));
+    }
 }
 
 TEST(AttentionKernelErrors, UnsupportedShapesAreRejected) {
