@@ -1,7 +1,6 @@
 // Causal GQA attention: forward (the default 32 query rows per warp, and 16), backward (atomic dQ)
-// and backward (deterministic dQ), in TFLOP/s
-// with FlashAttention's convention: forward 4·B·T²·H·d, halved for causal; backward 2.5x the
-// forward. On a GPU the tensor-core kernels (kernels/attention.cu), timed with CUDA events, with %
+// and backward (deterministic dQ), in TFLOP/s with FlashAttention's convention: forward 4·B·T²·H·d,
+// halved for causal; backward 2.5x the forward. On a GPU the tensor-core kernels (kernels/attention.cu), timed with CUDA events, with %
 // of the device's bf16 peak (FACTS.md table). Without a GPU it times the CPU attention and says so;
 // it never prints a GPU figure it did not measure.
 #include <cstdio>

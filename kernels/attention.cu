@@ -133,11 +133,16 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[NT / 2][4], const float (
   }
 }
 
+// A fragments held in registers, as a_frag for warp_mma (one m-tile) or warp_mma_tiles (MT).
 template <int KS>
 __device__ __forceinline__ auto from_regs(const uint32_t (&f)[KS][4]) {
   return [&f](int ks, uint32_t (&a)[4]) {
     for (int i = 0; i < 4; ++i) a[i] = f[ks][i];
   };
+}
+template <int MT, int KS>
+__device__ __forceinline__ auto from_regs(const uint32_t (&f)[MT][KS][4]) {
+  return [&f](int mt, int ks, uint32_t (&a)[4]) { from_regs(f[mt])(ks, a); };
 }
 
 // body(i, buf) for i in [0, n), with stage(i + 1, buf ^ 1) (cp.async) in flight meanwhile; the
@@ -223,7 +228,7 @@ __global__ void __launch_bounds__(kThreads)
   uint32_t qf[kQRegs ? MT : 1][kQRegs ? D / 16 : 1][4];
   const auto q_frag = [&](int mt, int ks, uint32_t (&a)[4]) {
     if constexpr (kQRegs)
-      for (int i = 0; i < 4; ++i) a[i] = qf[mt][ks][i];
+      from_regs(qf)(mt, ks, a);
     else
       load_a<D>(a, sq, tile_row(mt), ks * 16);
   };
@@ -282,9 +287,7 @@ __global__ void __launch_bounds__(kThreads)
         uint32_t p[MT][BN / 16][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) acc_to_a(p[mt], s[mt]);
-        warp_mma_tiles<MT, D / 8, BN / 16>(
-            acc, [&](int mt, int ks, uint32_t (&a)[4]) { for (int i = 0; i < 4; ++i) a[i] = p[mt][ks][i]; },
-            [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, vt, nt * 8, ks * 16); });
+        warp_mma_tiles<MT, D / 8, BN / 16>(acc, from_regs(p), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, vt, nt * 8, ks * 16); });
       });
 
 #pragma unroll
