@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh
+LLAMATRON_TARGETS=llamatron scripts/build.sh  # the CLI only: the tests and their sanitizer builds are scripts/test.sh's
 demo=build/demo
 rm -rf "$demo"  # the demo's own outputs only: a fresh run each time
 mkdir -p "$demo/text"

@@ -10,6 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin  # the MPI communicator (#6)
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-dev       # libFuzzer with ASan + UBSan: the fuzz targets of the file parsers (tests/fuzz)
   python3 python3-torch python3-numpy  # the PyTorch reference the tests compare against
   python3-venv                # a venv for tools/prepare_hf.py (tokenizers, from PyPI)
   python3-matplotlib          # tools/plot_metrics.py: the loss curve PNG

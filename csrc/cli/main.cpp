@@ -14,7 +14,6 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "llamatron/backend.h"
@@ -25,6 +24,7 @@
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
+#include "llamatron/file_io.h"
 #include "llamatron/hardware.h"
 #include "llamatron/memory.h"
 #include "llamatron/planner.h"
@@ -41,6 +41,47 @@ namespace {
 
 double mib(double bytes) { return bytes / (1 << 20); }
 
+// Work only rank 0 does (its log files): an Error there is that rank's alone.
+template <typename F>
+void rank0_only(F&& work) {
+  try {
+    work();
+  } catch (const RankError&) {
+    throw;
+  } catch (const Error& e) {
+    throw RankError(e.what());
+  }
+}
+
+// An error this rank alone met: the others may be waiting for it, so under mpirun the job is aborted.
+[[noreturn]] void exit_on_rank_error(const std::string& what) {
+  if (launched_by_mpi() && world().size() > 1) {
+    std::fprintf(stderr, "llamatron: error on rank %d: %s\n", world().rank(), what.c_str());
+    exit_job(1, false);
+  }
+  std::fprintf(stderr, "llamatron: error: %s\n", what.c_str());
+  exit_job(1, true);
+}
+
+// Comma-separated token ids for a model of `vocab` tokens (--tokens).
+std::vector<int32_t> parse_token_ids(const std::string& text, int64_t vocab) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0 || v >= vocab)
+      throw Error("--tokens: '" + item + "' is not a token id in [0, " + std::to_string(vocab) + ") (model.vocab_size)");
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  return ids;
+}
+
 // The config as resolved (defaults filled, overrides applied, micro-batch count derived), in the
 // log and, with a checkpoint.dir, in DIR/run_config.yaml: what this run really trained with.
 void log_resolved_config(const RunConfig& c, bool rank0) {
@@ -50,15 +91,15 @@ void log_resolved_config(const RunConfig& c, bool rank0) {
   for (std::string line; std::getline(lines, line);) spdlog::info("  {}", line);
   if (c.checkpoint.dir.empty() || !rank0) return;
   const std::string path = c.checkpoint.dir + "/run_config.yaml", tmp = path + ".tmp";
-  std::error_code ec;
-  std::filesystem::create_directories(c.checkpoint.dir, ec);
-  {
-    std::ofstream f(tmp);
-    f << yaml;
-    if (!f) throw Error("cannot write " + tmp + ": check that checkpoint.dir (" + c.checkpoint.dir + ") is a writable directory");
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(c.checkpoint.dir, ec);
+    write_file_durably(tmp, yaml);
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) throw Error("cannot write " + path + ": " + ec.message());
+  } catch (const Error& e) {
+    throw RankError(std::string(e.what()) + ": check that checkpoint.dir (" + c.checkpoint.dir + ") is a writable directory with free space");
   }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error("cannot write " + path + ": " + ec.message());
   spdlog::info("config saved to {}", path);
 }
 
@@ -89,7 +130,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     cuda->set_deterministic(cfg.train.deterministic);
   }
   if (launched_by_mpi() && world().rank() != 0) spdlog::set_level(spdlog::level::off);  // rank 0 speaks for the job
-  install_stop_signals();
+  install_stop_signals(!launched_by_mpi() || world().rank() == 0);
   Trainer trainer(cfg, world());
   const ProcessGrid& grid = trainer.grid();
   if (!trainer.resumed_from().empty())
@@ -118,11 +159,10 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
                                                  : cfg.logging.cpu_peak_tflops;
   const int devices = grid.world().size();
   StepStats last;
-  std::ofstream metrics;
-  if (!cfg.logging.metrics_file.empty() && grid.rank() == 0) {
-    metrics.open(cfg.logging.metrics_file, std::ios::app);
-    if (!metrics) throw Error("cannot open logging.metrics_file " + cfg.logging.metrics_file + " for appending: check the path");
-  }
+  std::unique_ptr<CheckedFile> metrics;  // rank 0's: its errors are RankErrors
+  if (!cfg.logging.metrics_file.empty() && grid.rank() == 0) rank0_only([&] {
+    metrics = std::make_unique<CheckedFile>(cfg.logging.metrics_file, CheckedFile::Append, "logging.metrics_file");
+  });
   const bool tty = isatty(fileno(stderr)) != 0;
   ProgressBar bar(trainer.progress().step, cfg.train.steps,
                   grid.rank() == 0 && (cfg.logging.progress == "always" || (cfg.logging.progress == "auto" && tty)));
@@ -130,13 +170,13 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   const int64_t first_step = trainer.progress().step;
   trainer.run([&](const StepStats& s) {
     last = s;
-    if (metrics.is_open()) {
+    if (metrics) {
       nlohmann::json j = {{"step", s.step}, {"tokens", s.tokens_seen}, {"epoch", s.epoch}, {"loss", s.loss},
                           {"perplexity", std::exp(s.loss)}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                           {"tokens_per_s", s.tokens_per_s}, {"step_ms", s.step_ms}, {"skipped", s.skipped},
                           {"bad_steps", s.bad_steps}, {"skipped_steps", s.skipped_steps}};
       if (s.valid_loss >= 0) j["valid_loss"] = s.valid_loss;
-      metrics << j.dump() << "\n" << std::flush;
+      rank0_only([&] { metrics->write(j.dump() + "\n"); });
     }
     if (s.step % cfg.logging.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
       const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
@@ -166,6 +206,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     bar.draw(s.step, s.loss, s.tokens_per_s);
   });
   bar.clear();
+  if (metrics) rank0_only([&] { metrics->close(true); });
   if (trainer.stopped_by_signal())
     spdlog::info("stopped by signal {} after step {}{}", trainer.stopped_by_signal(), trainer.progress().step,
                  cfg.checkpoint.dir.empty() ? " (no checkpoint.dir: nothing saved)" : ", checkpoint saved");
@@ -208,11 +249,10 @@ std::string checkpoint_at(const std::string& path) {
 // The resolved config a checkpoint was saved with, on one process, loading that checkpoint.
 RunConfig config_of_checkpoint(const std::string& ckpt) {
   const std::string dir = checkpoint_at(ckpt);
-  std::ifstream f(std::filesystem::path(dir) / "config.yaml");
-  if (!f) throw Error("checkpoint " + dir + " has no config.yaml: not a llamatron checkpoint");
-  std::stringstream text;
-  text << f.rdbuf();
-  RunConfig c = parse_config(text.str(), {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
+  const std::string path = (std::filesystem::path(dir) / "config.yaml").string();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw Error("checkpoint " + dir + " has no config.yaml: not a llamatron checkpoint");
+  RunConfig c = parse_config(read_small_file(path, "checkpoint config", uint64_t{16} << 20), {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
                                           "parallel.pipeline_layers=", "train.global_batch_size=0", "checkpoint.dir=", "checkpoint.init_from=",
                                           "checkpoint.resume=" + dir, "data.source=synthetic", "data.paths=", "data.weights=",
                                           "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=cpu"});
@@ -221,11 +261,11 @@ RunConfig config_of_checkpoint(const std::string& ckpt) {
 
 int cmd_logits(const std::string& ckpt, const std::string& tokens_text, const std::string& out) {
   Trainer t(config_of_checkpoint(ckpt));
-  std::vector<int32_t> tokens;
-  std::stringstream ss(tokens_text);
-  for (std::string item; std::getline(ss, item, ',');) tokens.push_back(static_cast<int32_t>(std::stoll(item)));
+  std::vector<int32_t> tokens = parse_token_ids(tokens_text, t.config().model.vocab_size);
   if (tokens.empty()) throw Error("--tokens is empty: give comma-separated token ids");
   const int64_t T = static_cast<int64_t>(tokens.size());
+  if (T > t.config().model.max_seq_len)
+    throw Error("--tokens has " + std::to_string(T) + " ids, more than the model's max_seq_len " + std::to_string(t.config().model.max_seq_len));
   tokens.push_back(0);  // a target for the last position; the logits do not depend on it
   t.model().keep_logits(true);
   t.model().forward_loss(tokens.data(), 1, T);
@@ -255,8 +295,7 @@ int cmd_generate(const std::string& ckpt, const GenerateOptions& o) {
     if (m.vocab_size < kByteVocab) throw Error("--prompt uses the byte-level tokenizer (vocab_size >= 257); give --tokens for this model");
     for (unsigned char c : o.prompt) ids.push_back(c);
   } else {
-    std::stringstream ss(o.tokens);
-    for (std::string item; std::getline(ss, item, ',');) ids.push_back(static_cast<int32_t>(std::stoll(item)));
+    ids = parse_token_ids(o.tokens, m.vocab_size);
   }
   if (ids.empty()) throw Error("give a non-empty --prompt (byte-level models) or --tokens");
   Rng rng(o.seed);
@@ -415,6 +454,10 @@ int main(int argc, char** argv) {
       prep.megatron = prep_format != "llmc";
       return llamatron::cmd_data_prepare(prep);
     }
+  } catch (const llamatron::RankError& e) {
+    llamatron::exit_on_rank_error(e.what());
+  } catch (const std::filesystem::filesystem_error& e) {  // a path the user gave (an output directory under a file, ...)
+    llamatron::exit_on_rank_error(std::string(e.what()) + ": check the path");
   } catch (const llamatron::Error& e) {
     // Configuration and layout errors are found the same way on every rank: rank 0 says it once.
     if (!llamatron::launched_by_mpi() || llamatron::world().rank() == 0) std::fprintf(stderr, "llamatron: error: %s\n", e.what());

@@ -21,6 +21,9 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
              int top) {
   RunConfig c = load_config(config_path, overrides);
   if (o.gpus < 1) throw Error("--gpus must be >= 1");
+  if (!(o.gemm_efficiency > 0 && o.gemm_efficiency <= 1)) throw Error("--gemm-efficiency must be in (0, 1], e.g. 0.5");
+  if (!(o.tokens >= 0) || !(o.gpu.usd_per_gpu_hour >= 0)) throw Error("--tokens and --usd-per-gpu-hour must be >= 0");
+  if (top < 1) throw Error("--top must be >= 1");
   const double usd = o.gpu.usd_per_gpu_hour;
   o.gpu = gpu_spec(gpu);
   if (usd > 0) o.gpu.usd_per_gpu_hour = usd;

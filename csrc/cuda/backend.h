@@ -29,6 +29,7 @@ class CudaBackend final : public DeviceBackend {
   void zero(void* ptr, size_t bytes) override;
   void set_deterministic(bool on) override { deterministic_ = on; }
   std::string device_name() override { return rt_->properties(0).name; }
+  uint64_t memory_bytes() override { return rt_->properties(0).global_mem_bytes; }
   std::unique_ptr<Communicator> device_group(std::unique_ptr<Communicator> host) override {
     return groups_ ? groups_(std::move(host), stream_) : std::move(host);
   }

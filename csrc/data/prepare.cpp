@@ -12,6 +12,7 @@
 
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
+#include "llamatron/file_io.h"
 
 namespace llamatron {
 namespace {
@@ -20,13 +21,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error("cannot read input file " + path + ": check the path");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+// A whole input file (a regular file: a FIFO would block); inputs are read whole, so bounded.
+std::string slurp(const std::string& path) { return read_small_file(path, "input file", uint64_t{16} << 30); }
 
 }  // namespace
 
@@ -64,6 +60,10 @@ PrepareResult prepare_data(const PrepareOptions& o, const std::function<void(int
   for (const std::string& in : o.inputs)
     if (!std::filesystem::is_regular_file(in)) throw Error("input file " + in + " does not exist: check the path");
   if (o.shard_tokens < 1) throw Error("--shard-tokens must be positive");
+  std::error_code ec;  // the output directory first: a bad --out fails before any work
+  std::filesystem::create_directories(o.out_dir, ec);
+  if (ec || !std::filesystem::is_directory(o.out_dir))
+    throw Error("cannot create the output directory " + o.out_dir + ": " + (ec ? ec.message() : "a file is in the way") + ": check --out");
   // Tokenize: one task per file, results kept in input order (the output never depends on threads).
   std::vector<std::vector<std::vector<int32_t>>> per_file(o.inputs.size());
   std::atomic<size_t> next{0};
@@ -103,7 +103,6 @@ PrepareResult prepare_data(const PrepareOptions& o, const std::function<void(int
   r.documents = static_cast<int64_t>(docs.size());
   r.tokens = tokens.load();
   if (docs.empty()) throw Error("the inputs hold no documents (empty files): nothing to prepare");
-  std::filesystem::create_directories(o.out_dir);
   const std::filesystem::path base = std::filesystem::path(o.out_dir) / o.name;
   if (o.llmc) {
     std::vector<int32_t> shard;
@@ -132,18 +131,21 @@ PrepareResult prepare_data(const PrepareOptions& o, const std::function<void(int
 std::string inspect_data(const std::string& path, int64_t first_tokens) {
   const bool megatron = ends_with(path, ".idx") || (!ends_with(path, ".bin") && std::filesystem::exists(path + ".idx")) ||
                         (ends_with(path, ".bin") && std::filesystem::exists(path.substr(0, path.size() - 4) + ".idx"));
-  const int64_t any_vocab = int64_t{1} << 40;  // inspecting: every id is allowed
+  const int64_t any_vocab = 0;  // inspecting: every id is allowed
   std::unique_ptr<TokenCorpus> c = megatron ? open_megatron_corpus(path, any_vocab) : open_llmc_corpus({path}, any_vocab);
   std::ostringstream s;
   s << "format:    " << (megatron ? "Megatron indexed dataset" : "llm.c token shard") << "\n";
   s << "data:      " << c->describe() << "\n";
   s << "tokens:    " << c->size() << "\n";
   s << "documents: " << (c->documents() >= 0 ? std::to_string(c->documents()) : "not recorded (llm.c shards)") << "\n";
-  int32_t top = -1;
-  for (int64_t i = 0; i < c->size(); ++i) top = std::max(top, c->token(i));
-  s << "max id:    " << top << " (model.vocab_size must be > this)\n";
+  int64_t top = -1, lowest = 0;
+  for (int64_t i = 0; i < c->size(); ++i) top = std::max(top, c->id(i)), lowest = std::min(lowest, c->id(i));
+  if (lowest < 0)
+    s << "max id:    " << top << " (and negative ids down to " << lowest << ": not token ids; this data cannot be trained on)\n";
+  else
+    s << "max id:    " << top << " (model.vocab_size must be > this, at least " << top + 1 << ")\n";
   s << "first:    ";
-  for (int64_t i = 0; i < std::min(first_tokens, c->size()); ++i) s << " " << c->token(i);
+  for (int64_t i = 0; i < std::min(first_tokens, c->size()); ++i) s << " " << c->id(i);
   s << "\n";
   return s.str();
 }

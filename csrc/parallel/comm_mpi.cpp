@@ -165,29 +165,39 @@ Communicator& self_group() {
   return self;
 }
 
+namespace {
+// (rank among this node's processes, their count): a split of the world by shared memory, made
+// when MPI starts, since it is collective over the world and later callers may be a sub-group.
+std::pair<int, int> g_node_local{0, 1};
+
+void find_node_local() {
+  MPI_Comm node;
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+  MPI_Comm_rank(node, &g_node_local.first);
+  MPI_Comm_size(node, &g_node_local.second);
+  MPI_Comm_free(&node);
+}
+}  // namespace
+
 Communicator& world() {
   static std::unique_ptr<Communicator> w = [] () -> std::unique_ptr<Communicator> {
     if (!launched_by_mpi()) return std::make_unique<SelfCommunicator>();
     int provided = 0;
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     std::atexit(finalize_mpi);
+    find_node_local();
     return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false);
   }();
   return *w;
 }
 
 int node_local_rank() {
-  if (!launched_by_mpi()) return 0;
-  static const int local = [] {
-    world();  // initialises MPI
-    MPI_Comm node;
-    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
-    int r = 0;
-    MPI_Comm_rank(node, &r);
-    MPI_Comm_free(&node);
-    return r;
-  }();
-  return local;
+  world();  // initialises MPI (and the split) when launched by mpirun
+  return g_node_local.first;
+}
+int node_local_size() {
+  world();
+  return g_node_local.second;
 }
 
 void exit_job(int code, bool every_rank_failed) {

@@ -7,12 +7,6 @@
 
 namespace llamatron {
 
-int64_t padded_vocab(int64_t vocab, int64_t tp) {
-  if (tp == 1) return vocab;
-  const int64_t multiple = 128 * tp;
-  return (vocab + multiple - 1) / multiple * multiple;
-}
-
 void tp_all_reduce(Communicator& tp, const Tensor& x) {
   if (tp.size() > 1) tp.all_reduce(x.raw(), x.numel(), x.dtype(), ReduceOp::Sum);
 }

@@ -1,31 +1,31 @@
 #include "llamatron/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
+#include <array>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "llamatron/checked.h"
+#include "llamatron/checkpoint_format.h"
 #include "llamatron/errors.h"
+#include "llamatron/file_io.h"
 #include "llamatron/model.h"
 #include "llamatron/safetensors.h"
 #include "llamatron/trainer.h"
 
 namespace llamatron {
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace {
-
-const char* kKinds[3] = {"master", "exp_avg", "exp_avg_sq"};
 
 std::string step_name(int64_t step) {
   char b[32];
@@ -33,38 +33,49 @@ std::string step_name(int64_t step) {
   return b;
 }
 
-// Durability: a file's bytes, and a directory's entries (a rename), reach the disk.
-void fsync_path(const fs::path& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0) throw Error("cannot open " + p.string() + " to sync it");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw Error("fsync of " + p.string() + " failed: the disk may be full");
+std::string rank_file(int r) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "rank_%05d.safetensors", r);
+  return b;
 }
 
-void write_synced(const fs::path& p, const std::string& text) {
-  {
-    std::ofstream f(p, std::ios::binary | std::ios::trunc);
-    f << text;
-    if (!f) throw Error("cannot write " + p.string() + ": check free space and permissions");
-  }
-  fsync_path(p);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw Error("cannot read " + p.string());
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-json read_json(const fs::path& p, const std::string& what) {
+// This rank's part of a collective phase. A failure on any rank makes every rank throw, so no
+// rank waits in a collective for one that gave up (a full disk may hit one node only); a failing
+// rank other than 0 prints its own reason, rank 0's is in the error the CLI prints. `what`, when
+// given, prefixes the error ("checkpoint ... not saved").
+template <typename F>
+void collectively(Communicator& world, const std::string& what, F&& work) {
+  std::string error;
   try {
-    return json::parse(slurp(p));
-  } catch (const json::exception& e) {
-    throw Error(p.string() + ": not valid JSON (" + what + "): " + e.what());
+    work();
+  } catch (const std::exception& e) {  // filesystem errors too: a save fails as a sentence, not a crash
+    error = e.what();
   }
+  double first = error.empty() ? 0 : world.size() - world.rank();  // the max is the lowest failing rank
+  world.all_reduce(&first, 1, ReduceOp::Max);
+  if (first == 0) return;
+  const int failed = world.size() - static_cast<int>(first);
+  const std::string prefix = what.empty() ? "" : what + ": ";
+  if (failed == world.rank()) {
+    if (failed == 0) throw Error(prefix + error);
+    std::fprintf(stderr, "llamatron: error on rank %d: %s\n", world.rank(), error.c_str());
+  }
+  throw Error(prefix + "rank " + std::to_string(failed) + " failed (its reason is printed above)");
+}
+
+// What a failed save leaves: nothing published, `latest` on the previous checkpoint.
+std::string not_saved(const fs::path& dir) {
+  return "checkpoint " + dir.filename().string() + " was not saved (nothing was published: " + (dir.parent_path() / "latest").string() +
+         " is unchanged)";
+}
+
+std::map<std::string, std::string> model_values(const ModelConfig& m) {
+  RunConfig c;
+  c.model = m;
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : config_values(c))
+    if (k.rfind("model.", 0) == 0) out[k] = v;
+  return out;
 }
 
 Tensor to_host_f32(const Tensor& t) {
@@ -73,99 +84,60 @@ Tensor to_host_f32(const Tensor& t) {
   return h;
 }
 
-json model_json(const ModelConfig& m) {
-  RunConfig c;
-  c.model = m;
-  json j;
-  for (const auto& [k, v] : config_values(c))
-    if (k.rfind("model.", 0) == 0) j[k] = v;
-  return j;
-}
-
-// The manifest's checks, before anything is read for use.
-json verify_manifest(const fs::path& dir) {
-  if (!fs::is_directory(dir)) throw Error("checkpoint " + dir.string() + " does not exist or is not a directory");
-  if (!fs::exists(dir / "manifest.json"))
+// The manifest's checks, before anything is read for use: every file present, its size and checksum.
+Manifest verify_manifest(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw Error("checkpoint " + dir.string() + " does not exist or is not a directory");
+  if (!fs::exists(dir / "manifest.json", ec))
     throw Error("checkpoint " + dir.string() + " has no manifest.json: it is incomplete (an interrupted save?); load an earlier one");
-  const json manifest = read_json(dir / "manifest.json", "checkpoint manifest");
-  for (const json& f : manifest.at("files")) {
-    const fs::path p = dir / f.at("name").get<std::string>();
-    if (!fs::exists(p)) throw Error("checkpoint " + dir.string() + ": " + p.filename().string() + " is missing");
-    if (fs::file_size(p) != f.at("bytes").get<uint64_t>() || file_checksum(p.string()) != std::stoull(f.at("fnv1a").get<std::string>(), nullptr, 16))
-      throw Error("checkpoint " + dir.string() + ": " + p.filename().string() +
+  const fs::path mpath = dir / "manifest.json";
+  const Manifest manifest = parse_manifest(read_small_file(mpath.string(), "checkpoint manifest"), mpath.string());
+  for (const ManifestFile& f : manifest.files) {
+    const fs::path p = dir / f.name;
+    if (!fs::exists(p, ec)) throw Error("checkpoint " + dir.string() + ": " + f.name + " is missing");
+    if (!fs::is_regular_file(p, ec) || fs::file_size(p, ec) != f.bytes ||
+        file_fnv1a64(p.string(), f.legacy_checksum ? kFnv1aLegacyBasis : kFnv1aBasis) != f.checksum)
+      throw Error("checkpoint " + dir.string() + ": " + f.name +
                   " is corrupt or truncated (size or checksum differs from the manifest); load an earlier checkpoint");
   }
   return manifest;
 }
 
-// The pieces of one parameter in one rank file.
-struct Piece {
-  const SafetensorsFile* file;
-  std::vector<int64_t> local_shape, global_shape;
-  int split_dim;
-  int64_t split_offset, begin, end;
-};
-
+// A verified checkpoint directory: its trainer state, and the pieces of every rank file checked
+// against the model the state describes.
 class CheckpointWeights final : public GlobalWeights {
  public:
   explicit CheckpointWeights(const std::string& dir) : dir_(dir) {
-    const json manifest = verify_manifest(dir);
-    model_ = parse_model(read_json(fs::path(dir) / "trainer.json", "trainer state").at("model"));
-    for (const json& f : manifest.at("files")) {
-      const std::string name = f.at("name");
-      if (name.rfind("rank_", 0) != 0) continue;
-      files_.push_back(read_safetensors((fs::path(dir) / name).string()));
-    }
-    for (const SafetensorsFile& file : files_) {
-      const json pieces = json::parse(file.metadata.at("pieces"));
-      for (const json& p : pieces)
-        index_[p.at("param")].push_back({&file, p.at("local_shape"), p.at("global_shape"), p.at("split_dim"), p.at("split_offset"),
-                                         p.at("begin"), p.at("end")});
-    }
+    const Manifest manifest = verify_manifest(dir);
+    const fs::path tpath = fs::path(dir) / "trainer.json";
+    state_ = parse_trainer_state(read_small_file(tpath.string(), "trainer state"), tpath.string());
+    if (manifest.step != state_.step)
+      throw Error("checkpoint " + dir + ": manifest.json is of step " + std::to_string(manifest.step) + " but trainer.json of step " +
+                  std::to_string(state_.step) + ": the files come from different saves");
+    if (manifest.rank_files() != state_.tp * state_.pp * state_.dp)
+      throw Error("checkpoint " + dir + ": trainer.json's layout (tp " + std::to_string(state_.tp) + " x pp " + std::to_string(state_.pp) +
+                  " x dp " + std::to_string(state_.dp) + ") has " + std::to_string(state_.tp * state_.pp * state_.dp) +
+                  " ranks, but the manifest lists " + std::to_string(manifest.rank_files()) + " rank files");
+    model_ = state_.model_config();
+    std::vector<SafetensorsFile> files;
+    for (int r = 0; r < manifest.rank_files(); ++r) files.push_back(read_safetensors((fs::path(dir) / rank_file(r)).string()));
+    pieces_ = std::make_unique<CheckpointPieces>(std::move(files), param_targets(model_, state_.tp), dir);
   }
-  std::vector<float> get(const std::string& name) const override { return assemble("master", name); }
+  std::vector<float> get(const std::string& name, const Shape& shape) const override {
+    const Shape want = param_targets(model_, 1).at(name).global_shape;
+    if (want != shape)
+      throw Error("checkpoint " + dir_ + " holds " + name + " as " + shape_str(want) + " but it is needed as " + shape_str(shape));
+    return assemble("master", name);
+  }
   const ModelConfig& model() const override { return model_; }
-
-  // Kind: master | exp_avg | exp_avg_sq. Every element must come from some piece.
-  std::vector<float> assemble(const std::string& kind, const std::string& name) const {
-    auto it = index_.find(name);
-    if (it == index_.end()) throw Error("checkpoint " + dir_ + " has no " + name + " (a rank file is missing, or another model)");
-    const std::vector<int64_t>& g = it->second.front().global_shape;
-    const int64_t rows = g[0], cols = g.size() > 1 ? g[1] : 1, n = rows * cols;
-    std::vector<float> out(n);
-    std::vector<char> covered(n, 0);
-    for (const Piece& p : it->second) {
-      const SafetensorsEntry& e = p.file->at(kind + "/" + name + "/" + std::to_string(p.begin));
-      const float* v = reinterpret_cast<const float*>(e.bytes.data());
-      const int64_t local_cols = p.local_shape.size() > 1 ? p.local_shape[1] : p.local_shape[0];
-      for (int64_t k = p.begin; k < p.end; ++k) {
-        int64_t at = k;
-        if (g.size() > 1) {
-          const int64_t i = k / local_cols, j = k % local_cols;
-          const int64_t gi = p.split_dim == 0 ? p.split_offset + i : i, gj = p.split_dim == 1 ? p.split_offset + j : j;
-          if (gi >= rows) continue;  // vocabulary padding
-          at = gi * cols + gj;
-        }
-        out[at] = v[k - p.begin];
-        covered[at] = 1;
-      }
-    }
-    if (std::find(covered.begin(), covered.end(), 0) != covered.end())
-      throw Error("checkpoint " + dir_ + ": parts of " + name + " are in no rank file (a rank file is missing)");
-    return out;
-  }
+  const TrainerState& state() const { return state_; }
+  std::vector<float> assemble(const std::string& kind, const std::string& name) const { return pieces_->assemble(kind, name); }
 
  private:
-  static ModelConfig parse_model(const json& j) {
-    RunConfig c;
-    for (const auto& [k, v] : j.items()) set_config_key(c, k, v.get<std::string>());
-    c.model.validate();
-    return c.model;
-  }
   std::string dir_;
+  TrainerState state_;
   ModelConfig model_;
-  std::vector<SafetensorsFile> files_;
-  std::map<std::string, std::vector<Piece>> index_;
+  std::unique_ptr<CheckpointPieces> pieces_;
 };
 
 // Each ZeRO-1 piece of this rank: the parameter, and its flat range [a, b) within the local tensor.
@@ -185,59 +157,57 @@ std::vector<ShardPiece> shard_pieces(const ParamStore& params, const Zero1& z) {
   return out;
 }
 
-}  // namespace
-
-uint64_t file_checksum(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error("cannot read " + path);
-  uint64_t h = 1469598103934665603ull;
-  std::vector<char> buf(1 << 20);
-  while (f) {
-    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    for (std::streamsize i = 0; i < f.gcount(); ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 1099511628211ull;
-  }
-  return h;
+// The complete checkpoints (step_N directories with a manifest) in root, oldest first.
+std::vector<std::string> complete_checkpoints(const fs::path& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.path().filename().string().rfind("step_", 0) == 0 && fs::exists(e.path() / "manifest.json", ec))
+      out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
 }
+
+}  // namespace
 
 // A save in three phases: snapshot (host copies, collective: the temporary directory), write
 // (this rank's file; no communication, so it may run on a background thread), publish
 // (collective: checksums to rank 0, which writes the manifest, renames and moves `latest`).
+// Each collective phase fails on every rank together (collectively); nothing is published unless
+// every file is complete, so `latest` always names a whole checkpoint.
 class PendingSave {
  public:
   explicit PendingSave(Trainer& t) : cfg_(t.config()), world_(t.grid().world()), progress_(t.progress()) {
-    const int rank = world_.rank();
     root_ = cfg_.checkpoint.dir;
     final_dir_ = root_ / step_name(progress_.step);
     tmp_ = root_ / ("." + step_name(progress_.step) + ".tmp");
-    layout_ = {{"tensor_parallel", t.grid().tp()}, {"pipeline_parallel", t.grid().pp()}, {"data_parallel", t.grid().dp()}};
+    layout_ = {t.grid().tp(), t.grid().pp(), t.grid().dp()};
     optimizer_steps_ = t.optimizer().steps_taken();
-    if (rank == 0) {
+    collectively(world_, not_saved(final_dir_), [&] {
+      if (world_.rank() != 0) return;
       fs::create_directories(root_);
       for (const auto& e : fs::directory_iterator(root_))  // leftovers of interrupted saves
         if (e.path().filename().string().rfind(".step_", 0) == 0) fs::remove_all(e.path());
       fs::create_directories(tmp_);
-    }
+    });
     // This rank's ZeRO-1 pieces of master, m and v, each tagged with where it sits in the model.
     const ParamStore& params = t.model().params();
     const AdamW& opt = t.optimizer();
     const Zero1& z = opt.shard();
     const Tensor state[3] = {to_host_f32(z.master_shard()), to_host_f32(opt.exp_avg()), to_host_f32(opt.exp_avg_sq())};
-    pieces_ = json::array();
     for (const ShardPiece& p : shard_pieces(params, z)) {
       const ParamSpec& s = *p.spec;
       for (int k = 0; k < 3; ++k)
-        tensors_[std::string(kKinds[k]) + "/" + s.name + "/" + std::to_string(p.a)] = state[k].view(p.shard_at, {p.b - p.a});
-      pieces_.push_back({{"param", s.name}, {"local_shape", s.shape}, {"global_shape", s.global_shape.empty() ? s.shape : s.global_shape},
-                         {"split_dim", s.split_dim}, {"split_offset", s.split_offset}, {"begin", p.a}, {"end", p.b}});
+        tensors_[std::string(CheckpointPieces::kKinds[k]) + "/" + s.name + "/" + std::to_string(p.a)] = state[k].view(p.shard_at, {p.b - p.a});
+      pieces_.push_back({s.name, s.shape, s.global_shape.empty() ? s.shape : s.global_shape, s.split_dim, s.split_offset, p.a, p.b});
     }
-    world_.barrier();  // the temporary directory exists
   }
 
+  // This rank's file (not collective: the async writer's thread runs it).
   void write() {
     const fs::path file = tmp_ / rank_file(world_.rank());
-    write_safetensors(file.string(), tensors_, {{"pieces", pieces_.dump()}});
-    fsync_path(file);
-    checksum_ = file_checksum(file.string()), bytes_ = fs::file_size(file);
+    write_safetensors(file.string(), tensors_, {{"pieces", pieces_json(pieces_)}});
+    checksum_ = file_fnv1a64(file.string()), bytes_ = fs::file_size(file);
     tensors_.clear();  // the snapshot is on disk
   }
 
@@ -245,53 +215,44 @@ class PendingSave {
     std::vector<int32_t> mine(4), all(4 * world_.size());
     std::memcpy(mine.data(), &checksum_, 8), std::memcpy(mine.data() + 2, &bytes_, 8);
     world_.all_gather(mine.data(), all.data(), 4, DType::I32);
-    if (world_.rank() == 0) publish_on_rank0(all);
-    world_.barrier();
+    collectively(world_, not_saved(final_dir_), [&] {
+      if (world_.rank() == 0) publish_on_rank0(all);
+    });
   }
+
+  const fs::path& dir() const { return final_dir_; }
+  Communicator& world() { return world_; }
 
  private:
-  static std::string rank_file(int r) {
-    char b[32];
-    std::snprintf(b, sizeof(b), "rank_%05d.safetensors", r);
-    return b;
-  }
-
   void publish_on_rank0(const std::vector<int32_t>& sums) {
-    const json state = {{"format", "llamatron checkpoint"}, {"version", 1}, {"step", progress_.step},
-                        {"tokens_seen", progress_.tokens_seen}, {"data_position", progress_.data_position},
-                        {"optimizer_steps", optimizer_steps_}, {"layout", layout_}, {"precision", cfg_.train.precision},
-                        {"model", model_json(cfg_.model)}};
-    write_synced(tmp_ / "trainer.json", state.dump(2));
-    write_synced(tmp_ / "config.yaml", config_to_yaml(cfg_));
-    json files = json::array();
-    const auto entry = [](const std::string& name, uint64_t n, uint64_t h) {
-      char hex[17];
-      std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-      return json{{"name", name}, {"bytes", n}, {"fnv1a", hex}};
-    };
+    TrainerState state;
+    state.step = progress_.step, state.tokens_seen = progress_.tokens_seen, state.data_position = progress_.data_position;
+    state.optimizer_steps = optimizer_steps_, state.tp = layout_[0], state.pp = layout_[1], state.dp = layout_[2];
+    state.precision = cfg_.train.precision, state.model = model_values(cfg_.model);
+    write_file_durably((tmp_ / "trainer.json").string(), trainer_state_json(state));
+    write_file_durably((tmp_ / "config.yaml").string(), config_to_yaml(cfg_));
+    Manifest manifest;
+    manifest.step = progress_.step;
     for (int r = 0; r < world_.size(); ++r) {
-      uint64_t h, n;
-      std::memcpy(&h, sums.data() + 4 * r, 8), std::memcpy(&n, sums.data() + 4 * r + 2, 8);
-      files.push_back(entry(rank_file(r), n, h));
+      ManifestFile f{rank_file(r)};
+      std::memcpy(&f.checksum, sums.data() + 4 * r, 8), std::memcpy(&f.bytes, sums.data() + 4 * r + 2, 8);
+      manifest.files.push_back(f);
     }
     for (const char* name : {"trainer.json", "config.yaml"})
-      files.push_back(entry(name, fs::file_size(tmp_ / name), file_checksum((tmp_ / name).string())));
-    write_synced(tmp_ / "manifest.json", json{{"step", progress_.step}, {"files", files}}.dump(2));
-    fsync_path(tmp_);
+      manifest.files.push_back({name, fs::file_size(tmp_ / name), file_fnv1a64((tmp_ / name).string())});
+    write_file_durably((tmp_ / "manifest.json").string(), manifest_json(manifest));
+    sync_directory(tmp_.string());
     // Publish: the complete directory appears under its name, then `latest` moves to it.
     if (fs::exists(final_dir_)) fs::remove_all(final_dir_);
     fs::rename(tmp_, final_dir_);
-    fsync_path(root_);
-    write_synced(root_ / "latest.tmp", final_dir_.filename().string() + "\n");
+    sync_directory(root_.string());
+    write_file_durably((root_ / "latest.tmp").string(), final_dir_.filename().string() + "\n");
     fs::rename(root_ / "latest.tmp", root_ / "latest");
-    fsync_path(root_);
+    sync_directory(root_.string());
     if (cfg_.checkpoint.keep_last > 0) {  // the oldest complete checkpoints beyond keep_last
-      std::vector<fs::path> steps;
-      for (const auto& e : fs::directory_iterator(root_))
-        if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0) steps.push_back(e.path());
-      std::sort(steps.begin(), steps.end());
+      const std::vector<std::string> steps = complete_checkpoints(root_);
       for (size_t i = 0; i + cfg_.checkpoint.keep_last < steps.size(); ++i)
-        if (steps[i] != final_dir_) fs::remove_all(steps[i]);
+        if (root_ / steps[i] != final_dir_) fs::remove_all(root_ / steps[i]);
     }
     spdlog::info("checkpoint: saved {}", final_dir_.string());
   }
@@ -300,15 +261,16 @@ class PendingSave {
   Communicator& world_;
   Trainer::Progress progress_;
   fs::path root_, final_dir_, tmp_;
-  json layout_, pieces_;
+  std::array<int64_t, 3> layout_{};
   int64_t optimizer_steps_ = 0;
+  std::vector<CheckpointPiece> pieces_;
   std::map<std::string, Tensor> tensors_;
   uint64_t checksum_ = 0, bytes_ = 0;
 };
 
 void save_checkpoint(Trainer& t) {
   PendingSave save(t);
-  save.write();
+  collectively(save.world(), not_saved(save.dir()), [&] { save.write(); });
   save.publish();
 }
 
@@ -320,6 +282,7 @@ AsyncCheckpointer::~AsyncCheckpointer() {
 void AsyncCheckpointer::start(Trainer& t) {
   finish();  // one save in flight at a time
   pending_ = std::make_unique<PendingSave>(t);  // the snapshot: training may change the state now
+  error_.clear();
   writer_ = std::thread([this] {
     try {
       pending_->write();
@@ -332,29 +295,68 @@ void AsyncCheckpointer::start(Trainer& t) {
 void AsyncCheckpointer::finish() {
   if (!pending_) return;
   writer_.join();
-  if (!error_.empty()) throw Error("background checkpoint write failed: " + error_);
-  pending_->publish();
-  pending_.reset();
+  std::unique_ptr<PendingSave> save = std::move(pending_);
+  collectively(save->world(), not_saved(save->dir()), [&] {
+    if (!error_.empty()) throw Error("the background write failed: " + error_);
+  });
+  save->publish();
 }
 
 std::string find_checkpoint(const CheckpointConfig& c) {
   if (c.resume == "never") return "";
+  std::error_code ec;
   const fs::path root = c.resume == "auto" ? fs::path(c.dir) : fs::path(c.resume);
-  if (c.resume == "auto" && (c.dir.empty() || !fs::exists(root / "latest"))) return "";
-  if (fs::exists(root / "latest")) {
-    std::string name = slurp(root / "latest");
-    name.erase(name.find_last_not_of(" \n\r\t") + 1);
-    return (root / name).string();
-  }
-  return root.string();
+  if (c.resume == "auto" && (c.dir.empty() || !fs::exists(root / "latest", ec))) return "";
+  if (!fs::exists(root / "latest", ec)) return root.string();
+  std::string name = read_small_file((root / "latest").string(), "checkpoint pointer", 4096);
+  name.erase(name.find_last_not_of(" \n\r\t") + 1);
+  const bool plain = !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+                     std::all_of(name.begin(), name.end(), [](unsigned char ch) { return ch >= 0x20 && ch < 0x7f; });
+  if (plain && fs::is_directory(root / name, ec)) return (root / name).string();
+  const std::vector<std::string> have = complete_checkpoints(root);
+  std::string list;
+  for (const std::string& s : have) list += (list.empty() ? "" : ", ") + s;
+  throw Error((root / "latest").string() + (name.empty() ? " is empty" : " names " + json_brief(nlohmann::json(name)) + ", which is not a directory in " + root.string()) +
+              " (it should name the newest checkpoint): " +
+              (have.empty() ? "no complete checkpoint is here; set checkpoint.resume=never to start fresh"
+                            : "the complete ones are " + list + "; set checkpoint.resume=" + (root / have.back()).string()));
+}
+
+CheckpointDirLock::CheckpointDirLock(const std::string& dir, Communicator& world) {
+  std::string holder;
+  collectively(world, "", [&] {
+    if (world.rank() != 0) return;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    const std::string path = (fs::path(dir) / ".lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error("cannot open " + path + ": " + std::strerror(errno) + ": check that checkpoint.dir (" + dir + ") is a writable directory");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      char who[256] = {};
+      const ssize_t n = ::pread(fd_, who, sizeof(who) - 1, 0);
+      std::string text(who, n > 0 ? static_cast<size_t>(n) : 0);
+      text.erase(text.find_last_not_of(" \n") + 1);
+      ::close(fd_), fd_ = -1;
+      throw Error("checkpoint.dir " + dir + " is in use by another run (" + (text.empty() ? "its process is unknown" : text) +
+                  "): two runs would overwrite each other's checkpoints; give this run its own checkpoint.dir, or stop the other one");
+    }
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    const std::string me = "process " + std::to_string(::getpid()) + " on host " + host;
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size()))
+      throw Error("cannot write " + path + ": " + std::strerror(errno));
+  });
+}
+
+CheckpointDirLock::~CheckpointDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
 void set_params(ParamStore& params, const GlobalWeights& w) {
   for (const ParamSpec& s : params.specs()) {
-    const std::vector<float> global = w.get(s.name);
     const Shape& g = s.global_shape.empty() ? s.shape : s.global_shape;
-    if (static_cast<int64_t>(global.size()) != shape_numel(g))
-      throw Error(s.name + " has " + std::to_string(global.size()) + " values in the source but the model expects " + shape_str(g));
+    const std::vector<float> global = w.get(s.name, g);
+    LT_CHECK(static_cast<int64_t>(global.size()) == shape_numel(g), "a weight source returned " + s.name + " of another size");
     Tensor local = Tensor::empty(s.shape, DType::F32), typed = Tensor::empty(s.shape, params.dtype());
     slice_global(s, global.data(), local.data<float>());
     typed.copy_from(local);  // rounded on the host when the parameters are bf16
@@ -364,13 +366,12 @@ void set_params(ParamStore& params, const GlobalWeights& w) {
 }
 
 void load_checkpoint(Trainer& t, const std::string& dir) {
-  CheckpointWeights w(dir);
-  const json state = read_json(fs::path(dir) / "trainer.json", "trainer state");
-  const json want = model_json(t.config().model), have = state.at("model");
-  for (const auto& [k, v] : want.items())
-    if (!have.contains(k) || have[k] != v)
-      throw Error("checkpoint " + dir + " was saved for " + k + "=" + (have.contains(k) ? have[k].get<std::string>() : "?") +
-                  " but the config has " + v.get<std::string>() + ": use the checkpoint's model config, or checkpoint.resume=never");
+  const CheckpointWeights w(dir);
+  const std::map<std::string, std::string> want = model_values(t.config().model), &have = w.state().model;
+  for (const auto& [k, v] : want)
+    if (have.at(k) != v)
+      throw Error("checkpoint " + dir + " was saved for " + k + "=" + have.at(k) + " but the config has " + v +
+                  ": use the checkpoint's model config, or checkpoint.resume=never");
   ParamStore& params = t.model().params();
   AdamW& opt = t.optimizer_mut();
   const Zero1& z = opt.shard();
@@ -378,14 +379,14 @@ void load_checkpoint(Trainer& t, const std::string& dir) {
   const Tensor* state_tensors[3] = {&z.master_shard(), &opt.exp_avg(), &opt.exp_avg_sq()};
   for (const ShardPiece& p : shard_pieces(params, z))
     for (int k = 0; k < 3; ++k) {
-      const std::vector<float> global = w.assemble(kKinds[k], p.spec->name);
+      const std::vector<float> global = w.assemble(CheckpointPieces::kKinds[k], p.spec->name);
       std::vector<float> local(p.spec->numel());
       slice_global(*p.spec, global.data(), local.data());
       Tensor piece = Tensor::wrap(local.data() + p.a, {p.b - p.a}, DType::F32);
       state_tensors[k]->view(p.shard_at, {p.b - p.a}).copy_from(piece);
     }
-  opt.set_steps_taken(state.at("optimizer_steps").get<int64_t>());
-  t.restore({state.at("step").get<int64_t>(), state.at("tokens_seen").get<int64_t>(), state.at("data_position").get<int64_t>()});
+  opt.set_steps_taken(w.state().optimizer_steps);
+  t.restore({w.state().step, w.state().tokens_seen, w.state().data_position});
 }
 
 std::unique_ptr<GlobalWeights> checkpoint_weights(const std::string& dir) { return std::make_unique<CheckpointWeights>(dir); }

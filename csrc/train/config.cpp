@@ -1,23 +1,27 @@
 #include "llamatron/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
 
+#include "llamatron/checked.h"
 #include "llamatron/errors.h"
+#include "llamatron/file_io.h"
 
 namespace llamatron {
 
 int64_t ModelConfig::resolved_ffn_dim() const {
   if (ffn_dim > 0) return ffn_dim;
   int64_t hidden = 2 * (4 * dim) / 3;
-  hidden = static_cast<int64_t>(ffn_dim_multiplier * hidden);
+  hidden = static_cast<int64_t>(ffn_dim_multiplier * static_cast<double>(hidden));
   return multiple_of * ((hidden + multiple_of - 1) / multiple_of);
 }
 
@@ -25,15 +29,39 @@ void ModelConfig::validate() const {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw Error("invalid model config: " + msg);
   };
-  need(vocab_size > 0 && dim > 0 && n_layers > 0 && n_heads > 0 && n_kv_heads > 0 && max_seq_len > 0,
-       "vocab_size, dim, n_layers, n_heads, n_kv_heads and max_seq_len must be positive");
+  // Sizes are bounded so that every size computed from them fits in int64 (token ids are int32).
+  const int64_t big = std::numeric_limits<int32_t>::max();
+  const auto in_range = [&](const char* key, int64_t v, int64_t lo) {
+    need(v >= lo && v <= big, std::string("model.") + key + " is " + std::to_string(v) + ", expected " + std::to_string(lo) + " to " +
+                                  std::to_string(big));
+  };
+  in_range("vocab_size", vocab_size, 1), in_range("dim", dim, 1), in_range("n_layers", n_layers, 1), in_range("n_heads", n_heads, 1);
+  in_range("n_kv_heads", n_kv_heads, 1), in_range("max_seq_len", max_seq_len, 1), in_range("multiple_of", multiple_of, 1);
+  need(ffn_dim >= 0 && ffn_dim <= big,
+       "model.ffn_dim is " + std::to_string(ffn_dim) + ", expected 0 (Meta's rule from multiple_of and ffn_dim_multiplier) to " +
+           std::to_string(big));
   need(dim % n_heads == 0, "dim (" + std::to_string(dim) + ") must be divisible by n_heads (" +
                                std::to_string(n_heads) + ")");
   need(n_heads % n_kv_heads == 0, "n_heads (" + std::to_string(n_heads) + ") must be a multiple of n_kv_heads (" +
                                       std::to_string(n_kv_heads) + ")");
   need(head_dim() % 2 == 0, "head_dim = dim / n_heads = " + std::to_string(head_dim()) + " must be even for RoPE");
-  need(ffn_dim > 0 || (multiple_of > 0 && ffn_dim_multiplier > 0), "set ffn_dim, or a positive multiple_of and ffn_dim_multiplier");
+  need(ffn_dim > 0 || (ffn_dim_multiplier > 0 && ffn_dim_multiplier * (8.0 * static_cast<double>(dim) / 3) < static_cast<double>(big)),
+       "model.ffn_dim_multiplier must be positive and give an FFN width below 2^31 (or set model.ffn_dim)");
   need(rope_theta > 0 && norm_eps > 0, "rope_theta and norm_eps must be positive");
+  // The largest tensors and the whole model, counted without overflow.
+  const std::optional<int64_t> total = checked_params();
+  need(total.has_value(), "the model has more than 2^63 parameters: check model.dim, model.vocab_size and model.n_layers");
+}
+
+std::optional<int64_t> ModelConfig::checked_params() const {
+  const int64_t d = head_dim(), f = resolved_ffn_dim();
+  const auto add = [](std::optional<int64_t> a, std::optional<int64_t> b) { return a && b ? checked_add(*a, *b) : std::nullopt; };
+  std::optional<int64_t> layer = 2 * dim;
+  layer = add(layer, checked_mul(dim, 2 * n_heads * d));
+  layer = add(layer, checked_mul(dim, 2 * n_kv_heads * d));
+  layer = add(layer, checked_mul(3 * dim, f));
+  const std::optional<int64_t> layers = layer ? checked_mul(n_layers, *layer) : std::nullopt;
+  return add(add(layers, checked_mul((tie_embeddings ? 1 : 2) * vocab_size, dim)), dim);
 }
 
 int64_t ModelConfig::num_params() const {
@@ -50,6 +78,18 @@ void RunConfig::validate() const {
   need(train.steps >= 0 && train.micro_batch_size > 0 && train.seq_length > 0 && train.grad_accum_steps > 0,
        "train.steps must be >= 0 and train.micro_batch_size, train.seq_length, train.grad_accum_steps positive");
   need(train.global_batch_size >= 0, "train.global_batch_size must be >= 0 (0: batch_size x grad_accum_steps x data-parallel ranks)");
+  // Token buffers are sized from these: their products must stay far from int64's limit (the
+  // memory check then says whether the machine holds them).
+  const int64_t window = train.seq_length + 1, limit = int64_t{1} << 40;
+  const std::optional<int64_t> per_rank = checked_mul(train.micro_batch_size, train.grad_accum_steps);
+  for (const auto& [what, samples] : {std::pair<const char*, std::optional<int64_t>>{"train.micro_batch_size x train.grad_accum_steps", per_rank},
+                                      {"train.global_batch_size", train.global_batch_size},
+                                      {"train.micro_batch_size x train.eval_batches", checked_mul(train.micro_batch_size, train.eval_batches)}}) {
+    const std::optional<int64_t> tokens = samples ? checked_mul(*samples, window) : std::nullopt;
+    need(tokens && *tokens < limit, std::string(what) + " sequences of train.seq_length + 1 tokens are more than 2^40 tokens per step: "
+                                                        "no machine holds that; check the batch sizes");
+  }
+  need(train.threads >= 0, "train.threads must be >= 0 (0: OMP_NUM_THREADS or all cores), got " + std::to_string(train.threads));
   need(train.seq_length <= model.max_seq_len, "train.seq_length (" + std::to_string(train.seq_length) +
                                                ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
   need(train.precision == "bf16" || train.precision == "fp32", "train.precision must be bf16 or fp32, got '" + train.precision + "'");
@@ -349,7 +389,14 @@ void set_key(RunConfig& c, const std::string& key, const std::string& value) {
 void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) {
   if (node.IsMap()) {
     if (prefix.find('.') != std::string::npos) throw Error("config key '" + prefix + "' takes a value, not a mapping");
-    for (const auto& kv : node) flatten(kv.second, prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>(), out);
+    std::set<std::string> seen;  // YAML mapping keys are unique; yaml-cpp would silently take the last
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) throw Error("config " + (prefix.empty() ? "section" : "key in '" + prefix + "'") + " names must be plain words");
+      const std::string key = prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>();
+      if (!seen.insert(kv.first.as<std::string>()).second)
+        throw Error("config " + std::string(prefix.empty() ? "section '" : "key '") + key + "' appears twice: keep one (YAML would silently take the last)");
+      flatten(kv.second, key, out);
+    }
   } else if (node.IsSequence()) {
     std::string joined;
     for (const auto& item : node) {
@@ -374,13 +421,34 @@ std::map<std::string, std::string> config_values(const RunConfig& c) {
   return out;
 }
 
+// A value as a YAML scalar that reads back as the same text: plain when it is a plain number or
+// word, else double-quoted with escapes (a path with ": " or "#" would otherwise change meaning).
+std::string yaml_scalar(const std::string& v) {
+  const bool plain = !v.empty() && std::all_of(v.begin(), v.end(), [](unsigned char ch) {
+    return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-' || ch == '+' || ch == '/';
+  }) && v.front() != '-' && v != "null" && v != "~";
+  if (plain) return v;
+  YAML::Emitter e;
+  e << YAML::DoubleQuoted << v;
+  return e.c_str();
+}
+
 std::string config_to_yaml(const RunConfig& c) {
   std::string out, section;
   for (const auto& [k, v] : config_values(c)) {
     const std::string sec = k.substr(0, k.find('.')), key = k.substr(k.find('.') + 1);
     if (sec != section) out += sec + ":\n", section = sec;
     const bool list = k == "data.paths" || k == "data.valid_paths" || k == "data.weights" || k == "parallel.pipeline_layers";
-    out += "  " + key + ": " + (list ? "[" + v + "]" : v.empty() ? "\"\"" : v) + "\n";
+    std::string value;
+    if (list) {  // items are comma-separated in the text (parse_value splits them again)
+      std::stringstream items(v);
+      for (std::string item; std::getline(items, item, ',');)
+        if (!item.empty()) value += (value.empty() ? "" : ", ") + yaml_scalar(item);
+      value = "[" + value + "]";
+    } else {
+      value = yaml_scalar(v);
+    }
+    out += "  " + key + ": " + value + "\n";
   }
   return out;
 }
@@ -411,13 +479,10 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
 
 RunConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(yaml_path, ec)) throw Error("config file '" + yaml_path + "' does not exist or is not a file: check the path");
-  std::ifstream f(yaml_path);
-  if (!f) throw Error("cannot open config file '" + yaml_path + "': check the path");
-  std::stringstream ss;
-  ss << f.rdbuf();
+  if (!std::filesystem::exists(yaml_path, ec)) throw Error("config file '" + yaml_path + "' does not exist: check the path");
+  const std::string text = read_small_file(yaml_path, "config file", uint64_t{16} << 20);
   try {
-    return parse_config(ss.str(), overrides);
+    return parse_config(text, overrides);
   } catch (const Error& e) {
     throw Error(yaml_path + ": " + e.what());
   }

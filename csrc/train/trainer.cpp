@@ -10,10 +10,14 @@
 #include <cmath>
 #include <csignal>
 
+#include <unistd.h>
+
 #include "llamatron/backend.h"
 #include "llamatron/checkpoint.h"
 #include "llamatron/errors.h"
+#include "llamatron/hardware.h"
 #include "llamatron/pipeline.h"
+#include "llamatron/planner.h"
 
 namespace llamatron {
 
@@ -38,7 +42,9 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     cfg_.train.grad_accum_steps = global / per_micro;
   }
   cfg_.parallel.data_parallel = grid_->dp();  // resolved: the config logged and saved says what ran
+  check_resources(cfg_, *grid_);  // before any large allocation
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
+  if (!cfg_.checkpoint.dir.empty()) dir_lock_ = std::make_unique<CheckpointDirLock>(cfg_.checkpoint.dir, grid_->world());
   data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
   valid_ = make_valid_source(cfg_);
   if (cfg_.train.eval_every > 0 && !valid_)
@@ -75,13 +81,80 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
 }
 
 namespace {
+
+// Stop signals. While a step loop runs (Trainer::run), the first SIGTERM / SIGINT asks it to finish
+// the step, save and return; anywhere else (set-up, a data or checkpoint read, after the loop),
+// and at a second signal, there is nothing a save could add to the last checkpoint, so the process
+// says so and exits at once with 128 + the signal, as a shell reports a process a signal ended.
 std::atomic<int> g_stop_signal{0};
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+std::atomic<bool> g_in_step_loop{false};
+bool g_speaks = true;
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_in_step_loop.load() && g_stop_signal.load() == 0) {
+    g_stop_signal = sig;
+    return;
+  }
+  static const char before[] = "llamatron: stopped by a signal outside the training steps (set-up or a read): nothing to save\n";
+  static const char again[] = "llamatron: stopped by a second signal before the step finished: not saved; the last checkpoint is intact\n";
+  if (g_speaks) {
+    const bool second = g_stop_signal.load() != 0;
+    const ssize_t ignored = ::write(2, second ? again : before, (second ? sizeof(again) : sizeof(before)) - 1);
+    (void)ignored;
+  }
+  ::_exit(128 + sig);
+}
+
+// The loop's scope: signals are requests inside it.
+struct StepLoopScope {
+  StepLoopScope() { g_in_step_loop = true; }
+  ~StepLoopScope() { g_in_step_loop = false; }
+};
+
 }  // namespace
 
-void install_stop_signals() {
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGINT, on_stop_signal);
+void install_stop_signals(bool speaks) {
+  g_speaks = speaks;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+void check_resources(const RunConfig& c, const ProcessGrid& grid) {
+  Communicator& world = grid.world();
+  // Every rank decides on the same figures (the fullest rank of the layout, the smallest machine),
+  // so all fail together with one message or none does.
+  double need_device = 0, need_host = 0;
+  const bool cuda = c.train.device == "cuda";
+  for (int pp = 0; pp < grid.pp(); ++pp)
+    for (int tp = 0; tp < grid.tp(); ++tp) need_device = std::max(need_device, plan_memory(c, pp, tp).total());
+  const double B = static_cast<double>(c.train.micro_batch_size), window = static_cast<double>(c.train.seq_length + 1);
+  const double tokens = 4 * B * window * static_cast<double>(c.train.grad_accum_steps + c.train.eval_batches);  // int32 host buffers
+  const double gpu = cuda ? static_cast<double>(backend_for(Device::CUDA).memory_bytes()) : 0;
+  need_host = tokens + (gpu > 0 ? 0 : need_device);  // the emulated device's memory is the host's
+  need_host *= node_local_size();
+  double have[3] = {-static_cast<double>(host_memory_bytes()), -gpu, -static_cast<double>(host_cpus())};
+  double want[2] = {need_host, static_cast<double>(c.train.threads)};
+  world.all_reduce(have, 3, ReduceOp::Max);  // -max(-x) = min(x)
+  world.all_reduce(want, 2, ReduceOp::Max);
+  const double host = -have[0], device = -have[1], cpus = -have[2];
+  const auto gib = [](double b) { return fmt::format("{:.1f} GiB", b / double(1 << 30)); };
+  const std::string fix = "use more tensor or pipeline parallelism, train.recompute, a smaller train.micro_batch_size or a smaller model "
+                          "(llamatron plan ranks the layouts that fit)";
+  if (gpu > 0 && need_device > device)
+    throw Error("this layout needs " + gib(need_device) + " of GPU memory on its fullest rank (weights, gradients, optimizer state and "
+                "activations, as llamatron plan counts them) but the GPU has " + gib(device) + ": " + fix);
+  if (host > 0 && want[0] > host)
+    throw Error("this run needs " + gib(want[0]) + " of host memory on one machine (" +
+                (gpu > 0 ? std::string("token buffers") : std::string("weights, gradients, optimizer state, activations and token buffers")) +
+                " for its " + std::to_string(node_local_size()) + " process(es) there, as llamatron plan counts them) but the machine has " +
+                gib(host) + ": " + fix);
+  if (want[1] > cpus)
+    throw Error("train.threads is " + std::to_string(c.train.threads) + ", more than the " + std::to_string(static_cast<int>(cpus)) +
+                " logical CPUs of this machine: use 0 (all of them, or OMP_NUM_THREADS) or at most " + std::to_string(static_cast<int>(cpus)));
 }
 
 void Trainer::guard(StepStats& s) {
@@ -175,6 +248,7 @@ StepStats Trainer::step() {
 
 void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
   const CheckpointConfig& ck = cfg_.checkpoint;
+  const StepLoopScope loop;
   while (step_ < cfg_.train.steps) {
     on_step(step());
     // A stop signal on any rank stops every rank after the same step (they agree on it here).

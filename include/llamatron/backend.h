@@ -29,6 +29,7 @@ class DeviceBackend {
   // GPUs; the host group itself where device memory is host memory (the emulated device).
   virtual std::unique_ptr<Communicator> device_group(std::unique_ptr<Communicator> host) { return host; }
   virtual std::string device_name() { return ""; }  // the GPU's name (its peak: hardware.h)
+  virtual uint64_t memory_bytes() { return 0; }     // the device's memory (0: it is host memory, or unknown)
 
   virtual void linear_fwd(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
   virtual void linear_bwd_data(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) = 0;

@@ -22,6 +22,7 @@
 namespace llamatron {
 
 class Trainer;
+class Communicator;
 
 // Collective over the trainer's world: saves its state as DIR/step_<step> (DIR = checkpoint.dir),
 // points DIR/latest at it and deletes checkpoints beyond checkpoint.keep_last.
@@ -44,8 +45,23 @@ class AsyncCheckpointer {
   std::string error_;
 };
 
-// checkpoint.resume resolved: the checkpoint directory to load, or "" to start fresh.
+// checkpoint.resume resolved: the checkpoint directory to load, or "" to start fresh. DIR/latest
+// must name a directory in DIR (an empty or garbage `latest` is an error listing the checkpoints).
 std::string find_checkpoint(const CheckpointConfig& cfg);
+
+// One run per checkpoint.dir: an exclusive lock on DIR/.lock (flock, so a crashed run holds
+// nothing), taken by the world's rank 0 for the run's lifetime and agreed on by every rank. A
+// second run on the same directory is an error naming the process that holds it.
+class CheckpointDirLock {
+ public:
+  CheckpointDirLock(const std::string& dir, Communicator& world);
+  ~CheckpointDirLock();
+  CheckpointDirLock(const CheckpointDirLock&) = delete;
+  CheckpointDirLock& operator=(const CheckpointDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 // Collective: loads a checkpoint saved under any layout into this trainer's layout. Checks every
 // file against the manifest and the model config against the checkpoint's first; an error leaves
@@ -53,11 +69,12 @@ std::string find_checkpoint(const CheckpointConfig& cfg);
 void load_checkpoint(Trainer& trainer, const std::string& dir);
 
 // Whole (global, unpadded) fp32 tensors by Hugging Face name, from a checkpoint of any layout or
-// from a Hugging Face model directory.
+// from a Hugging Face model directory. `shape` is what the caller expects: a tensor of another
+// shape (even with as many elements: a transposed matrix) is an error naming the file.
 class GlobalWeights {
  public:
   virtual ~GlobalWeights() = default;
-  virtual std::vector<float> get(const std::string& name) const = 0;
+  virtual std::vector<float> get(const std::string& name, const Shape& shape) const = 0;
   virtual const ModelConfig& model() const = 0;
 };
 std::unique_ptr<GlobalWeights> checkpoint_weights(const std::string& dir);
@@ -70,8 +87,5 @@ void set_params(ParamStore& params, const GlobalWeights& weights);
 void export_hf(const std::string& checkpoint_dir, const std::string& out_dir, DType dtype);
 // A ModelConfig from a Hugging Face config.json (LLaMA keys; errors name a missing or odd key).
 ModelConfig hf_model_config(const std::string& dir);
-
-// 64-bit FNV-1a of a file's bytes (the manifest's checksum).
-uint64_t file_checksum(const std::string& path);
 
 }  // namespace llamatron

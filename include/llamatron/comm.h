@@ -64,6 +64,8 @@ Communicator& world();
 Communicator& self_group();
 // This process's rank among the job's processes on its node (0 without mpirun): its GPU.
 int node_local_rank();
+// How many of the job's processes run on this node (1 without mpirun): they share its memory.
+int node_local_size();
 // True when this process was started by mpirun (or another MPI launcher).
 bool launched_by_mpi();
 // Ends the job after an error: a clean exit when every rank reached the same error (configuration

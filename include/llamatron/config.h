@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct ModelConfig {
   int64_t resolved_ffn_dim() const;
   void validate() const;  // throws Error naming the broken relation and the fix
   int64_t num_params() const;
+  std::optional<int64_t> checked_params() const;  // nullopt when the count does not fit in int64
 };
 
 // optimizer: AdamW with global-norm clipping.

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "llamatron/config.h"
@@ -68,11 +69,30 @@ class TokenCorpus {
  public:
   virtual ~TokenCorpus() = default;
   virtual int64_t size() const = 0;  // tokens
-  virtual int32_t token(int64_t i) const = 0;
+  virtual int32_t token(int64_t i) const = 0;  // a training id: checked < vocab when opened
+  virtual int64_t id(int64_t i) const = 0;     // the stored value, whatever its width (data inspect)
   virtual int64_t documents() const = 0;  // -1 where the format does not record them (llm.c)
   virtual std::string describe() const = 0;
 };
 
+// The parsers behind the two readers, on bytes (the fuzz targets' entry points). Every count
+// from the file is checked against the file's size without overflow; errors name the file.
+struct LlmcHeader {
+  int token_bytes = 2;  // 2 (magic 20240520, version 1) or 4 (20240801, version 7)
+  int64_t tokens = 0;
+};
+// `head`: the file's first bytes (at least 1024 of them when the file is that long).
+LlmcHeader parse_llmc_header(std::string_view head, uint64_t file_size, const std::string& path);
+struct MegatronIndex {
+  uint8_t code = 0;  // the dtype code
+  int width = 0;     // bytes per token
+  int64_t sequences = 0, documents = 0, tokens = 0;  // documents: index entries (one more than documents)
+};
+// A whole .idx file, for a .bin of bin_bytes: sizes, sequence tiling, and document starts running
+// from 0 to the sequence count without decreasing.
+MegatronIndex parse_megatron_index(std::string_view idx, uint64_t bin_bytes, const std::string& idx_path, const std::string& bin_path);
+
+// The openers check every token id < vocab (vocab 0: no check, for `data inspect`).
 // llm.c token shards (FACTS.md), concatenated in the order given. Each is checked when opened:
 // magic, version, size, and every token id < vocab.
 std::unique_ptr<TokenCorpus> open_llmc_corpus(const std::vector<std::string>& paths, int64_t vocab);

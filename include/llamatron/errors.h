@@ -10,6 +10,12 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An Error only this rank meets (a file only rank 0 writes, this node's disk): the others may wait
+// for it in a collective, so under mpirun the CLI prints it with the rank and aborts the job.
+struct RankError : Error {
+  using Error::Error;
+};
+
 [[noreturn]] void internal_error(const char* cond, const char* file, int line, const std::string& msg);
 
 }  // namespace llamatron

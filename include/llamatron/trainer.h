@@ -25,8 +25,15 @@ struct StepStats {
   double valid_loss = -1;   // mean validation loss when this step evaluated (train.eval_every), else -1
 };
 
-// SIGTERM and SIGINT then ask a running Trainer::run to save and stop cleanly.
-void install_stop_signals();
+// SIGTERM and SIGINT then ask a running Trainer::run to save and stop cleanly; outside it (set-up,
+// a stuck read) or at a second signal, the process exits at once (128 + signal), printing why when
+// `speaks` (rank 0).
+void install_stop_signals(bool speaks = true);
+
+// Before any large allocation: the memory this layout needs on its fullest rank (the planner's
+// accounting) against the GPU's or the machine's, and train.threads against its CPUs. Collective;
+// an Error with the figures on every rank.
+void check_resources(const RunConfig& cfg, const ProcessGrid& grid);
 
 class Trainer {
  public:
@@ -83,6 +90,7 @@ class Trainer {
   double inject_ = 1.0;
   int64_t bad_in_a_row_ = 0, bad_steps_ = 0, skipped_steps_ = 0;
   std::vector<double> recent_loss_, recent_norm_;  // the last anomaly_window accepted steps
+  std::unique_ptr<CheckpointDirLock> dir_lock_;  // held from set-up to the end (one run per checkpoint.dir)
   std::unique_ptr<AsyncCheckpointer> async_ = std::make_unique<AsyncCheckpointer>();
   std::string resumed_from_;
 };

@@ -10,20 +10,8 @@ if (( $# != 2 )); then
   echo "usage: $0 PATH_TO_llamatron WORKDIR" >&2
   exit 2
 fi
-BIN=$1
-[[ $BIN == /* ]] || BIN=$PWD/$BIN
-[[ -x $BIN ]] || { echo "$0: $BIN is not an executable" >&2; exit 2; }
-rm -rf "$2" && mkdir -p "$2/run" || exit 2
-W=$(cd "$2" && pwd)
-RUN_DIR=$W/run  # the binary runs here, so a core file from a crash would land here
-OUT=$W/stdout.txt
-ERR=$W/stderr.txt
-RC=0
-PASSED=0
-FAILED=0
-
-pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
+source "$(dirname "$0")/lib.sh"
+cli_workdir "$1" "$2"
 
 # write_shard PATH MAGIC VERSION HEADER_NTOK N_WRITTEN [LAST_TOKEN]
 # An llm.c shard: 256 x int32 header (magic, version, token count), then N_WRITTEN tokens, uint32
@@ -41,48 +29,6 @@ with open(path, "wb") as f:
     f.write(struct.pack("<256i", *header))
     f.write(struct.pack("<%d%s" % (n, width), *tokens))
 ' "$@" || { echo "$0: cannot write shard $1" >&2; exit 2; }
-}
-
-# run_cli ARGS...: runs llamatron in RUN_DIR; sets RC and fills OUT and ERR.
-run_cli() {
-  rm -f "$RUN_DIR"/core*
-  (cd "$RUN_DIR" && exec timeout 120 "$BIN" "$@") >"$OUT" 2>"$ERR"
-  RC=$?
-}
-
-describe_rc() {
-  if (( RC == 124 )); then echo "timed out"
-  elif (( RC > 128 )); then echo "killed by signal $((RC - 128))"
-  else echo "exit status $RC"
-  fi
-}
-
-# Prints lines of stdout that are not spdlog log lines ("[HH:MM:SS] ...").
-stray_stdout() { grep -Ev '^\[[0-9]{2}:[0-9]{2}:[0-9]{2}\] ' "$OUT" | head -3; }
-
-core_files() { compgen -G "$RUN_DIR/core*" | head -3; }
-
-# Prints why the last run is not a clean user error naming KEYWORD; prints nothing if it is one.
-error_problem() {
-  local keyword=$1 lines
-  mapfile -t lines <"$ERR"
-  if [[ -n $(core_files) ]]; then echo "core file left: $(core_files)"
-  elif (( RC != 1 )); then echo "$(describe_rc), expected exit status 1; stderr: $(head -c 300 "$ERR")"
-  elif (( ${#lines[@]} != 1 )); then echo "stderr has ${#lines[@]} lines, expected 1: $(head -c 300 "$ERR")"
-  elif [[ ${lines[0]} != "llamatron: error: "?* ]]; then echo "stderr line does not start with 'llamatron: error: ': ${lines[0]}"
-  elif [[ ${lines[0]} != *"$keyword"* ]]; then echo "stderr does not mention '$keyword': ${lines[0]}"
-  elif [[ -n $(stray_stdout) ]]; then echo "stdout has non-log output: $(stray_stdout)"
-  fi
-}
-
-# expect_error NAME KEYWORD -- ARGS...: llamatron ARGS must fail as a user error that mentions KEYWORD.
-expect_error() {
-  local name=$1 keyword=$2 problem
-  [[ ${3-} == -- ]] || { echo "$0: bad expect_error row '$name': third argument must be --" >&2; exit 2; }
-  shift 3
-  run_cli "$@"
-  problem=$(error_problem "$keyword")
-  if [[ -z $problem ]]; then pass "$name"; else fail "$name" "$problem"; fi
 }
 
 # ---- inputs --------------------------------------------------------------------------------------
@@ -172,5 +118,4 @@ else
   pass "deterministic losses across runs"
 fi
 
-echo "$PASSED passed, $FAILED failed"
-(( FAILED == 0 ))
+finish

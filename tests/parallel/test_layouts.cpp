@@ -210,9 +210,9 @@ TEST(Checkpoint, ReshardsAcrossLayouts) {
   if (w.rank() == 0) {  // exported from the tp 2 shards: whole tensors, the vocabulary padding (250 -> 256) gone
     export_hf(find_checkpoint(config({2, 2, 2}).checkpoint), dir + "_hf", DType::F32);
     const std::unique_ptr<GlobalWeights> hf = hf_weights(dir + "_hf");
-    EXPECT_EQ(hf->get("model.embed_tokens.weight").size(), 250u * 64);
-    EXPECT_EQ(hf->get("lm_head.weight").size(), 250u * 64);
-    EXPECT_EQ(hf->get("model.layers.3.self_attn.k_proj.weight").size(), 2u * 8 * 64);
+    EXPECT_EQ(hf->get("model.embed_tokens.weight", {250, 64}).size(), 250u * 64);
+    EXPECT_EQ(hf->get("lm_head.weight", {250, 64}).size(), 250u * 64);
+    EXPECT_EQ(hf->get("model.layers.3.self_attn.k_proj.weight", {2 * 8, 64}).size(), 2u * 8 * 64);
   }
   w.barrier();
   for (const Layout l : {Layout{1, 1, 1}, Layout{4, 1, 2}}) {

@@ -12,6 +12,7 @@
 
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
+#include "expect_error.h"
 #include "llamatron/prepare.h"
 
 namespace llamatron {
@@ -21,16 +22,6 @@ std::string temp_path(const std::string& name) {
   const auto dir = std::filesystem::temp_directory_path() / "llamatron_test_data";
   std::filesystem::create_directories(dir);
   return (dir / name).string();
-}
-
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << needles.front();
-  } catch (const Error& e) {
-    for (const std::string& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
 }
 
 std::vector<int32_t> iota_tokens(int n, int modulo) {
@@ -81,21 +72,21 @@ TEST(LlmcShard, RejectsBadFiles) {
   auto set_i32 = [](std::vector<char>& b, int at, int32_t v) { std::memcpy(b.data() + 4 * at, &v, 4); };
   const auto open = [](const std::string& p, int64_t vocab) { return [=] { open_llmc_corpus({p}, vocab); }; };
   const std::string trunc = variant("trunc.bin", [](auto& b) { b.resize(b.size() - 10); });
-  expect_error(open(trunc, 64), {trunc, "truncated"});
+  expect_error_all(open(trunc, 64), {trunc, "truncated"});
   const std::string magic = variant("magic.bin", [&](auto& b) { set_i32(b, 0, 12345); });
-  expect_error(open(magic, 64), {magic, "wrong magic"});
+  expect_error_all(open(magic, 64), {magic, "wrong magic"});
   const std::string version = variant("version.bin", [&](auto& b) { set_i32(b, 1, 3); });
-  expect_error(open(version, 64), {version, "version"});
+  expect_error_all(open(version, 64), {version, "version"});
   const std::string count = variant("count.bin", [&](auto& b) { set_i32(b, 2, 99); });  // header/size mismatch
-  expect_error(open(count, 64), {count, "header says 99 tokens"});
+  expect_error_all(open(count, 64), {count, "header says 99 tokens"});
   const std::string shorter = variant("short.bin", [](auto& b) { b.resize(100); });
-  expect_error(open(shorter, 64), {shorter, "header"});
-  expect_error(open(good, 5), {good, "vocab_size"});  // token 5 >= vocab 5
-  expect_error(open(temp_path("does_not_exist.bin"), 64), {"does_not_exist.bin", "cannot open"});
+  expect_error_all(open(shorter, 64), {shorter, "header"});
+  expect_error_all(open(good, 5), {good, "vocab_size"});  // token 5 >= vocab 5
+  expect_error_all(open(temp_path("does_not_exist.bin"), 64), {"does_not_exist.bin", "cannot open"});
   // seq_len + 1 larger than the dataset; an empty dataset.
-  expect_error([&] { WindowSource(open_llmc_corpus({good}, 64), good, 100, true, 0); }, {good, "fewer than train.seq_length + 1"});
+  expect_error_all([&] { WindowSource(open_llmc_corpus({good}, 64), good, 100, true, 0); }, {good, "fewer than train.seq_length + 1"});
   write_llmc_shard(temp_path("empty.bin"), {});
-  expect_error([&] { WindowSource(open_llmc_corpus({temp_path("empty.bin")}, 64), "empty.bin", 4, true, 0); }, {"empty"});
+  expect_error_all([&] { WindowSource(open_llmc_corpus({temp_path("empty.bin")}, 64), "empty.bin", 4, true, 0); }, {"empty"});
 }
 
 // --- Megatron: files written here byte by byte from FACTS.md, independent of write_megatron. ---
@@ -163,18 +154,18 @@ TEST(Megatron, RejectsBadFiles) {
   };
   const auto open = [&](int64_t vocab = 512) { return [=] { open_megatron_corpus(p, vocab); }; };
   rewrite([](const std::string& ext, std::string& b) { if (ext == ".idx") b[0] = 'X'; });
-  expect_error(open(), {p + ".idx", "wrong magic"});
+  expect_error_all(open(), {p + ".idx", "wrong magic"});
   rewrite([](const std::string& ext, std::string& b) { if (ext == ".idx") b[17] = 6; });  // float64
-  expect_error(open(), {p + ".idx", "dtype code 6"});
+  expect_error_all(open(), {p + ".idx", "dtype code 6"});
   rewrite([](const std::string& ext, std::string& b) { if (ext == ".idx") b[17] = 42; });
-  expect_error(open(), {p + ".idx", "dtype code 42"});
+  expect_error_all(open(), {p + ".idx", "dtype code 42"});
   rewrite([](const std::string& ext, std::string& b) { if (ext == ".bin") b.resize(b.size() - 2); });
-  expect_error(open(), {p + ".bin", "truncated"});
+  expect_error_all(open(), {p + ".bin", "truncated"});
   rewrite([](const std::string& ext, std::string& b) { if (ext == ".idx") b.resize(b.size() - 8); });
-  expect_error(open(), {p + ".idx", "truncated"});
+  expect_error_all(open(), {p + ".idx", "truncated"});
   rewrite([](const std::string&, std::string&) {});
-  expect_error(open(300), {p + ".bin", "outside model.vocab_size 300"});
-  expect_error([&] { open_megatron_corpus(temp_path("m_missing"), 512); }, {"m_missing.idx", "cannot open"});
+  expect_error_all(open(300), {p + ".bin", "outside model.vocab_size 300"});
+  expect_error_all([&] { open_megatron_corpus(temp_path("m_missing"), 512); }, {"m_missing.idx", "cannot open"});
 }
 
 // --- sampling ---------------------------------------------------------------------------------
@@ -307,11 +298,11 @@ TEST(Prepare, BadInputsNameTheFileAndLine) {
   PrepareOptions o;
   o.out_dir = dir + "/out";
   o.inputs = {dir + "/bad.jsonl"};
-  expect_error([&] { prepare_data(o); }, {"bad.jsonl:2", "\"text\""});
+  expect_error_all([&] { prepare_data(o); }, {"bad.jsonl:2", "\"text\""});
   o.inputs = {dir + "/empty.txt"};
-  expect_error([&] { prepare_data(o); }, {"no documents"});
+  expect_error_all([&] { prepare_data(o); }, {"no documents"});
   o.inputs = {dir + "/missing.txt"};
-  expect_error([&] { prepare_data(o); }, {"missing.txt", "does not exist"});
+  expect_error_all([&] { prepare_data(o); }, {"missing.txt", "does not exist"});
 }
 
 // --- synthetic ----------------------------------------------------------------------------------
