@@ -255,7 +255,9 @@ RunConfig config_of_checkpoint(const std::string& ckpt) {
   RunConfig c = parse_config(read_small_file(path, "checkpoint config", uint64_t{16} << 20), {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
                                           "parallel.pipeline_layers=", "train.global_batch_size=0", "checkpoint.dir=", "checkpoint.init_from=",
                                           "checkpoint.resume=" + dir, "data.source=synthetic", "data.paths=", "data.weights=",
-                                          "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=cpu"});
+                                          "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=cpu",
+                                          // one sequence on this machine, whatever the run that trained it used
+                                          "train.threads=0", "train.micro_batch_size=1", "train.grad_accum_steps=1", "train.eval_batches=1"});
   return c;
 }
 

@@ -1,5 +1,6 @@
 #include "llamatron/checked.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -33,13 +34,18 @@ namespace {
 struct DuplicateKey {
   std::string key;
 };
+struct TooDeep {};
+// No file of ours nests more than a few levels; a deeper document is not one of them, and printing
+// it (json::dump recurses) could exhaust the stack.
+constexpr int kMaxJsonDepth = 32;
 }  // namespace
 
 json parse_json_strictly(std::string_view text, const std::string& where) {
   // One set of keys per open object; arrays push nothing, so the stack follows objects only.
   std::vector<std::set<std::string>> open;
   std::vector<bool> is_object;
-  const json::parser_callback_t track = [&](int, json::parse_event_t event, json& parsed) {
+  const json::parser_callback_t track = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth > kMaxJsonDepth) throw TooDeep{};
     switch (event) {
       case json::parse_event_t::object_start: open.emplace_back(), is_object.push_back(true); break;
       case json::parse_event_t::array_start: is_object.push_back(false); break;
@@ -58,10 +64,16 @@ json parse_json_strictly(std::string_view text, const std::string& where) {
     throw Error(where + ": not valid JSON (" + e.what() + ")");
   } catch (const DuplicateKey& d) {
     throw Error(where + ": the key \"" + d.key + "\" appears twice in one object: keep one");
+  } catch (const TooDeep&) {
+    throw Error(where + ": nested more than " + std::to_string(kMaxJsonDepth) + " levels deep: not a file of this kind");
   }
 }
 
 std::string json_brief(const json& v) {
+  // Containers by their size (dumping them recurses), but short lists of plain values as they are.
+  const bool plain_list = v.is_array() && v.size() <= 8 && std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_primitive(); });
+  if (v.is_array() && !plain_list) return "a list of " + std::to_string(v.size()) + (v.size() == 1 ? " entry" : " entries");
+  if (v.is_object()) return "an object of " + std::to_string(v.size()) + (v.size() == 1 ? " field" : " fields");
   std::string s = v.dump(-1, ' ', true, json::error_handler_t::replace);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
@@ -74,6 +86,9 @@ const char* type_name(const json& v) {
   return v.type_name();
 }
 
+// "an integer 7", "string \"7\"", "a list of 3 entries": what a value is, for "expected ..." errors.
+std::string described(const json& v) { return v.is_structured() ? json_brief(v) : std::string(type_name(v)) + " " + json_brief(v); }
+
 std::string fmt_double(double x) {
   std::ostringstream s;
   s << x;
@@ -82,7 +97,7 @@ std::string fmt_double(double x) {
 }  // namespace
 
 JsonObject::JsonObject(const json& value, std::string where) : value_(&value), where_(std::move(where)) {
-  if (!value.is_object()) throw Error(where_ + ": expected a JSON object, got " + type_name(value) + " " + json_brief(value));
+  if (!value.is_object()) throw Error(where_ + ": expected a JSON object, got " + described(value));
 }
 
 bool JsonObject::has(const std::string& key) const { return value_->contains(key); }
@@ -109,7 +124,7 @@ int64_t JsonObject::integer(const std::string& key, int64_t lo, int64_t hi) cons
   // Unsigned values above int64's range are integers too, just out of range.
   if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
     fail(key, "is " + json_brief(v) + ", expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  if (!v.is_number_integer()) fail(key, "is " + std::string(type_name(v)) + " " + json_brief(v) + ", expected an integer");
+  if (!v.is_number_integer()) fail(key, "is " + described(v) + ", expected an integer");
   const int64_t x = v.get<int64_t>();
   if (x < lo || x > hi)
     fail(key, "is " + std::to_string(x) + ", expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -123,7 +138,7 @@ std::optional<double> JsonObject::optional_number(const std::string& key, double
 
 double JsonObject::number(const std::string& key, double lo, double hi) const {
   const json& v = need(key);
-  if (!v.is_number()) fail(key, "is " + std::string(type_name(v)) + " " + json_brief(v) + ", expected a number");
+  if (!v.is_number()) fail(key, "is " + described(v) + ", expected a number");
   const double x = v.get<double>();
   if (!std::isfinite(x) || x < lo || x > hi)
     fail(key, "is " + json_brief(v) + ", expected a number in [" + fmt_double(lo) + ", " + fmt_double(hi) + "]");
@@ -137,7 +152,7 @@ std::optional<bool> JsonObject::optional_boolean(const std::string& key) const {
 
 bool JsonObject::boolean(const std::string& key) const {
   const json& v = need(key);
-  if (!v.is_boolean()) fail(key, "is " + std::string(type_name(v)) + " " + json_brief(v) + ", expected true or false");
+  if (!v.is_boolean()) fail(key, "is " + described(v) + ", expected true or false");
   return v.get<bool>();
 }
 
@@ -148,7 +163,7 @@ std::optional<std::string> JsonObject::optional_string(const std::string& key) c
 
 std::string JsonObject::string(const std::string& key) const {
   const json& v = need(key);
-  if (!v.is_string()) fail(key, "is " + std::string(type_name(v)) + " " + json_brief(v) + ", expected a string");
+  if (!v.is_string()) fail(key, "is " + described(v) + ", expected a string");
   return v.get<std::string>();
 }
 
@@ -180,13 +195,13 @@ std::vector<int64_t> JsonObject::integers(const std::string& key, size_t min_siz
 
 JsonObject JsonObject::object(const std::string& key) const {
   const json& v = need(key);
-  if (!v.is_object()) fail(key, "is " + std::string(type_name(v)) + " " + json_brief(v) + ", expected an object");
+  if (!v.is_object()) fail(key, "is " + described(v) + ", expected an object");
   return JsonObject(v, where_ + ": " + key);
 }
 
 const json& JsonObject::array(const std::string& key) const {
   const json& v = need(key);
-  if (!v.is_array()) fail(key, "is " + std::string(type_name(v)) + " " + json_brief(v) + ", expected a list");
+  if (!v.is_array()) fail(key, "is " + described(v) + ", expected a list");
   return v;
 }
 

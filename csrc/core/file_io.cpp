@@ -64,8 +64,11 @@ std::string read_small_file(const std::string& path, const std::string& what, ui
 }
 
 CheckedFile::CheckedFile(const std::string& path, Mode mode, const std::string& what) : path_(path), what_(what) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (mode == Append ? O_APPEND : O_TRUNC), 0644);
+  // O_NONBLOCK: a FIFO without a reader fails here (ENXIO) instead of waiting for one forever.
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | (mode == Append ? O_APPEND : O_TRUNC), 0644);
+  if (fd_ < 0 && errno == ENXIO) throw Error(what + " " + path + " is a FIFO that nothing reads: give the path of a file");
   if (fd_ < 0) fail("open", errno);
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
 }
 
 CheckedFile::~CheckedFile() {

@@ -4,6 +4,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <stdio.h>  // renameat2
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -37,30 +39,6 @@ std::string rank_file(int r) {
   char b[32];
   std::snprintf(b, sizeof(b), "rank_%05d.safetensors", r);
   return b;
-}
-
-// This rank's part of a collective phase. A failure on any rank makes every rank throw, so no
-// rank waits in a collective for one that gave up (a full disk may hit one node only); a failing
-// rank other than 0 prints its own reason, rank 0's is in the error the CLI prints. `what`, when
-// given, prefixes the error ("checkpoint ... not saved").
-template <typename F>
-void collectively(Communicator& world, const std::string& what, F&& work) {
-  std::string error;
-  try {
-    work();
-  } catch (const std::exception& e) {  // filesystem errors too: a save fails as a sentence, not a crash
-    error = e.what();
-  }
-  double first = error.empty() ? 0 : world.size() - world.rank();  // the max is the lowest failing rank
-  world.all_reduce(&first, 1, ReduceOp::Max);
-  if (first == 0) return;
-  const int failed = world.size() - static_cast<int>(first);
-  const std::string prefix = what.empty() ? "" : what + ": ";
-  if (failed == world.rank()) {
-    if (failed == 0) throw Error(prefix + error);
-    std::fprintf(stderr, "llamatron: error on rank %d: %s\n", world.rank(), error.c_str());
-  }
-  throw Error(prefix + "rank " + std::to_string(failed) + " failed (its reason is printed above)");
 }
 
 // What a failed save leaves: nothing published, `latest` on the previous checkpoint.
@@ -107,7 +85,8 @@ Manifest verify_manifest(const fs::path& dir) {
 // against the model the state describes.
 class CheckpointWeights final : public GlobalWeights {
  public:
-  explicit CheckpointWeights(const std::string& dir) : dir_(dir) {
+  // expect: the model the loading run has (checked key by key before any rank file is read).
+  explicit CheckpointWeights(const std::string& dir, const ModelConfig* expect = nullptr) : dir_(dir) {
     const Manifest manifest = verify_manifest(dir);
     const fs::path tpath = fs::path(dir) / "trainer.json";
     state_ = parse_trainer_state(read_small_file(tpath.string(), "trainer state"), tpath.string());
@@ -118,9 +97,22 @@ class CheckpointWeights final : public GlobalWeights {
       throw Error("checkpoint " + dir + ": trainer.json's layout (tp " + std::to_string(state_.tp) + " x pp " + std::to_string(state_.pp) +
                   " x dp " + std::to_string(state_.dp) + ") has " + std::to_string(state_.tp * state_.pp * state_.dp) +
                   " ranks, but the manifest lists " + std::to_string(manifest.rank_files()) + " rank files");
+    if (expect)
+      for (const auto& [k, v] : model_values(*expect))
+        if (state_.model.at(k) != v)
+          throw Error("checkpoint " + dir + " was saved for " + k + "=" + state_.model.at(k) + " but the config has " + v +
+                      ": use the checkpoint's model config, or checkpoint.resume=never");
     model_ = state_.model_config();
     std::vector<SafetensorsFile> files;
-    for (int r = 0; r < manifest.rank_files(); ++r) files.push_back(read_safetensors((fs::path(dir) / rank_file(r)).string()));
+    int64_t stored = 0;  // master values in the files: every parameter needs one, so the model is at most this big
+    for (int r = 0; r < manifest.rank_files(); ++r) {
+      files.push_back(read_safetensors((fs::path(dir) / rank_file(r)).string()));
+      for (const auto& [name, e] : files.back().tensors)
+        if (name.rfind("master/", 0) == 0) stored += e.numel();
+    }
+    if (*model_.checked_params() > stored)
+      throw Error("checkpoint " + dir + ": trainer.json describes a model of " + std::to_string(*model_.checked_params()) +
+                  " parameters, but the rank files hold " + std::to_string(stored) + " master values: the files are of another model");
     pieces_ = std::make_unique<CheckpointPieces>(std::move(files), param_targets(model_, state_.tp), dir);
   }
   std::vector<float> get(const std::string& name, const Shape& shape) const override {
@@ -157,14 +149,21 @@ std::vector<ShardPiece> shard_pieces(const ParamStore& params, const Zero1& z) {
   return out;
 }
 
-// The complete checkpoints (step_N directories with a manifest) in root, oldest first.
+// The complete checkpoints (step_N directories with a manifest) in root, oldest first (by step:
+// past 10^8 steps the names are longer, so not in text order).
 std::vector<std::string> complete_checkpoints(const fs::path& root) {
-  std::vector<std::string> out;
+  std::vector<std::pair<int64_t, std::string>> found;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(root, ec))
-    if (e.path().filename().string().rfind("step_", 0) == 0 && fs::exists(e.path() / "manifest.json", ec))
-      out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code missing;
+    if (name.size() > 5 && name.rfind("step_", 0) == 0 && std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; }) && name.size() < 24 &&
+        fs::exists(it->path() / "manifest.json", missing))
+      found.push_back({std::stoll(name.substr(5)), name});
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& [step, name] : found) out.push_back(std::move(name));
   return out;
 }
 
@@ -173,7 +172,7 @@ std::vector<std::string> complete_checkpoints(const fs::path& root) {
 // A save in three phases: snapshot (host copies, collective: the temporary directory), write
 // (this rank's file; no communication, so it may run on a background thread), publish
 // (collective: checksums to rank 0, which writes the manifest, renames and moves `latest`).
-// Each collective phase fails on every rank together (collectively); nothing is published unless
+// Each collective phase fails on every rank together (fail_together); nothing is published unless
 // every file is complete, so `latest` always names a whole checkpoint.
 class PendingSave {
  public:
@@ -183,7 +182,7 @@ class PendingSave {
     tmp_ = root_ / ("." + step_name(progress_.step) + ".tmp");
     layout_ = {t.grid().tp(), t.grid().pp(), t.grid().dp()};
     optimizer_steps_ = t.optimizer().steps_taken();
-    collectively(world_, not_saved(final_dir_), [&] {
+    fail_together(world_, not_saved(final_dir_), [&] {
       if (world_.rank() != 0) return;
       fs::create_directories(root_);
       for (const auto& e : fs::directory_iterator(root_))  // leftovers of interrupted saves
@@ -215,7 +214,7 @@ class PendingSave {
     std::vector<int32_t> mine(4), all(4 * world_.size());
     std::memcpy(mine.data(), &checksum_, 8), std::memcpy(mine.data() + 2, &bytes_, 8);
     world_.all_gather(mine.data(), all.data(), 4, DType::I32);
-    collectively(world_, not_saved(final_dir_), [&] {
+    fail_together(world_, not_saved(final_dir_), [&] {
       if (world_.rank() == 0) publish_on_rank0(all);
     });
   }
@@ -242,9 +241,16 @@ class PendingSave {
       manifest.files.push_back({name, fs::file_size(tmp_ / name), file_fnv1a64((tmp_ / name).string())});
     write_file_durably((tmp_ / "manifest.json").string(), manifest_json(manifest));
     sync_directory(tmp_.string());
-    // Publish: the complete directory appears under its name, then `latest` moves to it.
-    if (fs::exists(final_dir_)) fs::remove_all(final_dir_);
-    fs::rename(tmp_, final_dir_);
+    // Publish: the complete directory appears under its name, then `latest` moves to it. A step
+    // saved again (a run restarted with resume=never) swaps the two directories in one step, so
+    // `latest` never names a missing one; the old one, now at tmp_, goes after.
+    if (fs::exists(final_dir_)) {
+      if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, final_dir_.c_str(), RENAME_EXCHANGE) != 0)
+        throw Error("cannot replace " + final_dir_.string() + ": " + std::strerror(errno));
+      fs::remove_all(tmp_);
+    } else {
+      fs::rename(tmp_, final_dir_);
+    }
     sync_directory(root_.string());
     write_file_durably((root_ / "latest.tmp").string(), final_dir_.filename().string() + "\n");
     fs::rename(root_ / "latest.tmp", root_ / "latest");
@@ -270,7 +276,7 @@ class PendingSave {
 
 void save_checkpoint(Trainer& t) {
   PendingSave save(t);
-  collectively(save.world(), not_saved(save.dir()), [&] { save.write(); });
+  fail_together(save.world(), not_saved(save.dir()), [&] { save.write(); });
   save.publish();
 }
 
@@ -296,7 +302,7 @@ void AsyncCheckpointer::finish() {
   if (!pending_) return;
   writer_.join();
   std::unique_ptr<PendingSave> save = std::move(pending_);
-  collectively(save->world(), not_saved(save->dir()), [&] {
+  fail_together(save->world(), not_saved(save->dir()), [&] {
     if (!error_.empty()) throw Error("the background write failed: " + error_);
   });
   save->publish();
@@ -324,7 +330,7 @@ std::string find_checkpoint(const CheckpointConfig& c) {
 
 CheckpointDirLock::CheckpointDirLock(const std::string& dir, Communicator& world) {
   std::string holder;
-  collectively(world, "", [&] {
+  fail_together(world, "", [&] {
     if (world.rank() != 0) return;
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -366,12 +372,7 @@ void set_params(ParamStore& params, const GlobalWeights& w) {
 }
 
 void load_checkpoint(Trainer& t, const std::string& dir) {
-  const CheckpointWeights w(dir);
-  const std::map<std::string, std::string> want = model_values(t.config().model), &have = w.state().model;
-  for (const auto& [k, v] : want)
-    if (have.at(k) != v)
-      throw Error("checkpoint " + dir + " was saved for " + k + "=" + have.at(k) + " but the config has " + v +
-                  ": use the checkpoint's model config, or checkpoint.resume=never");
+  const CheckpointWeights w(dir, &t.config().model);
   ParamStore& params = t.model().params();
   AdamW& opt = t.optimizer_mut();
   const Zero1& z = opt.shard();

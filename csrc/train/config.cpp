@@ -35,7 +35,9 @@ void ModelConfig::validate() const {
     need(v >= lo && v <= big, std::string("model.") + key + " is " + std::to_string(v) + ", expected " + std::to_string(lo) + " to " +
                                   std::to_string(big));
   };
-  in_range("vocab_size", vocab_size, 1), in_range("dim", dim, 1), in_range("n_layers", n_layers, 1), in_range("n_heads", n_heads, 1);
+  in_range("vocab_size", vocab_size, 1), in_range("dim", dim, 1), in_range("n_heads", n_heads, 1);
+  need(n_layers >= 1 && n_layers <= kMaxLayers,
+       "model.n_layers is " + std::to_string(n_layers) + ", expected 1 to " + std::to_string(kMaxLayers));
   in_range("n_kv_heads", n_kv_heads, 1), in_range("max_seq_len", max_seq_len, 1), in_range("multiple_of", multiple_of, 1);
   need(ffn_dim >= 0 && ffn_dim <= big,
        "model.ffn_dim is " + std::to_string(ffn_dim) + ", expected 0 (Meta's rule from multiple_of and ffn_dim_multiplier) to " +
@@ -48,9 +50,11 @@ void ModelConfig::validate() const {
   need(ffn_dim > 0 || (ffn_dim_multiplier > 0 && ffn_dim_multiplier * (8.0 * static_cast<double>(dim) / 3) < static_cast<double>(big)),
        "model.ffn_dim_multiplier must be positive and give an FFN width below 2^31 (or set model.ffn_dim)");
   need(rope_theta > 0 && norm_eps > 0, "rope_theta and norm_eps must be positive");
-  // The largest tensors and the whole model, counted without overflow.
+  need(resolved_ffn_dim() >= 1, "the FFN width is " + std::to_string(resolved_ffn_dim()) + ": set model.ffn_dim, or a larger ffn_dim_multiplier");
+  // The whole model, counted without overflow: far beyond any machine is an error here, before
+  // anything is sized from it.
   const std::optional<int64_t> total = checked_params();
-  need(total.has_value(), "the model has more than 2^63 parameters: check model.dim, model.vocab_size and model.n_layers");
+  need(total && *total <= kMaxParams, "the model has more than 2^48 parameters: check model.dim, model.vocab_size and model.n_layers");
 }
 
 std::optional<int64_t> ModelConfig::checked_params() const {
@@ -78,6 +82,9 @@ void RunConfig::validate() const {
   need(train.steps >= 0 && train.micro_batch_size > 0 && train.seq_length > 0 && train.grad_accum_steps > 0,
        "train.steps must be >= 0 and train.micro_batch_size, train.seq_length, train.grad_accum_steps positive");
   need(train.global_batch_size >= 0, "train.global_batch_size must be >= 0 (0: batch_size x grad_accum_steps x data-parallel ranks)");
+  need(train.threads >= 0, "train.threads must be >= 0 (0: OMP_NUM_THREADS or all cores), got " + std::to_string(train.threads));
+  need(train.seq_length <= model.max_seq_len, "train.seq_length (" + std::to_string(train.seq_length) +
+                                               ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
   // Token buffers are sized from these: their products must stay far from int64's limit (the
   // memory check then says whether the machine holds them).
   const int64_t window = train.seq_length + 1, limit = int64_t{1} << 40;
@@ -89,9 +96,6 @@ void RunConfig::validate() const {
     need(tokens && *tokens < limit, std::string(what) + " sequences of train.seq_length + 1 tokens are more than 2^40 tokens per step: "
                                                         "no machine holds that; check the batch sizes");
   }
-  need(train.threads >= 0, "train.threads must be >= 0 (0: OMP_NUM_THREADS or all cores), got " + std::to_string(train.threads));
-  need(train.seq_length <= model.max_seq_len, "train.seq_length (" + std::to_string(train.seq_length) +
-                                               ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
   need(train.precision == "bf16" || train.precision == "fp32", "train.precision must be bf16 or fp32, got '" + train.precision + "'");
   need(train.device == "cpu" || train.device == "cuda", "train.device must be cpu or cuda, got '" + train.device + "'");
   need(train.device != "cuda" || train.precision == "bf16", "train.device=cuda trains in bf16: set train.precision=bf16 (fp32 is the CPU's exact mode)");
@@ -120,9 +124,10 @@ void RunConfig::validate() const {
                                        std::to_string(pp) + "): each pipeline stage takes the same number of layers, or list "
                                        "them per stage in parallel.pipeline_layers");
   } else {
-    int64_t total = 0, least = model.n_layers;
-    for (int64_t n : parallel.pipeline_layers) total += n, least = std::min(least, n);
-    need(static_cast<int64_t>(parallel.pipeline_layers.size()) == pp && total == model.n_layers && least >= 1,
+    int64_t total = 0;
+    bool each_fits = true;  // each in [1, n_layers], so the sum cannot overflow
+    for (int64_t n : parallel.pipeline_layers) each_fits &= n >= 1 && n <= model.n_layers, total += each_fits ? n : 0;
+    need(static_cast<int64_t>(parallel.pipeline_layers.size()) == pp && total == model.n_layers && each_fits,
          "parallel.pipeline_layers must list " + std::to_string(pp) + " positive layer counts (one per stage) that add up to "
          "model.n_layers (" + std::to_string(model.n_layers) + ")");
   }
@@ -386,7 +391,11 @@ void set_key(RunConfig& c, const std::string& key, const std::string& value) {
 }
 
 // Flattens the YAML tree into "section.key" -> text; lists become comma-joined text.
-void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) {
+// Aliases (*a) repeat a node without repeating its text: the flattened values are bounded, so a
+// small file cannot expand into gigabytes.
+constexpr size_t kMaxFlattenedBytes = size_t{64} << 20;
+
+void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out, size_t& bytes) {
   if (node.IsMap()) {
     if (prefix.find('.') != std::string::npos) throw Error("config key '" + prefix + "' takes a value, not a mapping");
     std::set<std::string> seen;  // YAML mapping keys are unique; yaml-cpp would silently take the last
@@ -395,13 +404,14 @@ void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std:
       const std::string key = prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>();
       if (!seen.insert(kv.first.as<std::string>()).second)
         throw Error("config " + std::string(prefix.empty() ? "section '" : "key '") + key + "' appears twice: keep one (YAML would silently take the last)");
-      flatten(kv.second, key, out);
+      flatten(kv.second, key, out, bytes);
     }
   } else if (node.IsSequence()) {
     std::string joined;
     for (const auto& item : node) {
       if (!item.IsScalar()) throw Error("config key '" + prefix + "' must be a list of plain values");
       joined += (joined.empty() ? "" : ",") + item.as<std::string>();
+      if (joined.size() > kMaxFlattenedBytes) throw Error("config key '" + prefix + "' holds a list of more than 64 MiB: not a run config");
     }
     out.emplace_back(prefix, joined);
   } else if (node.IsScalar()) {
@@ -409,6 +419,8 @@ void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std:
   } else if (!prefix.empty()) {
     throw Error("config key '" + prefix + "' has no value");
   }
+  if (!node.IsMap() && !out.empty() && (bytes += out.back().second.size()) > kMaxFlattenedBytes)
+    throw Error("config values add up to more than 64 MiB (YAML aliases repeating a large value?): not a run config");
 }
 
 }  // namespace
@@ -426,7 +438,7 @@ std::map<std::string, std::string> config_values(const RunConfig& c) {
 std::string yaml_scalar(const std::string& v) {
   const bool plain = !v.empty() && std::all_of(v.begin(), v.end(), [](unsigned char ch) {
     return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-' || ch == '+' || ch == '/';
-  }) && v.front() != '-' && v != "null" && v != "~";
+  }) && v.front() != '-' && !YAML::IsNullString(v);
   if (plain) return v;
   YAML::Emitter e;
   e << YAML::DoubleQuoted << v;
@@ -464,7 +476,11 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
     throw Error("config must be a YAML mapping of sections (model, parallel, train, optimizer, schedule, data, checkpoint, logging), "
                 "e.g. 'train: {steps: 10}'");
   std::vector<std::pair<std::string, std::string>> kv;
-  flatten(root, "", kv);
+  size_t bytes = 0;
+  flatten(root, "", kv, bytes);
+  std::set<std::string> keys;  // also across spellings: a section's key and a dotted top-level one
+  for (const auto& [k, v] : kv)
+    if (!keys.insert(k).second) throw Error("config key '" + k + "' appears twice: keep one (YAML would silently take the last)");
   RunConfig c;
   for (const auto& [k, v] : kv) set_key(c, k, v), c.train.grad_accum_given |= k == "train.grad_accum_steps";
   for (const std::string& o : overrides) {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 
 #include <unistd.h>
 
@@ -45,8 +46,13 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   check_resources(cfg_, *grid_);  // before any large allocation
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   if (!cfg_.checkpoint.dir.empty()) dir_lock_ = std::make_unique<CheckpointDirLock>(cfg_.checkpoint.dir, grid_->world());
-  data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
-  valid_ = make_valid_source(cfg_);
+  // Reads of data and weights can fail on some ranks only (one node's copy of a file): every such
+  // phase fails on every rank together.
+  Communicator& all = grid_->world();
+  fail_together(all, "", [&] {
+    data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
+    valid_ = make_valid_source(cfg_);
+  });
   if (cfg_.train.eval_every > 0 && !valid_)
     throw Error("train.eval_every is set but there is no validation data: set data.valid_paths or data.valid_fraction");
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
@@ -55,7 +61,7 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                                                    grid_->pp_rank(), cfg_.parallel.pipeline_layers});
   model_->init_weights(cfg_.train.seed);
   model_->set_recompute(parse_recompute(cfg_.train.recompute));
-  if (!cfg_.checkpoint.init_from.empty()) {  // hf:DIR: pretrained weights, a fresh optimizer
+  if (!cfg_.checkpoint.init_from.empty()) fail_together(all, "", [&] {  // hf:DIR: pretrained weights, a fresh optimizer
     const std::string dir = cfg_.checkpoint.init_from.substr(3);
     const std::unique_ptr<GlobalWeights> hf = hf_weights(dir);
     RunConfig from_hf;
@@ -70,14 +76,16 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
       throw Error("checkpoint.init_from " + dir + " has intermediate_size " + std::to_string(hf->model().resolved_ffn_dim()) +
                   " but the config's FFN width is " + std::to_string(cfg_.model.resolved_ffn_dim()));
     set_params(model_->params(), *hf);
-  }
+  });
   optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optimizer,
                                    OptimizerGroups{&grid_->dp_group(), cfg_.parallel.grad_reduce_dtype == "bf16" ? DType::BF16 : DType::F32,
                                                    {&grid_->model_parallel_group()}});
-  if (const std::string dir = find_checkpoint(cfg_.checkpoint); !dir.empty()) {
-    load_checkpoint(*this, dir);
-    resumed_from_ = dir;
-  }
+  fail_together(all, "", [&] {
+    if (const std::string dir = find_checkpoint(cfg_.checkpoint); !dir.empty()) {
+      load_checkpoint(*this, dir);
+      resumed_from_ = dir;
+    }
+  });
 }
 
 namespace {
@@ -97,9 +105,10 @@ extern "C" void on_stop_signal(int sig) {
   }
   static const char before[] = "llamatron: stopped by a signal outside the training steps (set-up or a read): nothing to save\n";
   static const char again[] = "llamatron: stopped by a second signal before the step finished: not saved; the last checkpoint is intact\n";
+  static const char after[] = "llamatron: stopped by a second signal after the stop was handled\n";
   if (g_speaks) {
-    const bool second = g_stop_signal.load() != 0;
-    const ssize_t ignored = ::write(2, second ? again : before, (second ? sizeof(again) : sizeof(before)) - 1);
+    const char* say = g_stop_signal.load() == 0 ? before : g_in_step_loop.load() ? again : after;
+    const ssize_t ignored = ::write(2, say, std::strlen(say));
     (void)ignored;
   }
   ::_exit(128 + sig);

@@ -3,6 +3,7 @@
 // where the tensors live (host memory for MPI). A process started without mpirun is a world of one.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -68,6 +69,13 @@ int node_local_rank();
 int node_local_size();
 // True when this process was started by mpirun (or another MPI launcher).
 bool launched_by_mpi();
+// Runs this rank's part of a phase that can fail on some ranks only (reading or writing files). If
+// it throws on any rank, every rank throws an Error, so none waits in a collective for one that
+// gave up: the lowest failing rank's reason is rank 0's error (the CLI prints it) when rank 0
+// failed; otherwise that rank prints its reason and every rank's error says which rank failed.
+// `what`, when not empty, prefixes the errors. Collective over `group`.
+void fail_together(Communicator& group, const std::string& what, const std::function<void()>& work);
+
 // Ends the job after an error: a clean exit when every rank reached the same error (configuration
 // checks run identically everywhere), an abort of the whole job otherwise, so nothing hangs.
 [[noreturn]] void exit_job(int code, bool every_rank_failed);

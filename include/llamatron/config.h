@@ -10,6 +10,8 @@
 namespace llamatron {
 
 struct ModelConfig {
+  // Bounds that keep every size computed from a config far inside int64 (LLaMA 3 405B: 126 layers).
+  static constexpr int64_t kMaxLayers = 65536, kMaxParams = int64_t{1} << 48;
   int64_t vocab_size = 256;
   int64_t dim = 128;
   int64_t n_layers = 2;

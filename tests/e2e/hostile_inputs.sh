@@ -161,6 +161,9 @@ mkdir -p "$W/latest_empty" && cp -r "$GOOD" "$W/latest_empty/" && : >"$W/latest_
 expect_error "an empty latest"              "latest is empty"  -- export-hf "$W/latest_empty" "$W/x"
 grep -q "checkpoint.resume=$W/latest_empty/step_00000002" "$ERR" && pass "an empty latest: the error names the complete checkpoint to use" ||
   fail "an empty latest names the checkpoint to use" "$(cat "$ERR")"
+mkdir -p "$W/latest_order" && cp -r "$GOOD" "$W/latest_order/step_99999999" && cp -r "$GOOD" "$W/latest_order/step_100000000" &&
+  : >"$W/latest_order/latest"
+expect_error "an empty latest past step 10^8" "checkpoint.resume=$W/latest_order/step_100000000" -- export-hf "$W/latest_order" "$W/x"
 mkdir -p "$W/latest_garbage" && cp -r "$GOOD" "$W/latest_garbage/" && printf '\x00\xff/../x' >"$W/latest_garbage/latest"
 expect_error "a garbage latest"             "which is not a directory" -- export-hf "$W/latest_garbage" "$W/x"
 
@@ -288,6 +291,21 @@ expect_error "logits: an id past the vocabulary" "not a token id in [0, 64)" -- 
 mkfifo "$W/fifo.bin"
 expect_error "a FIFO as a data path"         "FIFO"               -- train "$W/base.yaml" --set data.source=llmc --set "data.paths=$W/fifo.bin"
 expect_error "a FIFO as a config"            "FIFO"               -- train "$W/fifo.bin"
+expect_error "a FIFO nothing reads as the metrics file" "FIFO"  -- train "$W/base.yaml" --set "logging.metrics_file=$W/fifo.bin"
+
+# Sampling from a checkpoint a bigger machine trained (train.threads above this machine's CPUs,
+# a large batch): logits and generate use one sequence and this machine's threads.
+tamper big_machine "t = open(os.path.join(d, 'config.yaml')).read(); open(os.path.join(d, 'config.yaml'), 'w').write(t.replace('threads: 0', 'threads: 100000').replace('micro_batch_size: 2', 'micro_batch_size: 100000000'))"
+run_cli logits "$W/big_machine" --tokens 1,2,3 --out "$W/l.safetensors"
+if (( RC == 0 )); then pass "logits of a checkpoint from a bigger machine"; else fail "logits of a checkpoint from a bigger machine" "$(head -c 300 "$ERR")"; fi
+
+# A step saved again into the same directory (resume=never) replaces the old one whole.
+run_cli train "$W/base.yaml" --set "checkpoint.dir=$W/again"
+run_cli train "$W/base.yaml" --set "checkpoint.dir=$W/again" --set checkpoint.resume=never --set train.seed=5
+if (( RC == 0 )) && [[ $(<"$W/again/latest") == step_00000002 ]] && ! ls -a "$W/again" | grep -q '^\.step_'; then
+  run_cli export-hf "$W/again" "$W/again_hf" --dtype fp32
+  if (( RC == 0 )); then pass "a step saved twice: the new one replaces the old, latest loads"; else fail "a step saved twice" "$(head -c 300 "$ERR")"; fi
+else fail "a step saved twice" "$(describe_rc): $(ls -a "$W/again") $(head -c 300 "$ERR")"; fi
 
 # SIGTERM during set-up (a 90M-parameter model, whose weights take seconds to draw): exits at once.
 BIG=(train "$W/base.yaml" --set model.dim=1024 --set model.n_heads=8 --set model.n_kv_heads=8 --set model.ffn_dim=2816

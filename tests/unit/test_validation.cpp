@@ -57,7 +57,8 @@ TEST(Checked, FieldsAreTypeAndRangeChecked) {
   expect_error([&] { o.integer("missing", 0, 1); }, "\"missing\" is missing");
   expect_error([&] { o.integers("v", 2, 2, 0, 10); }, "every entry must be an integer in [0, 10]");
   expect_error([&] { o.only({"i"}); }, "is not a field here");
-  expect_error([] { JsonObject(nlohmann::json::array(), "F"); }, "F: expected a JSON object, got array");
+  expect_error([] { JsonObject(nlohmann::json::array(), "F"); }, "F: expected a JSON object, got []");
+  expect_error([] { parse_json_strictly(std::string(100, '[') + std::string(100, ']'), "deep.json"); }, "deep.json: nested more than 32 levels");
 }
 
 // The FNV specification's test vectors (FNV-1a, 64 bits): an independent reference for the
@@ -305,16 +306,34 @@ TEST(RunConfigCheck, BoundsThatKeepSizesFromOverflowing) {
   expect_error([] { parse_config("", {"train.threads=-1"}); }, "train.threads must be >= 0");
   expect_error([] { parse_config("", {"model.dim=2147483648"}); }, "model.dim is 2147483648, expected 1 to 2147483647");
   expect_error([] { parse_config("", {"model.vocab_size=2147483647", "model.dim=2147483600", "model.n_heads=4", "model.n_kv_heads=4", "model.ffn_dim=64"}); },
-               "more than 2^63 parameters");
+               "more than 2^48 parameters");
   expect_error([] { parse_config("", {"train.global_batch_size=2000000000000"}); }, "2^40 tokens per step");
   expect_error([] { parse_config("", {"train.micro_batch_size=4611686018427387904"}); }, "2^40 tokens per step");
+  expect_error([] { parse_config("", {"model.n_layers=2147483647", "model.dim=2", "model.n_heads=1"}); }, "model.n_layers is 2147483647");
+  expect_error([] { parse_config("", {"model.vocab_size=2000000000", "model.dim=100000", "model.n_heads=2", "model.n_kv_heads=2"}); }, "more than 2^48 parameters");
+  expect_error([] { parse_config("", {"model.ffn_dim_multiplier=1e-9"}); }, "the FFN width is 0");
+  expect_error([] { parse_config("", {"model.n_layers=1", "parallel.pipeline_parallel=3",
+                                      "parallel.pipeline_layers=9223372036854775807,9223372036854775807,3"}); },
+               "parallel.pipeline_layers must list 3 positive layer counts");
+  expect_error([] { parse_config("train: {steps: 10}\ntrain.steps: 20\n"); }, "config key 'train.steps' appears twice");
   EXPECT_NO_THROW(parse_config("", {"model.ffn_dim=0"}));  // 0 is Meta's rule
 }
 
+// YAML aliases repeat a node without repeating its text: a small file must not expand without bound.
+TEST(RunConfigCheck, AliasesCannotInflateAConfig) {
+  std::string yaml = "data:\n  paths: &big [";
+  for (int i = 0; i < 100000; ++i) yaml += i ? ",x" : "x";
+  yaml += "]\n";
+  for (int i = 0; i < 400; ++i) yaml += "k" + std::to_string(i) + ": *big\n";
+  expect_error([&] { parse_config(yaml); }, "more than 64 MiB");
+}
+
 TEST(RunConfigCheck, StringsSurviveTheResolvedConfigYaml) {
-  const RunConfig c = parse_config("", {"checkpoint.dir=/tmp/a: b #c", "logging.metrics_file=\"quoted\" and 'single'", "data.paths=x: y,z#w"});
+  const RunConfig c = parse_config("", {"checkpoint.dir=/tmp/a: b #c", "logging.metrics_file=\"quoted\" and 'single'", "data.paths=x: y,z#w",
+                                        "checkpoint.resume=NULL"});
   const RunConfig back = parse_config(config_to_yaml(c));
   EXPECT_EQ(back.checkpoint.dir, "/tmp/a: b #c");
+  EXPECT_EQ(back.checkpoint.resume, "NULL");
   EXPECT_EQ(back.logging.metrics_file, "\"quoted\" and 'single'");
   EXPECT_EQ(back.data.paths, (std::vector<std::string>{"x: y", "z#w"}));
 }
