@@ -153,12 +153,12 @@ void check_resources(const RunConfig& c, const ProcessGrid& grid) {
   const auto gib = [](double b) { return fmt::format("{:.1f} GiB", b / double(1 << 30)); };
   const std::string fix = "use more tensor or pipeline parallelism, train.recompute, a smaller train.micro_batch_size or a smaller model "
                           "(llamatron plan ranks the layouts that fit)";
-  if (gpu > 0 && need_device > device)
+  if (device > 0 && need_device > device)
     throw Error("this layout needs " + gib(need_device) + " of GPU memory on its fullest rank (weights, gradients, optimizer state and "
                 "activations, as llamatron plan counts them) but the GPU has " + gib(device) + ": " + fix);
   if (host > 0 && want[0] > host)
     throw Error("this run needs " + gib(want[0]) + " of host memory on one machine (" +
-                (gpu > 0 ? std::string("token buffers") : std::string("weights, gradients, optimizer state, activations and token buffers")) +
+                (device > 0 ? std::string("token buffers") : std::string("weights, gradients, optimizer state, activations and token buffers")) +
                 " for its " + std::to_string(node_local_size()) + " process(es) there, as llamatron plan counts them) but the machine has " +
                 gib(host) + ": " + fix);
   if (want[1] > cpus)
