@@ -21,7 +21,8 @@ std::optional<int64_t> checked_add(int64_t a, int64_t b);
 std::optional<int64_t> checked_numel(const std::vector<int64_t>& dims);
 
 // JSON text parsed with duplicate object keys rejected (nlohmann would keep the last silently).
-// `where` names the file in errors: "FILE: not valid JSON (...)", "FILE: duplicate key "x"".
+// Nesting deeper than 32 levels is rejected too (no file of ours has it). `where` names the file
+// in errors: "FILE: not valid JSON (...)", "FILE: the key "x" appears twice in one object".
 nlohmann::json parse_json_strictly(std::string_view text, const std::string& where);
 
 // A short rendering of a JSON value for error messages (long values are cut).
