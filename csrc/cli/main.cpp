@@ -173,7 +173,8 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (metrics) {
       nlohmann::json j = {{"step", s.step}, {"tokens", s.tokens_seen}, {"epoch", s.epoch}, {"loss", s.loss},
                           {"perplexity", std::exp(s.loss)}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                          {"tokens_per_s", s.tokens_per_s}, {"step_ms", s.step_ms}, {"skipped", s.skipped},
+                          {"tokens_per_s", s.tokens_per_s}, {"step_ms", s.step_ms}, {"exposed_comm_ms", s.exposed_comm_ms},
+                          {"skipped", s.skipped},
                           {"bad_steps", s.bad_steps}, {"skipped_steps", s.skipped_steps}};
       if (s.valid_loss >= 0) j["valid_loss"] = s.valid_loss;
       rank0_only([&] { metrics->write(j.dump() + "\n"); });
@@ -181,11 +182,11 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (s.step % cfg.logging.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
       const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
       spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | "
-                   "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms | mem {:.1f}/{:.1f} MiB | "
+                   "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms (exposed comm {:.1f} ms) | mem {:.1f}/{:.1f} MiB | "
                    "skipped {} (NaN/Inf {})",
                    s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s,
                    s.tokens_per_s / devices, tflops, peak > 0 ? fmt::format("{:.1f}%", 100 * tflops / peak) : std::string("n/a"),
-                   s.step_ms, mib(memory_counts(device).total), mib(memory_counts(device).total_peak), s.skipped_steps,
+                   s.step_ms, s.exposed_comm_ms, mib(memory_counts(device).total), mib(memory_counts(device).total_peak), s.skipped_steps,
                    s.bad_steps);
     }
     if (s.step == first_step + 1) log_memory(trainer.config(), grid, device);

@@ -9,6 +9,7 @@
 #include "llamatron/ops.h"
 #include "llamatron/random.h"
 #include "llamatron/tensor_parallel.h"
+#include "llamatron/trace.h"
 #include "ops/cpu/cpu_ops.h"
 
 namespace llamatron {
@@ -54,9 +55,12 @@ struct LlamaModel::Activations {
 
 // Backward scratch, shared by every layer and micro-batch (one backward runs at a time). dres is
 // the residual-stream gradient: it arrives from the next stage and leaves as this stage's input_grad.
+// On a pipeline stage the residual gradient is double-buffered (dres_sent): the input_grad of one
+// backward can still be on its way to the previous stage while the next backward's arrives.
 struct LlamaModel::Scratch {
   int64_t batch = 0, seq = 0;  // the micro-batch shape it was made for (attention tensors are [B, T, ...])
   Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
+  Tensor dres_sent;  // pp > 1: the last backward's input_grad
   LayerTensors work;  // the tensors recomputation does not keep, shared by all layers
 };
 
@@ -95,6 +99,14 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
                                 params_->grad_span(pre + "mlp.gate_proj.weight", {F2, cfg_.dim})},
                           p(pre + "mlp.down_proj.weight")});
   }
+  if (shard.first_stage()) embed_range_ = range_of({"model.embed_tokens.weight"});
+  if (shard.last_stage()) head_range_ = range_of({"model.norm.weight", cfg_.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"});
+  for (int64_t l = shard.first_layer(cfg_); l < shard.last_layer(cfg_); ++l) {
+    std::vector<std::string> names;
+    for (const ParamSpec& sp : params_->specs())
+      if (sp.name.rfind("model.layers." + std::to_string(l) + ".", 0) == 0) names.push_back(sp.name);
+    layer_ranges_.push_back(range_of(names));
+  }
   const int64_t half = cfg_.head_dim() / 2;
   Tensor cos = Tensor::empty({cfg_.max_seq_len, half}, DType::F32), sin = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
   cpu::rope_table(cos.data<float>(), sin.data<float>(), cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta);
@@ -131,10 +143,25 @@ void LlamaModel::tp_reduce(const Tensor& x) const {
   if (shard_.tp > 1) tp_all_reduce(*shard_.tp_group, x);
 }
 
-void LlamaModel::finish_gradients() {
+LlamaModel::Range LlamaModel::range_of(const std::vector<std::string>& names) const {
+  Range r{params_->numel(), 0};
+  for (const std::string& n : names) {
+    const ParamSpec& s = params_->spec(n);
+    r.lo = std::min(r.lo, s.offset), r.hi = std::max(r.hi, s.offset + s.numel());
+  }
+  return r;
+}
+
+void LlamaModel::reduce_kv_replicas(size_t l) const {
   if (!kv_replicas_ || kv_replicas_->size() == 1) return;
-  for (const auto& w : w_->layers)
-    for (const Tensor& g : {w.wk.g, w.wv.g}) kv_replicas_->all_reduce(g.raw(), g.numel(), DType::F32, ReduceOp::Sum);
+  const auto& w = w_->layers[l];
+  for (const Tensor& g : {w.wk.g, w.wv.g}) kv_replicas_->all_reduce(g.raw(), g.numel(), DType::F32, ReduceOp::Sum);
+}
+
+void LlamaModel::finish_gradients() {
+  if (!kv_reduced_)  // a last_micro_batch backward sums them layer by layer, as each becomes final
+    for (size_t l = 0; l < w_->layers.size(); ++l) reduce_kv_replicas(l);
+  kv_reduced_ = false;
 }
 
 double LlamaModel::forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale) {
@@ -182,6 +209,7 @@ LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
     MemoryScope scope(MemCategory::Workspace);
     g.batch = B, g.seq = T;
     g.dres = make({N, C}, dt), g.dxn = make({N, C}, dt), g.datt = make({N, H * D}, dt);
+    g.dres_sent = shard_.pp > 1 ? make({N, C}, dt) : Tensor();
     g.dq = make({B, T, H, D}, dt), g.dk = make({B, T, KV, D}, dt), g.dv = make({B, T, KV, D}, dt);
     g.dact = make({N, F}, dt), g.dgate_up = make({N, 2 * F}, dt);
     g.work = layer(false, !keep_cheap, !keep_rest);
@@ -212,7 +240,7 @@ const Tensor& LlamaModel::stage_input(int i, int64_t B, int64_t T) {
 
 const Tensor& LlamaModel::stage_output(int i) const { return slots_.at(i).out; }
 
-const Tensor& LlamaModel::input_grad() const { return scratch_->dres; }
+const Tensor& LlamaModel::input_grad() const { return scratch_->dres_sent.defined() ? scratch_->dres_sent : scratch_->dres; }
 
 const Tensor& LlamaModel::output_grad() const { return scratch_->dres; }
 
@@ -262,6 +290,8 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
   }
   const float eps = static_cast<float>(cfg_.norm_eps);
   if (shard_.first_stage()) {
+    need_params(embed_range_);
+    const trace::Span span("forward", "forward embedding");
     ops::embedding_fwd(a.ids, w_->embed.w, x0);
     tp_reduce(x0);
   }
@@ -269,6 +299,9 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
     const LayerTensors& x = a.layers[l];
     const auto& w = w_->layers[l];
     const Tensor& out = l + 1 < w_->layers.size() ? a.layers[l + 1].in : a.out;
+    need_params(layer_ranges_[l]);
+    const int64_t layer = shard_.first_layer(cfg_) + static_cast<int64_t>(l);
+    const trace::Span span("forward", "forward L" + std::to_string(layer), {trace::arg("layer", static_cast<double>(layer))});
     attention_block(x, w);
     mlp_block_up(x, w);
     ops::linear_fwd(x.act, w.wdown.w, out);
@@ -276,6 +309,8 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
     ops::add_inplace(out, x.mid);
   }
   if (!shard_.last_stage()) return 0.0;  // a.out goes to the next stage
+  need_params(head_range_);
+  const trace::Span span("forward", "forward head and loss");
   ops::rmsnorm_fwd(a.out, w_->final_norm.w, eps, a.xn_f, a.rstd_f);
   ops::linear_fwd(a.xn_f, w_->head.w, a.logits);
   if (keep_logits_) {
@@ -288,20 +323,28 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
   return ops::cross_entropy_fwd_bwd(a.logits, a.targets, a.logits, loss_scale, kIgnoreIndex);
 }
 
-void LlamaModel::backward_stage(int i) {
+void LlamaModel::backward_stage(int i, bool last_micro_batch) {
   Activations& a = slots_.at(i);
   Scratch& g = *scratch_;
+  // On the last micro-batch, each part's gradients are final once its backward is done.
+  const auto final_from = [&](int64_t offset) {
+    if (last_micro_batch && grads_final_) grads_final_(offset);
+  };
   if (shard_.last_stage()) {  // head and final norm; otherwise g.dres holds the next stage's input_grad
+    const trace::Span span("backward", "backward head");
     ops::linear_bwd_data(a.logits, w_->head.w, g.dxn, false);
     ops::linear_bwd_weight(a.logits, a.xn_f, w_->head.g);
     tp_reduce(g.dxn);  // vocab-parallel head: each rank's vocabulary rows contribute
     ops::rmsnorm_bwd(g.dxn, a.out, w_->final_norm.w, a.rstd_f, g.dres, w_->final_norm.g, false);
+    if (!cfg_.tie_embeddings) final_from(head_range_.lo);  // a tied head's gradient is the embedding's: final last
   }
   // g.dres now holds d(loss)/d(residual stream) and flows down through the layers.
   const float eps = static_cast<float>(cfg_.norm_eps);
   for (int64_t l = static_cast<int64_t>(w_->layers.size()) - 1; l >= 0; --l) {
     const LayerTensors& x = a.layers[l];
     const auto& w = w_->layers[l];
+    const int64_t layer = shard_.first_layer(cfg_) + l;
+    const trace::Span span("backward", "backward L" + std::to_string(layer), {trace::arg("layer", static_cast<double>(layer))});
     // Recompute what the forward did not keep, with the same ops on the same inputs: bit-identical.
     if (recompute_ == Recompute::Full) {
       attention_block(x, w);
@@ -334,8 +377,16 @@ void LlamaModel::backward_stage(int i) {
     ops::linear_bwd_weight(g.dv, x.xn1, w.wv.g);
     tp_reduce(g.dxn);  // column-parallel q, k, v
     ops::rmsnorm_bwd(g.dxn, x.in, w.attn_norm.w, x.rstd1, g.dres, w.attn_norm.g, true);
+    if (last_micro_batch) reduce_kv_replicas(static_cast<size_t>(l));
+    final_from(layer_ranges_[l].lo);
   }
-  if (shard_.first_stage()) ops::embedding_bwd(a.ids, g.dres, w_->embed.g);  // else g.dres is input_grad()
+  kv_reduced_ = last_micro_batch;
+  if (shard_.first_stage()) {
+    const trace::Span span("backward", "backward embedding");
+    ops::embedding_bwd(a.ids, g.dres, w_->embed.g);  // else g.dres is input_grad()
+  }
+  final_from(0);  // everything of this stage
+  if (g.dres_sent.defined()) std::swap(g.dres, g.dres_sent);  // the next backward's gradient arrives in the other buffer
 }
 
 }  // namespace llamatron

@@ -2,9 +2,19 @@
 // world of one for a process started without mpirun.
 #include <mpi.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
 
 #include "llamatron/comm.h"
 #include "llamatron/errors.h"
@@ -64,63 +74,365 @@ void check(int rc, const char* call) {
   throw Error(std::string(call) + " failed: " + std::string(text, len));
 }
 
+double now_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// One MPI operation: started by the progress thread (MPI_I* calls that fill `requests`), tested
+// there until complete, then finished (Avg's division) and marked done for the waiter.
+struct MpiOp {
+  std::function<void(std::vector<MPI_Request>&)> start;
+  std::function<void()> finish;
+  std::vector<MPI_Request> requests;
+  // Guarded by the progress engine's mutex:
+  bool done = false;
+  std::string error;
+  double completed_us = 0;
+};
+
+// Every MPI call of the process goes through here (docs/parallelism.md, "Overlap"). One thread
+// initialises MPI, starts each operation as it is issued (non-blocking MPI_I* calls, so any mix of
+// groups and orders is deadlock-free), and tests the ones in flight until they complete: the
+// collectives progress while the caller computes, and since one thread makes every MPI call, the
+// FUNNELED thread level is enough, whatever the library provides above it.
+// LLAMATRON_COMM_THREAD=0 runs the same calls on the caller's thread (started at issue, progressed
+// only inside wait): no overlap, the same results.
+// LLAMATRON_COMM_DELAY_US=N (tests) delays each operation's start and completion by a random
+// 0..N microseconds, to shake out waits that are missing or in the wrong place.
+class ProgressEngine {
+ public:
+  static ProgressEngine& get() {
+    static ProgressEngine* engine = new ProgressEngine();  // never destroyed: used up to exit
+    return *engine;
+  }
+
+  // Runs `fn` where MPI calls are made, and returns when it has run (its exception rethrown).
+  void call(const std::function<void()>& fn) {
+    auto op = std::make_shared<MpiOp>();
+    op->start = [&fn](std::vector<MPI_Request>&) { fn(); };
+    submit(op);
+    wait(*op);
+  }
+
+  void submit(const std::shared_ptr<MpiOp>& op) {
+    if (!threaded_) return start(*op);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) throw Error("an MPI operation after MPI was finalised");
+    queue_.push_back(op);
+    wake_.notify_one();
+  }
+
+  void wait(MpiOp& op) {
+    if (!threaded_) {
+      if (!op.done) {
+        if (!op.requests.empty()) check(MPI_Waitall(static_cast<int>(op.requests.size()), op.requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+        complete(op, "");
+      }
+    } else {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++waiters_;
+      done_.wait(lock, [&] { return op.done; });
+      --waiters_;
+    }
+    if (!op.error.empty()) throw Error(op.error);
+  }
+
+  // MPI_Finalize on the thread that initialised MPI, then the thread ends.
+  void finalize() {
+    if (threaded_) {
+      call([] { finalize_now(); });
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stopped_ = true;
+        wake_.notify_one();
+      }
+      thread_.join();
+    } else {
+      finalize_now();
+    }
+  }
+
+  int delay_us() const { return delay_us_; }
+
+ private:
+  ProgressEngine() {
+    const char* t = std::getenv("LLAMATRON_COMM_THREAD");
+    threaded_ = !(t && std::string(t) == "0");
+    if (const char* d = std::getenv("LLAMATRON_COMM_DELAY_US")) delay_us_ = std::max(0, std::atoi(d));
+    if (!threaded_) {
+      init();
+      return;
+    }
+    std::promise<void> ready;
+    thread_ = std::thread([this, &ready] {
+      try {
+        init();
+        ready.set_value();
+      } catch (...) {
+        ready.set_exception(std::current_exception());
+        return;
+      }
+      loop();
+    });
+    ready.get_future().get();
+  }
+
+  void init() {
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    rng_.seed(static_cast<uint64_t>(rank) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(::getpid()));
+  }
+
+  static void finalize_now() {
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (initialized && !finalized) MPI_Finalize();
+  }
+
+  void random_delay() {
+    if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(rng_() % static_cast<uint64_t>(delay_us_)));
+  }
+
+  void start(MpiOp& op) {
+    random_delay();
+    try {
+      op.start(op.requests);
+    } catch (const std::exception& e) {
+      complete(op, e.what());
+    }
+  }
+
+  void complete(MpiOp& op, const std::string& error) {
+    std::string why = error;
+    if (why.empty() && op.finish) {
+      try {
+        op.finish();
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+    }
+    if (threaded_) random_delay();
+    std::lock_guard<std::mutex> lock(mu_);
+    op.error = why;
+    op.completed_us = now_us();
+    op.done = true;
+    done_.notify_all();
+  }
+
+  // Start what was issued, in issue order; test what is in flight; sleep briefly when nothing
+  // moved and nobody waits (the thread must not take CPU from the computation it runs under).
+  void loop() {
+    std::vector<std::shared_ptr<MpiOp>> active;
+    int idle_rounds = 0;
+    for (;;) {
+      std::deque<std::shared_ptr<MpiOp>> fresh;
+      bool someone_waits = false;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (active.empty()) wake_.wait(lock, [&] { return stopped_ || !queue_.empty(); });
+        if (stopped_ && queue_.empty() && active.empty()) return;
+        fresh.swap(queue_);
+        someone_waits = waiters_ > 0;
+      }
+      bool moved = !fresh.empty();
+      for (auto& op : fresh) {
+        start(*op);
+        if (!op->done) {
+          if (op->requests.empty()) complete(*op, "");
+          else active.push_back(op);
+        }
+      }
+      for (size_t i = 0; i < active.size();) {
+        int flag = 0;
+        const int rc = MPI_Testall(static_cast<int>(active[i]->requests.size()), active[i]->requests.data(), &flag, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS || flag) {
+          std::string error;
+          try {
+            check(rc, "MPI_Testall");
+          } catch (const std::exception& e) {
+            error = e.what();
+          }
+          complete(*active[i], error);
+          active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
+          moved = true;
+        } else {
+          ++i;
+        }
+      }
+      if (moved || active.empty()) {
+        idle_rounds = 0;
+      } else if (someone_waits) {
+        std::this_thread::yield();  // the caller is blocked anyway: poll fast
+      } else {
+        // Back off from 5 to 200 us: enough to keep TCP streams moving (the socket buffers hold
+        // far more than that at any link speed here), little enough CPU to stay out of the way.
+        std::this_thread::sleep_for(std::chrono::microseconds(std::min(200, 5 << std::min(idle_rounds++, 6))));
+      }
+    }
+  }
+
+  bool threaded_ = true;
+  int delay_us_ = 0;
+  std::mt19937_64 rng_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::deque<std::shared_ptr<MpiOp>> queue_;
+  int waiters_ = 0;
+  bool stopped_ = false;
+};
+
+class MpiWork final : public PendingWork {
+ public:
+  explicit MpiWork(std::shared_ptr<MpiOp> op) : op_(std::move(op)) {}
+  void wait() override { ProgressEngine::get().wait(*op_); }
+  double completed_us() const override { return op_->completed_us; }
+
+ private:
+  std::shared_ptr<MpiOp> op_;
+};
+
+Handle issue(std::function<void(std::vector<MPI_Request>&)> start, std::function<void()> finish = {}) {
+  auto op = std::make_shared<MpiOp>();
+  op->start = std::move(start);
+  op->finish = std::move(finish);
+  ProgressEngine::get().submit(op);
+  return Handle(std::make_unique<MpiWork>(op));
+}
+
+// Counts and displacements of a v-collective, checked to fit MPI's int arguments.
+struct Layout {
+  std::vector<int> counts, displs;
+  int64_t total = 0;
+  explicit Layout(const std::vector<int64_t>& c) {
+    for (int64_t n : c) {
+      counts.push_back(count(n));
+      displs.push_back(count(total));
+      total += n;
+    }
+  }
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
-    MPI_Comm_rank(comm_, &rank_);
-    MPI_Comm_size(comm_, &size_);
+    ProgressEngine::get().call([&] {
+      MPI_Comm_rank(comm_, &rank_);
+      MPI_Comm_size(comm_, &size_);
+    });
   }
   ~MpiCommunicator() override {
+    if (!owned_) return;
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (owned_ && !finalized) MPI_Comm_free(&comm_);
+    if (!finalized) {
+      MPI_Comm c = comm_;
+      ProgressEngine::get().call([&] { MPI_Comm_free(&c); });
+    }
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
-  void all_reduce(void* buf, int64_t n, DType t, ReduceOp op) override {
-    check(MPI_Allreduce(MPI_IN_PLACE, buf, count(n), mpi_type(t), mpi_op(op, t), comm_), "MPI_Allreduce");
-    if (op == ReduceOp::Avg) divide(buf, n, t, size_);
+  Handle all_reduce_async(void* buf, int64_t n, DType t, ReduceOp op) override {
+    const int c = count(n);
+    return issue(
+        [=, this](std::vector<MPI_Request>& r) {
+          r.resize(1);
+          check(MPI_Iallreduce(MPI_IN_PLACE, buf, c, mpi_type(t), mpi_op(op, t), comm_, &r[0]), "MPI_Iallreduce");
+        },
+        average(op, buf, n, t));
   }
   void all_reduce(double* v, int64_t n, ReduceOp op) override {
-    check(MPI_Allreduce(MPI_IN_PLACE, v, count(n), MPI_DOUBLE, op == ReduceOp::Max ? MPI_MAX : MPI_SUM, comm_), "MPI_Allreduce");
-    if (op == ReduceOp::Avg)
-      for (int64_t i = 0; i < n; ++i) v[i] /= size_;
+    const int c = count(n);
+    const int size = size_;
+    issue(
+        [=, this](std::vector<MPI_Request>& r) {
+          r.resize(1);
+          check(MPI_Iallreduce(MPI_IN_PLACE, v, c, MPI_DOUBLE, op == ReduceOp::Max ? MPI_MAX : MPI_SUM, comm_, &r[0]), "MPI_Iallreduce");
+        },
+        [=] {
+          if (op == ReduceOp::Avg)
+            for (int64_t i = 0; i < n; ++i) v[i] /= size;
+        })
+        .wait();
   }
-  void reduce_scatter(const void* send, void* recv, int64_t n, DType t, ReduceOp op) override {
-    check(MPI_Reduce_scatter_block(send, recv, count(n), mpi_type(t), mpi_op(op, t), comm_), "MPI_Reduce_scatter_block");
-    if (op == ReduceOp::Avg) divide(recv, n, t, size_);
+  Handle reduce_scatter_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t, ReduceOp op) override {
+    LT_CHECK(static_cast<int>(counts.size()) == size_, "reduce_scatter needs one count per rank");
+    auto layout = std::make_shared<Layout>(counts);
+    return issue(
+        [=, this](std::vector<MPI_Request>& r) {
+          r.resize(1);
+          check(MPI_Ireduce_scatter(send, recv, layout->counts.data(), mpi_type(t), mpi_op(op, t), comm_, &r[0]), "MPI_Ireduce_scatter");
+        },
+        average(op, recv, counts[rank_], t));
   }
-  void all_gather(const void* send, void* recv, int64_t n, DType t) override {
-    const bool in_place = send == static_cast<const char*>(recv) + static_cast<size_t>(rank_) * n * dtype_size(t);
-    check(MPI_Allgather(in_place ? MPI_IN_PLACE : send, count(n), mpi_type(t), recv, count(n), mpi_type(t), comm_),
-          "MPI_Allgather");
+  Handle all_gather_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t) override {
+    LT_CHECK(static_cast<int>(counts.size()) == size_, "all_gather needs one count per rank");
+    auto layout = std::make_shared<Layout>(counts);
+    const bool in_place = send == static_cast<const char*>(recv) + static_cast<size_t>(layout->displs[rank_]) * dtype_size(t);
+    return issue([=, this](std::vector<MPI_Request>& r) {
+      r.resize(1);
+      check(MPI_Iallgatherv(in_place ? MPI_IN_PLACE : send, layout->counts[rank_], mpi_type(t), recv, layout->counts.data(),
+                            layout->displs.data(), mpi_type(t), comm_, &r[0]),
+            "MPI_Iallgatherv");
+    });
   }
   void broadcast(void* buf, int64_t n, DType t, int root) override {
-    check(MPI_Bcast(buf, count(n), mpi_type(t), root, comm_), "MPI_Bcast");
+    const int c = count(n);
+    issue([=, this](std::vector<MPI_Request>& r) {
+      r.resize(1);
+      check(MPI_Ibcast(buf, c, mpi_type(t), root, comm_, &r[0]), "MPI_Ibcast");
+    }).wait();
   }
-  void send_recv(const std::vector<Transfer>& transfers) override {
-    std::vector<MPI_Request> requests(transfers.size());
-    for (size_t i = 0; i < transfers.size(); ++i) {
-      const Transfer& x = transfers[i];
-      if (x.kind == Transfer::Send)
-        check(MPI_Isend(x.buf, count(x.n), mpi_type(x.dtype), x.peer, 0, comm_, &requests[i]), "MPI_Isend");
-      else
-        check(MPI_Irecv(x.buf, count(x.n), mpi_type(x.dtype), x.peer, 0, comm_, &requests[i]), "MPI_Irecv");
-    }
-    check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  Handle send_recv_async(const std::vector<Transfer>& transfers) override {
+    for (const Transfer& x : transfers) (void)count(x.n);
+    return issue([=, this](std::vector<MPI_Request>& r) {
+      r.resize(transfers.size());
+      for (size_t i = 0; i < transfers.size(); ++i) {
+        const Transfer& x = transfers[i];
+        if (x.kind == Transfer::Send)
+          check(MPI_Isend(x.buf, static_cast<int>(x.n), mpi_type(x.dtype), x.peer, 0, comm_, &r[i]), "MPI_Isend");
+        else
+          check(MPI_Irecv(x.buf, static_cast<int>(x.n), mpi_type(x.dtype), x.peer, 0, comm_, &r[i]), "MPI_Irecv");
+      }
+    });
   }
-  void barrier() override { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier() override {
+    issue([this](std::vector<MPI_Request>& r) {
+      r.resize(1);
+      check(MPI_Ibarrier(comm_, &r[0]), "MPI_Ibarrier");
+    }).wait();
+  }
   std::unique_ptr<Communicator> split(int color, int key) override {
     MPI_Comm sub;
-    check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
+    ProgressEngine::get().call([&] { check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split"); });
     return std::make_unique<MpiCommunicator>(sub, true);
   }
 
  private:
+  std::function<void()> average(ReduceOp op, void* buf, int64_t n, DType t) const {
+    if (op != ReduceOp::Avg) return {};
+    LT_CHECK(t == DType::F32, "ReduceOp::Avg needs fp32");
+    const int size = size_;
+    return [=] { divide(buf, n, t, size); };
+  }
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
+};
+
+// Work that was complete when it was issued (a world of one).
+class DoneWork final : public PendingWork {
+ public:
+  DoneWork() : at_(now_us()) {}
+  void wait() override {}
+  double completed_us() const override { return at_; }
+
+ private:
+  double at_;
 };
 
 // A process on its own: every collective over one rank is a copy or nothing.
@@ -128,29 +440,32 @@ class SelfCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
-  void all_reduce(void*, int64_t, DType, ReduceOp) override {}
+  Handle all_reduce_async(void*, int64_t, DType, ReduceOp) override { return done(); }
   void all_reduce(double*, int64_t, ReduceOp) override {}
-  void reduce_scatter(const void* send, void* recv, int64_t n, DType t, ReduceOp) override { copy(send, recv, n, t); }
-  void all_gather(const void* send, void* recv, int64_t n, DType t) override { copy(send, recv, n, t); }
+  Handle reduce_scatter_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t, ReduceOp) override {
+    copy(send, recv, counts.at(0), t);
+    return done();
+  }
+  Handle all_gather_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t) override {
+    copy(send, recv, counts.at(0), t);
+    return done();
+  }
   void broadcast(void*, int64_t, DType, int) override {}
-  void send_recv(const std::vector<Transfer>& transfers) override {
+  Handle send_recv_async(const std::vector<Transfer>& transfers) override {
     LT_CHECK(transfers.empty(), "point-to-point transfer in a world of one");
+    return done();
   }
   void barrier() override {}
   std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SelfCommunicator>(); }
 
  private:
+  static Handle done() { return Handle(std::make_unique<DoneWork>()); }
   static void copy(const void* src, void* dst, int64_t n, DType t) {
     if (src != dst) std::memmove(dst, src, static_cast<size_t>(n) * dtype_size(t));
   }
 };
 
-void finalize_mpi() {
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Finalize();
-}
+void finalize_mpi() { ProgressEngine::get().finalize(); }
 
 }  // namespace
 
@@ -171,19 +486,20 @@ namespace {
 std::pair<int, int> g_node_local{0, 1};
 
 void find_node_local() {
-  MPI_Comm node;
-  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
-  MPI_Comm_rank(node, &g_node_local.first);
-  MPI_Comm_size(node, &g_node_local.second);
-  MPI_Comm_free(&node);
+  ProgressEngine::get().call([] {
+    MPI_Comm node;
+    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+    MPI_Comm_rank(node, &g_node_local.first);
+    MPI_Comm_size(node, &g_node_local.second);
+    MPI_Comm_free(&node);
+  });
 }
 }  // namespace
 
 Communicator& world() {
   static std::unique_ptr<Communicator> w = [] () -> std::unique_ptr<Communicator> {
     if (!launched_by_mpi()) return std::make_unique<SelfCommunicator>();
-    int provided = 0;
-    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    ProgressEngine::get();  // initialises MPI on the thread that makes every MPI call
     std::atexit(finalize_mpi);
     find_node_local();
     return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false);
@@ -207,8 +523,10 @@ void exit_job(int code, bool every_rank_failed) {
   if (initialized && !finalized) {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size > 1 && !every_rank_failed) MPI_Abort(MPI_COMM_WORLD, code);  // the others may wait in a collective
-    MPI_Finalize();
+    // The others may wait in a collective: end them all (MPI_Abort from any thread is allowed to
+    // be best effort, and ends the job here).
+    if (size > 1 && !every_rank_failed) MPI_Abort(MPI_COMM_WORLD, code);
+    finalize_mpi();
   }
   std::exit(code);
 }

@@ -156,6 +156,10 @@ void RunConfig::validate() const {
   need(train.recompute == "none" || train.recompute == "selective" || train.recompute == "full",
        "train.recompute must be none, selective or full, got '" + train.recompute + "'");
   need(logging.log_every >= 1, "logging.log_every must be >= 1");
+  need(parallel.bucket_size_mb >= 0 && parallel.bucket_size_mb <= 1 << 20,
+       "parallel.bucket_size_mb must be in [0, 1048576] (0: automatic)");
+  for (int64_t s : logging.trace_steps)
+    need(s >= 1, "logging.trace_steps lists 1-based step numbers, got " + std::to_string(s));
   need(logging.progress == "auto" || logging.progress == "always" || logging.progress == "never",
        "logging.progress must be auto (a bar on a terminal), always or never, got '" + logging.progress + "'");
   need(data.markov_order >= 1 && data.markov_branching >= 1 && data.markov_branching <= model.vocab_size,
@@ -280,6 +284,9 @@ const std::map<std::string, Field>& fields() {
       field("parallel.data_parallel", &R::parallel, &ParallelConfig::data_parallel),
       field("parallel.grad_reduce_dtype", &R::parallel, &ParallelConfig::grad_reduce_dtype),
       field("parallel.pipeline_layers", &R::parallel, &ParallelConfig::pipeline_layers),
+      field("parallel.overlap_grad_reduce", &R::parallel, &ParallelConfig::overlap_grad_reduce),
+      field("parallel.overlap_param_gather", &R::parallel, &ParallelConfig::overlap_param_gather),
+      field("parallel.bucket_size_mb", &R::parallel, &ParallelConfig::bucket_size_mb),
       field("checkpoint.dir", &R::checkpoint, &CheckpointConfig::dir),
       field("checkpoint.every", &R::checkpoint, &CheckpointConfig::every),
       field("checkpoint.keep_last", &R::checkpoint, &CheckpointConfig::keep_last),
@@ -328,6 +335,8 @@ const std::map<std::string, Field>& fields() {
       field("logging.log_comm", &R::logging, &LoggingConfig::log_comm),
       field("logging.cpu_peak_tflops", &R::logging, &LoggingConfig::cpu_peak_tflops),
       field("logging.progress", &R::logging, &LoggingConfig::progress),
+      field("logging.trace_file", &R::logging, &LoggingConfig::trace_file),
+      field("logging.trace_steps", &R::logging, &LoggingConfig::trace_steps),
   };
   return table;
 }

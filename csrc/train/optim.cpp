@@ -14,7 +14,7 @@ bool decayed(const ParamSpec& s, const OptimConfig& c) { return !s.is_norm && (!
 }  // namespace
 
 AdamW::AdamW(ParamStore& params, const OptimConfig& cfg, const OptimizerGroups& groups)
-    : params_(params), cfg_(cfg), zero_(params, groups.dp ? *groups.dp : self_group(), groups.grad_wire),
+    : params_(params), cfg_(cfg), zero_(params, groups.dp ? *groups.dp : self_group(), groups.zero1),
       m_(counted_as(MemCategory::Optimizer, [&] { return Tensor::zeros({zero_.size()}, DType::F32, params.device()); })),
       v_(counted_as(MemCategory::Optimizer, [&] { return Tensor::zeros({zero_.size()}, DType::F32, params.device()); })) {
   if (groups.dp) norm_groups_.push_back(groups.dp);

@@ -47,7 +47,8 @@ MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
   const int64_t in_flight = pp == 1 ? 1 : std::min<int64_t>(std::min<int64_t>(pp - pp_rank - 1, M) + 1, M);
   p.activations = static_cast<double>(in_flight) * per_slot;
   // The backward's scratch, the tensors recomputation shares between layers, the RoPE tables.
-  p.workspace = N * ((2 * C + 2 * H * D + 2 * KV * D + 3 * F) * e + (rc == "none" ? 0 : cheap) + (rc == "full" ? rest : 0)) +
+  // (A pipeline stage double-buffers the residual gradient: one more [N, C].)
+  p.workspace = N * ((2 * C + 2 * H * D + 2 * KV * D + 3 * F + (pp > 1 ? C : 0)) * e + (rc == "none" ? 0 : cheap) + (rc == "full" ? rest : 0)) +
                 static_cast<double>(m.max_seq_len) * D * 4;
   return p;
 }

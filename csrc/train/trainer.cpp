@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
@@ -19,11 +20,13 @@
 #include "llamatron/hardware.h"
 #include "llamatron/pipeline.h"
 #include "llamatron/planner.h"
+#include "llamatron/trace.h"
 
 namespace llamatron {
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   cfg_.validate();
+  for (int64_t t : cfg_.logging.trace_steps) traced_last_ = std::max(traced_last_, t);
   std::function<std::unique_ptr<Communicator>(std::unique_ptr<Communicator>)> device_group;
   if (cfg_.train.device == "cuda")  // NCCL groups on GPUs
     device_group = [](std::unique_ptr<Communicator> g) { return backend_for(Device::CUDA).device_group(std::move(g)); };
@@ -77,9 +80,17 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                   " but the config's FFN width is " + std::to_string(cfg_.model.resolved_ffn_dim()));
     set_params(model_->params(), *hf);
   });
-  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optimizer,
-                                   OptimizerGroups{&grid_->dp_group(), cfg_.parallel.grad_reduce_dtype == "bf16" ? DType::BF16 : DType::F32,
-                                                   {&grid_->model_parallel_group()}});
+  Zero1Options zero1;
+  zero1.wire = cfg_.parallel.grad_reduce_dtype == "bf16" ? DType::BF16 : DType::F32;
+  zero1.bucket_bytes = static_cast<int64_t>(cfg_.parallel.bucket_size_mb * (1 << 20));
+  zero1.overlap_grad_reduce = cfg_.parallel.overlap_grad_reduce;
+  zero1.overlap_param_gather = cfg_.parallel.overlap_param_gather;
+  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optimizer, OptimizerGroups{&grid_->dp_group(), zero1, {&grid_->model_parallel_group()}});
+  // The buckets' collectives start as the last backward finishes them and are waited on as the
+  // next forward needs them (docs/parallelism.md, "Overlap").
+  Zero1& buckets = optim_->shard_mut();
+  model_->set_gradient_hook([&buckets](int64_t offset) { buckets.gradients_final_from(offset); });
+  model_->set_param_hook([&buckets](int64_t lo, int64_t hi) { buckets.wait_params(lo, hi); });
   fail_together(all, "", [&] {
     if (const std::string dir = find_checkpoint(cfg_.checkpoint); !dir.empty()) {
       load_checkpoint(*this, dir);
@@ -218,8 +229,17 @@ int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t mi
   return static_cast<int64_t>(counted);
 }
 
+void Trainer::settle() { optim_->shard_mut().wait_params(); }
+
+Trainer::~Trainer() = default;
+
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<int64_t>& traced = cfg_.logging.trace_steps;
+  const bool tracing = !cfg_.logging.trace_file.empty() && std::find(traced.begin(), traced.end(), step_ + 1) != traced.end();
+  if (tracing) trace::start(step_ + 1, grid_->world());
+  const double exposed0 = grid_->comm_stats().exposed_us;
+  const trace::Span step_span("step", "step " + std::to_string(step_ + 1));
   const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length, M = cfg_.train.grad_accum_steps;
   const int64_t G = B * grid_->dp();  // sequences per global micro-batch
   // The step trains samples [position, position + M * G) of the stream (the same samples one
@@ -241,7 +261,10 @@ StepStats Trainer::step() {
   s.loss = counted > 0 ? loss_sum / counted : 0.0;
   s.grad_norm = optim_->reduce_gradients();
   guard(s);  // every rank sees the same loss and norm (all-reduced), so all decide alike
-  if (!s.skipped) optim_->apply(s.lr, s.grad_norm);
+  if (!s.skipped) {
+    const trace::Span span("optimizer", "optimizer");
+    optim_->apply(s.lr, s.grad_norm);
+  }
   s.bad_steps = bad_steps_, s.skipped_steps = skipped_steps_;
   s.step = ++step_;
   position_ += M * G;
@@ -249,9 +272,12 @@ StepStats Trainer::step() {
   tokens_seen_ += M * G * T;
   s.tokens_seen = tokens_seen_;
   s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  s.exposed_comm_ms = (grid_->comm_stats().exposed_us - exposed0) / 1e3;
+  if (tracing) trace::stop();
   s.tokens_per_s = M * G * T / (s.step_ms / 1e3);
   if (cfg_.train.eval_every > 0 && (step_ % cfg_.train.eval_every == 0 || step_ == cfg_.train.steps))
     s.valid_loss = evaluate(*valid_, cfg_.train.eval_batches);
+  if (tracing && step_ == traced_last_) trace::write(cfg_.logging.trace_file, grid_->world());
   return s;
 }
 
@@ -265,6 +291,7 @@ void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
     grid_->world().all_reduce(&stop, 1, ReduceOp::Max);
     if (stop > 0) stopped_by_signal_ = static_cast<int>(stop);
     const bool save = !ck.dir.empty() && (stop > 0 || step_ == cfg_.train.steps || (ck.every > 0 && step_ % ck.every == 0));
+    if (save) settle();  // a checkpoint holds the gathered parameters
     if (save && ck.async && stop == 0 && step_ < cfg_.train.steps) {
       async_->start(*this);  // written while the next steps train
     } else if (save) {
@@ -273,6 +300,7 @@ void Trainer::run(const std::function<void(const StepStats&)>& on_step) {
     }
     if (stop > 0) break;
   }
+  settle();
   async_->finish();
 }
 

@@ -57,6 +57,10 @@ struct LoggingConfig {
   bool log_comm = false;          // log each step's bytes per group (rank 0), measured and analytic
   double cpu_peak_tflops = 0;     // the CPU's peak, for MFU on the CPU backend (0: MFU n/a)
   std::string progress = "auto";  // auto: a progress bar with ETA on a terminal | always | never (plain lines)
+  // A step timeline (Chrome trace / Perfetto JSON) of the steps trace_steps names: one file for all
+  // ranks, or one per rank when the path contains {rank} ("": none).
+  std::string trace_file;
+  std::vector<int64_t> trace_steps = {2};  // 1-based steps to trace
 };
 
 struct DataConfig {
@@ -111,6 +115,10 @@ struct ParallelConfig {
   int64_t data_parallel = 0;  // 0: world size / (tensor_parallel * pipeline_parallel)
   std::string grad_reduce_dtype = "fp32";  // fp32 | bf16: the dtype of the DP gradient reduce-scatter
   std::vector<int64_t> pipeline_layers;    // layers per stage (sums to n_layers); empty: n_layers / pp each
+  // Communication under computation (docs/parallelism.md, "Overlap"); on and off train identically.
+  bool overlap_grad_reduce = true;   // a gradient bucket's DP reduce-scatter starts when the last backward finishes it
+  bool overlap_param_gather = true;  // ZeRO-1's all-gather is waited on bucket by bucket in the next forward
+  double bucket_size_mb = 0;         // MiB of fp32 gradients per bucket; 0: an eighth of the stage's, at most 25
 };
 
 // Checkpoints (docs/formats.md): one directory per step under `dir`, written atomically.

@@ -4,6 +4,7 @@
 // whole matrices.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,9 +78,13 @@ class LlamaModel {
   // output; the last stage returns the summed loss (others 0; their result is stage_output).
   // backward_stage: the last stage starts from its loss, the others from output_grad(), which the
   // caller has filled with the next stage's input_grad(); afterwards input_grad() holds this
-  // stage's (until the next backward_stage).
+  // stage's. On a pipeline stage (pp > 1) the two are different buffers, so input_grad() stays
+  // intact (it may still be in flight) while the next output_grad() is received and used; it is
+  // overwritten by the backward after next.
   double forward_stage(int slot, const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
-  void backward_stage(int slot);
+  // last_micro_batch: the step's final backward on this stage; its gradients are final layer by
+  // layer, which the gradient hook hears.
+  void backward_stage(int slot, bool last_micro_batch = false);
   const Tensor& stage_input(int slot, int64_t batch, int64_t seq);  // [B*T, C]
   const Tensor& stage_output(int slot) const;                       // [B*T, C]
   const Tensor& output_grad() const;                                // [B*T, C]
@@ -88,6 +93,13 @@ class LlamaModel {
   // replicas (tp > n_kv_heads); nothing otherwise.
   void finish_gradients();
   const ModelShard& shard() const { return shard_; }
+
+  // Hooks for communication that overlaps (ZeRO-1's buckets, docs/parallelism.md "Overlap"). The
+  // gradient hook hears, during a last_micro_batch backward, each time the gradients at flat
+  // offsets >= its argument have become final (decreasing offsets). The parameter hook is called
+  // with a flat range [lo, hi) just before the forward reads those parameters.
+  void set_gradient_hook(std::function<void(int64_t)> final_from) { grads_final_ = std::move(final_from); }
+  void set_param_hook(std::function<void(int64_t, int64_t)> before_use) { params_needed_ = std::move(before_use); }
 
   // When set, the logits [B*T, V] of the last forward are kept (tests; costs a copy).
   void keep_logits(bool keep) { keep_logits_ = keep; }
@@ -109,6 +121,14 @@ class LlamaModel {
   Activations& slot(int i, int64_t batch, int64_t seq);  // allocated on first use and on a new shape
 
   void tp_reduce(const Tensor& x) const;  // sum over the TP group (nothing when tp == 1)
+  void reduce_kv_replicas(size_t layer) const;  // replicated KV heads' gradients summed over their holders
+  struct Range {
+    int64_t lo = 0, hi = 0;  // flat-buffer elements
+  };
+  Range range_of(const std::vector<std::string>& names) const;
+  void need_params(const Range& r) const {
+    if (params_needed_) params_needed_(r.lo, r.hi);
+  }
   void attention_block(const LayerTensors& x, const WeightsLayer& w) const;
   void mlp_block_up(const LayerTensors& x, const WeightsLayer& w) const;
   ModelConfig cfg_;
@@ -125,6 +145,11 @@ class LlamaModel {
   Tensor rope_cos_, rope_sin_;
   bool keep_logits_ = false;
   Tensor kept_logits_;
+  std::function<void(int64_t)> grads_final_;
+  std::function<void(int64_t, int64_t)> params_needed_;
+  Range embed_range_, head_range_;  // the embedding's; the final norm's and head's
+  std::vector<Range> layer_ranges_;
+  bool kv_reduced_ = false;  // the last backward summed the replicated KV gradients already
   int64_t block_q_ = 128, block_k_ = 128;
   Recompute recompute_ = Recompute::None;
 };

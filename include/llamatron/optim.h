@@ -14,7 +14,7 @@ namespace llamatron {
 // Where the optimizer's collectives go; the single process: nowhere.
 struct OptimizerGroups {
   Communicator* dp = nullptr;                 // ZeRO-1 shards the optimizer state over it
-  DType grad_wire = DType::F32;               // the dtype gradients are reduce-scattered in
+  Zero1Options zero1;                         // gradient wire dtype, buckets and overlap
   std::vector<Communicator*> model_parallel;  // the grad norm also sums over these (the TP x PP group)
 };
 
@@ -34,6 +34,7 @@ class AdamW {
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t steps) { step_ = steps; }  // resuming: Adam's bias correction continues
   const Zero1& shard() const { return zero_; }
+  Zero1& shard_mut() { return zero_; }  // the backward's and forward's hooks into the buckets
   const Tensor& exp_avg() const { return m_; }     // this rank's shard
   const Tensor& exp_avg_sq() const { return v_; }  // this rank's shard
 

@@ -18,6 +18,7 @@ struct StepStats {
   int64_t step = 0;         // 1-based
   int64_t tokens_seen = 0;  // input tokens consumed so far
   double lr = 0, loss = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
+  double exposed_comm_ms = 0;  // of step_ms, the time this rank waited on communication (the part not hidden)
   int64_t epoch = 0;        // passes over the training data completed
   bool skipped = false;     // no update this step (NaN/Inf, or an anomaly with action skip)
   std::string anomaly;      // why, when this step was not normal ("" otherwise)
@@ -40,6 +41,11 @@ class Trainer {
   // world: the processes that train together (a world of one by default); the layout is
   // cfg.parallel, checked against world.size().
   explicit Trainer(const RunConfig& cfg, Communicator& world = self_group());
+  ~Trainer();
+  // Waits for the communication a step leaves in flight (ZeRO-1's parameter all-gather under
+  // parallel.overlap_param_gather): after it every parameter is current. Checkpoints, evaluation
+  // through forward and the end of run() do it themselves.
+  void settle();
   StepStats step();  // one optimizer step over grad_accum_steps micro-batches
   // Runs up to cfg.train.steps steps, calling on_step after each; saves checkpoints every
   // checkpoint.every steps and at the end, and on SIGTERM / SIGINT (install_stop_signals) saves
@@ -66,7 +72,10 @@ class Trainer {
   // (NaN: a NaN step).
   void inject_next_step(double factor) { inject_ = factor; }
 
-  LlamaModel& model() { return *model_; }
+  LlamaModel& model() {  // current parameters (settled)
+    settle();
+    return *model_;
+  }
   TokenSource& data() { return *data_; }
   const RunConfig& config() const { return cfg_; }
   const ProcessGrid& grid() const { return *grid_; }
@@ -93,6 +102,7 @@ class Trainer {
   std::unique_ptr<CheckpointDirLock> dir_lock_;  // held from set-up to the end (one run per checkpoint.dir)
   std::unique_ptr<AsyncCheckpointer> async_ = std::make_unique<AsyncCheckpointer>();
   std::string resumed_from_;
+  int64_t traced_last_ = 0;  // the last of logging.trace_steps: the trace is written after it
 };
 
 }  // namespace llamatron
