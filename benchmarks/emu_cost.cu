@@ -44,10 +44,10 @@ int main() {
   const int threads = 256;
   std::printf("# CUDA emulator cost on this CPU (not a GPU figure), block of %d threads, 1 block\n", threads);
   std::printf("emu __syncthreads: %.0f ns per thread per barrier (a fiber switch out and back)\n",
-              ns_per([&] { launch(barrier_loop, dim3(1), dim3(threads), 0, nullptr); }, 1.0 * kIters * threads));
+              ns_per([&] { launch(LT_KERNEL(barrier_loop), dim3(1), dim3(threads), 0, nullptr); }, 1.0 * kIters * threads));
   std::printf("emu __shfl_xor_sync: %.0f ns per lane per shuffle\n",
-              ns_per([&] { launch(shuffle_loop, dim3(1), dim3(threads), 0, nullptr, out); }, 1.0 * kIters * threads));
+              ns_per([&] { launch(LT_KERNEL(shuffle_loop), dim3(1), dim3(threads), 0, nullptr, out); }, 1.0 * kIters * threads));
   std::printf("emu mma.sync m16n8k16: %.0f ns per warp-level mma\n",
-              ns_per([&] { launch(mma_loop, dim3(1), dim3(32), 0, nullptr, out); }, 1.0 * kIters));
+              ns_per([&] { launch(LT_KERNEL(mma_loop), dim3(1), dim3(32), 0, nullptr, out); }, 1.0 * kIters));
   return 0;
 }

@@ -523,8 +523,9 @@ void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, flo
   check(dims, {q, k, v, o});
   const auto run = [&](auto dc, auto mtc) {
     constexpr int D = decltype(dc)::value, MT = decltype(mtc)::value;
-    set_max_dynamic_smem(attention_fwd_kernel<D, MT>, kFwdSmem<D, MT>);
-    launch(attention_fwd_kernel<D, MT>, dim3(cdiv(dims.t, kFwdBlockM<MT>), dims.h, dims.b), dim3(kThreads), kFwdSmem<D, MT>,
+    const auto fwd = LT_KERNEL(attention_fwd_kernel<D, MT>);
+    set_max_dynamic_smem(fwd, kFwdSmem<D, MT>);
+    launch(fwd, dim3(cdiv(dims.t, kFwdBlockM<MT>), dims.h, dims.b), dim3(kThreads), kFwdSmem<D, MT>,
            stream, q, k, v, o, lse, dims.t, dims.h, dims.kv, softmax_scale(D) * kLog2e);
   };
   with_head_dim(dims.d, [&](auto dc) {
@@ -545,22 +546,25 @@ void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16*
   const int64_t rows = static_cast<int64_t>(dims.b) * dims.t * dims.h;
   float* dvec = static_cast<float*>(workspace);
   float* dq_accum = deterministic ? nullptr : dvec + dq_accum_offset(rows);
-  launch(attention_bwd_prepass_kernel, dim3(static_cast<unsigned>((rows + kWarps - 1) / kWarps)), dim3(kThreads), 0, stream,
+  launch(LT_KERNEL(attention_bwd_prepass_kernel), dim3(static_cast<unsigned>((rows + kWarps - 1) / kWarps)), dim3(kThreads), 0, stream,
          o, dout, dvec, dq_accum, dims.t, dims.h, dims.d, rows);
   with_head_dim(dims.d, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     const float scale = softmax_scale(D), scale_log2 = scale * kLog2e;
     const dim3 kv_grid(cdiv(dims.t, kBlockN), dims.kv, dims.b);
     if (deterministic) {
-      set_max_dynamic_smem(attention_bwd_dkdv_kernel<D, false>, kDkDvSmem<D>);
-      launch(attention_bwd_dkdv_kernel<D, false>, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
+      const auto dkdv = LT_KERNEL(attention_bwd_dkdv_kernel<D, false>);
+      set_max_dynamic_smem(dkdv, kDkDvSmem<D>);
+      launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
              static_cast<float*>(nullptr), dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
-      set_max_dynamic_smem(attention_bwd_dq_kernel<D>, kDqSmem<D>);
-      launch(attention_bwd_dq_kernel<D>, dim3(cdiv(dims.t, kBlockM), dims.h, dims.b), dim3(kThreads), kDqSmem<D>, stream,
+      const auto dq_pass = LT_KERNEL(attention_bwd_dq_kernel<D>);
+      set_max_dynamic_smem(dq_pass, kDqSmem<D>);
+      launch(dq_pass, dim3(cdiv(dims.t, kBlockM), dims.h, dims.b), dim3(kThreads), kDqSmem<D>, stream,
              q, k, v, dout, lse, dvec, dq, dims.t, dims.h, dims.kv, scale_log2, scale);
     } else {
-      set_max_dynamic_smem(attention_bwd_dkdv_kernel<D, true>, kDkDvSmem<D>);
-      launch(attention_bwd_dkdv_kernel<D, true>, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
+      const auto dkdv = LT_KERNEL(attention_bwd_dkdv_kernel<D, true>);
+      set_max_dynamic_smem(dkdv, kDkDvSmem<D>);
+      launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
              dq_accum, dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
       cast_to_bf16(dq_accum, dq, rows * dims.d, stream);
     }

@@ -105,27 +105,27 @@ __global__ void embedding_backward_kernel(const int* ids, const bf16* dy, float*
 
 void cross_entropy_forward_backward(const bf16* logits, const int* targets, bf16* dlogits, float* losses, int rows, int v,
                                     float scale, int ignore_index, cudaStream_t s) {
-  launch(cross_entropy_fused_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, targets, dlogits, losses, v, scale, ignore_index);
+  launch(LT_KERNEL(cross_entropy_fused_kernel), dim3(rows), dim3(kRowThreads), 0, s, logits, targets, dlogits, losses, v, scale, ignore_index);
 }
 
 void cross_entropy_shard_stats(const bf16* logits, const int* targets, int rows, int v, int valid, int vocab_start,
                                int ignore_index, float* row_max, float* row_sumexp, float* target_logit, cudaStream_t s) {
-  launch(cross_entropy_stats_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, targets, v, valid, vocab_start, ignore_index,
+  launch(LT_KERNEL(cross_entropy_stats_kernel), dim3(rows), dim3(kRowThreads), 0, s, logits, targets, v, valid, vocab_start, ignore_index,
          row_max, row_sumexp, target_logit);
 }
 
 void cross_entropy_shard_grad(const bf16* logits, const int* targets, const float* logz, bf16* dlogits, int rows, int v,
                               int valid, int vocab_start, float scale, int ignore_index, cudaStream_t s) {
-  launch(cross_entropy_grad_kernel, dim3(rows), dim3(kRowThreads), 0, s, logits, targets, logz, dlogits, v, valid, vocab_start,
+  launch(LT_KERNEL(cross_entropy_grad_kernel), dim3(rows), dim3(kRowThreads), 0, s, logits, targets, logz, dlogits, v, valid, vocab_start,
          scale, ignore_index);
 }
 
 void embedding_forward(const int* ids, const bf16* table, bf16* y, int64_t n, int c, cudaStream_t s) {
-  launch(embedding_forward_kernel, elementwise_grid(n * c), dim3(kElementwiseThreads), 0, s, ids, table, y, n, c);
+  launch(LT_KERNEL(embedding_forward_kernel), elementwise_grid(n * c), dim3(kElementwiseThreads), 0, s, ids, table, y, n, c);
 }
 
 void embedding_backward(const int* ids, const bf16* dy, float* dtable, int64_t n, int c, cudaStream_t s) {
-  launch(embedding_backward_kernel, dim3(blocks_for(c, 128)), dim3(128), 0, s, ids, dy, dtable, n, c);
+  launch(LT_KERNEL(embedding_backward_kernel), dim3(blocks_for(c, 128)), dim3(128), 0, s, ids, dy, dtable, n, c);
 }
 
 }  // namespace llamatron::kernels

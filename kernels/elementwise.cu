@@ -113,29 +113,29 @@ bool aligned(const void* a, const void* b, const void* c = nullptr) {
 }  // namespace
 
 void swiglu_forward(const bf16* gate_up, bf16* y, int64_t rows, int f, cudaStream_t s) {
-  launch(swiglu_forward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, gate_up, y, rows, f,
+  launch(LT_KERNEL(swiglu_forward_kernel), elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, gate_up, y, rows, f,
          f % 8 == 0 && aligned(gate_up, y));
 }
 void swiglu_backward(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_t rows, int f, cudaStream_t s) {
-  launch(swiglu_backward_kernel, elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, dy, gate_up, dgate_up, rows, f,
+  launch(LT_KERNEL(swiglu_backward_kernel), elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, dy, gate_up, dgate_up, rows, f,
          f % 8 == 0 && aligned(dy, gate_up, dgate_up));
 }
 void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin, 0.0f, b, t, h, d, offset, 1.0f);
+  launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin, 0.0f, b, t, h, d, offset, 1.0f);
 }
 void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin, 0.0f, b, t, h, d, offset, -1.0f);
+  launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin, 0.0f, b, t, h, d, offset, -1.0f);
 }
 void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(rope_kernel, elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x,
+  launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x,
          static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), theta, b, t, h, d, offset, 1.0f);
 }
-void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(add_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
+void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(LT_KERNEL(add_kernel), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t s) {
-  launch(cast_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
+  launch(LT_KERNEL(cast_kernel), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
 }
 void cast_to_f32(const bf16* src, float* dst, int64_t n, cudaStream_t s) {
-  launch(widen_kernel, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
+  launch(LT_KERNEL(widen_kernel), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
 }
 
 }  // namespace llamatron::kernels

@@ -91,14 +91,14 @@ int sum_squares_scratch_floats() { return kNormBlocks + 1; }
 
 template <typename G>
 void sum_squares(const G* x, int64_t n, float* scratch, float* out, cudaStream_t s) {
-  launch(sum_squares_partial_kernel<G>, dim3(kNormBlocks), dim3(kElementwiseThreads), 0, s, x, n, scratch);
-  launch(sum_partials_kernel, dim3(1), dim3(kElementwiseThreads), 0, s, scratch, kNormBlocks, out);
+  launch(LT_KERNEL(sum_squares_partial_kernel<G>), dim3(kNormBlocks), dim3(kElementwiseThreads), 0, s, x, n, scratch);
+  launch(LT_KERNEL(sum_partials_kernel), dim3(1), dim3(kElementwiseThreads), 0, s, scratch, kNormBlocks, out);
 }
 
 template <typename G>
 void adamw_step(float* master, const G* grad, float* m, float* v, bf16* param, int64_t n, const int64_t* range_end,
                 const float* range_wd, int ranges, const AdamWArgs& args, cudaStream_t s) {
-  launch(adamw_kernel<G>, elementwise_grid(n), dim3(kElementwiseThreads), 0, s, master, grad, m, v, param, n, range_end, range_wd, ranges, args);
+  launch(LT_KERNEL(adamw_kernel<G>), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, master, grad, m, v, param, n, range_end, range_wd, ranges, args);
 }
 
 template void sum_squares<float>(const float*, int64_t, float*, float*, cudaStream_t);

@@ -102,18 +102,18 @@ __global__ void rmsnorm_dweight_reduce_kernel(const float* partial, float* dw, i
 int rmsnorm_dweight_slices(int rows) { return rows < 64 ? 1 : (rows < 4096 ? blocks_for(rows, 64) : 64); }
 
 void rmsnorm_forward(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int c, float eps, cudaStream_t stream) {
-  launch(rmsnorm_forward_kernel, dim3(blocks_for(rows, kWarpsPerBlock)), dim3(32 * kWarpsPerBlock), 0, stream, x, w, y, rstd,
+  launch(LT_KERNEL(rmsnorm_forward_kernel), dim3(blocks_for(rows, kWarpsPerBlock)), dim3(32 * kWarpsPerBlock), 0, stream, x, w, y, rstd,
          rows, c, eps);
 }
 
 void rmsnorm_backward(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw,
                       float* partial, int rows, int c, bool accumulate_dx, cudaStream_t stream) {
-  launch(rmsnorm_backward_dx_kernel, dim3(blocks_for(rows, kWarpsPerBlock)), dim3(32 * kWarpsPerBlock), 0, stream, dy, x, w,
+  launch(LT_KERNEL(rmsnorm_backward_dx_kernel), dim3(blocks_for(rows, kWarpsPerBlock)), dim3(32 * kWarpsPerBlock), 0, stream, dy, x, w,
          rstd, dx, rows, c, accumulate_dx);
   const int slices = rmsnorm_dweight_slices(rows), rows_per_slice = blocks_for(rows, slices);
-  launch(rmsnorm_dweight_partial_kernel, dim3(blocks_for(c, kColumnsPerBlock), slices), dim3(kColumnsPerBlock), 0, stream,
+  launch(LT_KERNEL(rmsnorm_dweight_partial_kernel), dim3(blocks_for(c, kColumnsPerBlock), slices), dim3(kColumnsPerBlock), 0, stream,
          dy, x, rstd, partial, rows, c, rows_per_slice);
-  launch(rmsnorm_dweight_reduce_kernel, dim3(blocks_for(c, kColumnsPerBlock)), dim3(kColumnsPerBlock), 0, stream, partial,
+  launch(LT_KERNEL(rmsnorm_dweight_reduce_kernel), dim3(blocks_for(c, kColumnsPerBlock)), dim3(kColumnsPerBlock), 0, stream, partial,
          dw, c, slices);
 }
 

@@ -558,7 +558,7 @@ std::map<const void*, size_t> g_max_dynamic_smem;
 
 void set_max_dynamic_smem(const void* kernel, size_t bytes) {
   if (bytes > kMaxDynamicSmem)
-    throw std::runtime_error("cudaFuncSetAttribute: " + std::to_string(bytes) + " bytes of dynamic shared memory exceed the 227 KiB maximum");
+    throw LaunchRefused("more than the 227 KiB of dynamic shared memory a block may have");
   std::lock_guard<std::mutex> lock(g_attr_mu);
   g_max_dynamic_smem[kernel] = bytes;
 }
@@ -567,14 +567,12 @@ std::atomic<bool> g_reverse_blocks{false};
 void set_reverse_block_order(bool on) { g_reverse_blocks = on; }
 
 void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body) {
+  // The shape itself is in the message kernels::launch builds around these reasons.
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > 64)
-    throw std::runtime_error("invalid launch: block (" + std::to_string(block.x) + "," + std::to_string(block.y) + "," +
-                             std::to_string(block.z) + ") has " + std::to_string(threads) +
-                             " threads; CUDA allows 1..1024 per block (z <= 64)");
+    throw LaunchRefused(std::to_string(threads) + " threads per block; CUDA allows 1..1024 (z <= 64)");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u)
-    throw std::runtime_error("invalid launch: grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) + "," +
-                             std::to_string(grid.z) + ") is empty or beyond CUDA's limits (x < 2^31, y and z <= 65535)");
+    throw LaunchRefused("an empty grid, or one beyond CUDA's limits (x < 2^31, y and z <= 65535)");
   size_t allowed = kDefaultDynamicSmem;
   {
     std::lock_guard<std::mutex> lock(g_attr_mu);
@@ -582,8 +580,8 @@ void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes
     if (it != g_max_dynamic_smem.end()) allowed = it->second;
   }
   if (dynamic_smem_bytes > allowed)
-    throw std::runtime_error("invalid launch: " + std::to_string(dynamic_smem_bytes) + " bytes of dynamic shared memory exceed the " +
-                             std::to_string(allowed) + " this kernel allows; raise it with kernels::set_max_dynamic_smem (<= 227 KiB)");
+    throw LaunchRefused("more dynamic shared memory than the " + std::to_string(allowed) +
+                        " bytes this kernel allows; raise it with kernels::set_max_dynamic_smem (<= 227 KiB)");
   const int64_t blocks = static_cast<int64_t>(grid.x) * grid.y * grid.z;
   std::string first_error;
   std::mutex mu;

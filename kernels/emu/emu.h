@@ -28,6 +28,7 @@
 #include <cstring>
 #include <functional>
 #include <source_location>
+#include <stdexcept>
 #include <string>
 
 namespace llamatron::emu {
@@ -41,12 +42,17 @@ const dim3& grid_dim();
 unsigned lane_id();
 void* dynamic_smem();
 
-// Runs body() as grid x block CUDA threads. Throws std::runtime_error with a readable report on a
-// bad launch configuration, a divergent barrier or a warp primitive misuse (instead of hanging).
-// `kernel` identifies the kernel (for its shared-memory attribute).
+// A launch or attribute a GPU would refuse before running anything; what() says why, and
+// kernels::launch adds the kernel's name and the launch shape (kernels::launch_failure).
+struct LaunchRefused : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// Runs body() as grid x block CUDA threads. Throws LaunchRefused on a bad launch configuration, and
+// std::runtime_error with a readable report on a divergent barrier or a warp primitive misuse
+// (instead of hanging). `kernel` identifies the kernel (for its shared-memory attribute).
 void launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes, const std::function<void()>& body);
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): without it a
-// launch may use at most 48 KiB of dynamic shared memory, as on a GPU.
+// launch may use at most 48 KiB of dynamic shared memory, as on a GPU. LaunchRefused above 227 KiB.
 void set_max_dynamic_smem(const void* kernel, size_t bytes);
 // Blocks start in reverse order (last block first) while set: a GPU promises no block order, so a
 // result that changes with it (e.g. float atomics from several blocks) is order-dependent.

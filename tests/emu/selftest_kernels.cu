@@ -248,70 +248,79 @@ __global__ void write_shared_per_thread(float* sink) {
 
 }  // namespace
 
-void block_reduce_sum(const float* in, float* out, int blocks) { launch(block_reduce_kernel, dim3(blocks), dim3(256), 0, nullptr, in, out); }
+void block_reduce_sum(const float* in, float* out, int blocks) { launch(LT_KERNEL(block_reduce_kernel), dim3(blocks), dim3(256), 0, nullptr, in, out); }
 void transpose(const float* in, float* out, int rows, int cols) {
-  launch(transpose_kernel, dim3((cols + 31) / 32, (rows + 31) / 32), dim3(32, 8), 0, nullptr, in, out, rows, cols);
+  launch(LT_KERNEL(transpose_kernel), dim3((cols + 31) / 32, (rows + 31) / 32), dim3(32, 8), 0, nullptr, in, out, rows, cols);
 }
-void block_scan(const int* in, int* out, int n) { launch(scan_kernel, dim3(1), dim3((n + 31) / 32 * 32), 0, nullptr, in, out, n); }
-void votes(const int* pred, unsigned* out) { launch(vote_kernel, dim3(1), dim3(64), 0, nullptr, pred, out); }
+void block_scan(const int* in, int* out, int n) { launch(LT_KERNEL(scan_kernel), dim3(1), dim3((n + 31) / 32 * 32), 0, nullptr, in, out, n); }
+void votes(const int* pred, unsigned* out) { launch(LT_KERNEL(vote_kernel), dim3(1), dim3(64), 0, nullptr, pred, out); }
 void atomics(const float* value, int blocks, int* counter, float* sum, int* max_bits) {
-  launch(atomics_kernel, dim3(blocks), dim3(128), 0, nullptr, value, counter, sum, max_bits);
+  launch(LT_KERNEL(atomics_kernel), dim3(blocks), dim3(128), 0, nullptr, value, counter, sum, max_bits);
 }
 void more_atomics(int blocks, int* min_value, int* exch, int* cas_count) {
-  launch(more_atomics_kernel, dim3(blocks), dim3(128), 0, nullptr, min_value, exch, cas_count);
+  launch(LT_KERNEL(more_atomics_kernel), dim3(blocks), dim3(128), 0, nullptr, min_value, exch, cas_count);
 }
-void segmented_shuffles(int* out) { launch(segmented_shuffle_kernel, dim3(1), dim3(32), 0, nullptr, out); }
-void oversized_grid() { launch(empty_kernel, dim3(1, 70000), dim3(32), 0, nullptr); }
-void mma_16x8x16(const uint16_t* a, const uint16_t* b, const float* c, float* d) { launch(mma_kernel, dim3(1), dim3(32), 0, nullptr, a, b, c, d); }
+void segmented_shuffles(int* out) { launch(LT_KERNEL(segmented_shuffle_kernel), dim3(1), dim3(32), 0, nullptr, out); }
+void oversized_grid() { launch(LT_KERNEL(empty_kernel), dim3(1, 70000), dim3(32), 0, nullptr); }
+void mma_16x8x16(const uint16_t* a, const uint16_t* b, const float* c, float* d) { launch(LT_KERNEL(mma_kernel), dim3(1), dim3(32), 0, nullptr, a, b, c, d); }
+template <int N>
+void ldmatrix_launch(const uint16_t* m, uint32_t* out, bool trans) {
+  launch(trans ? LT_KERNEL(ldmatrix_kernel<N, true>) : LT_KERNEL(ldmatrix_kernel<N, false>), dim3(1), dim3(32), 0, nullptr, m, out);
+}
 void ldmatrix_test(const uint16_t* m, uint32_t* out, int n, bool trans) {
-  if (n == 1) launch(trans ? ldmatrix_kernel<1, true> : ldmatrix_kernel<1, false>, dim3(1), dim3(32), 0, nullptr, m, out);
-  if (n == 2) launch(trans ? ldmatrix_kernel<2, true> : ldmatrix_kernel<2, false>, dim3(1), dim3(32), 0, nullptr, m, out);
-  if (n == 4) launch(trans ? ldmatrix_kernel<4, true> : ldmatrix_kernel<4, false>, dim3(1), dim3(32), 0, nullptr, m, out);
+  if (n == 1) ldmatrix_launch<1>(m, out, trans);
+  if (n == 2) ldmatrix_launch<2>(m, out, trans);
+  if (n == 4) ldmatrix_launch<4>(m, out, trans);
 }
 void cp_async_copy(const float* in, float* out, int n_vec16) {
-  launch(cp_async_kernel, dim3(1), dim3(64), static_cast<size_t>(n_vec16) * 16, nullptr, in, out, n_vec16);
+  launch(LT_KERNEL(cp_async_kernel), dim3(1), dim3(64), static_cast<size_t>(n_vec16) * 16, nullptr, in, out, n_vec16);
 }
 void big_smem_copy(const float* in, float* out, bool opt_in) {
-  if (opt_in) kernels::set_max_dynamic_smem(cp_async_kernel, 64 * 1024);
-  launch(cp_async_kernel, dim3(1), dim3(64), 64 * 1024, nullptr, in, out, 4096);
+  if (opt_in) kernels::set_max_dynamic_smem(LT_KERNEL(cp_async_kernel), 64 * 1024);
+  launch(LT_KERNEL(cp_async_kernel), dim3(1), dim3(64), 64 * 1024, nullptr, in, out, 4096);
+}
+void oversized_smem_attribute() { kernels::set_max_dynamic_smem(LT_KERNEL(empty_kernel), 228 * 1024); }
+void smem_beyond_the_maximum() {
+  kernels::set_max_dynamic_smem(LT_KERNEL(empty_kernel), 227 * 1024);
+  launch(LT_KERNEL(empty_kernel), dim3(1), dim3(32), 227 * 1024 + 16, nullptr);
 }
 void read_unwritten_smem(float* out, int n) {
-  launch(read_smem_kernel, dim3(1), dim3(64), static_cast<size_t>(n) * sizeof(float), nullptr, out, n);
+  launch(LT_KERNEL(read_smem_kernel), dim3(1), dim3(64), static_cast<size_t>(n) * sizeof(float), nullptr, out, n);
 }
-void cp_async_groups(const float* in, float* out) { launch(cp_async_groups_kernel, dim3(1), dim3(1), 32, nullptr, in, out); }
+void cp_async_groups(const float* in, float* out) { launch(LT_KERNEL(cp_async_groups_kernel), dim3(1), dim3(1), 32, nullptr, in, out); }
 void ldmatrix_rows(int stride) {
-  launch(ldmatrix_rows_kernel, dim3(1), dim3(32), static_cast<size_t>(32 * stride + 8) * 2, nullptr, stride);
+  launch(LT_KERNEL(ldmatrix_rows_kernel), dim3(1), dim3(32), static_cast<size_t>(32 * stride + 8) * 2, nullptr, stride);
 }
-void fast_math(const float* x, float* out, int n) { launch(fast_math_kernel, dim3(1), dim3(64), 0, nullptr, x, out, n); }
+void fast_math(const float* x, float* out, int n) { launch(LT_KERNEL(fast_math_kernel), dim3(1), dim3(64), 0, nullptr, x, out, n); }
 void fast_divide_and_sincos(float a, float b, float x, float* out) {
-  launch(divide_sincos_kernel, dim3(1), dim3(1), 0, nullptr, a, b, x, out);
+  launch(LT_KERNEL(divide_sincos_kernel), dim3(1), dim3(1), 0, nullptr, a, b, x, out);
 }
 void racy_overwrite(int* out, bool with_barrier) {
-  launch(racy_overwrite_kernel, dim3(1), dim3(64), 0, nullptr, out, with_barrier);
+  launch(LT_KERNEL(racy_overwrite_kernel), dim3(1), dim3(64), 0, nullptr, out, with_barrier);
 }
-void misaligned_cp_async(const float* in) { launch(misaligned_cp_async_kernel, dim3(1), dim3(32), 64, nullptr, in); }
-void misaligned_ldmatrix() { launch(misaligned_ldmatrix_kernel, dim3(1), dim3(32), 256, nullptr); }
-void misaligned_vector(float* p) { launch(misaligned_vector_kernel, dim3(1), dim3(1), 0, nullptr, p); }
-void divergent_barrier() { launch(divergent_barrier_kernel, dim3(1), dim3(32), 0, nullptr); }
+void misaligned_cp_async(const float* in) { launch(LT_KERNEL(misaligned_cp_async_kernel), dim3(1), dim3(32), 64, nullptr, in); }
+void misaligned_ldmatrix() { launch(LT_KERNEL(misaligned_ldmatrix_kernel), dim3(1), dim3(32), 256, nullptr); }
+void misaligned_vector(float* p) { launch(LT_KERNEL(misaligned_vector_kernel), dim3(1), dim3(1), 0, nullptr, p); }
+void divergent_barrier() { launch(LT_KERNEL(divergent_barrier_kernel), dim3(1), dim3(32), 0, nullptr); }
 void shuffle_deadlock() {
   static int sink[64];
-  launch(shuffle_deadlock_kernel, dim3(1), dim3(64), 0, nullptr, sink);
+  launch(LT_KERNEL(shuffle_deadlock_kernel), dim3(1), dim3(64), 0, nullptr, sink);
 }
 void half_exit_deadlock() {
   static int sink[64];
-  launch(empty_kernel, dim3(64), dim3(1024), 0, nullptr);  // every worker has held 1024 threads since
-  launch(half_exit_deadlock_kernel, dim3(1), dim3(64), 0, nullptr, sink);
+  launch(LT_KERNEL(empty_kernel), dim3(64), dim3(1024), 0, nullptr);  // every worker has held 1024 threads since
+  launch(LT_KERNEL(half_exit_deadlock_kernel), dim3(1), dim3(64), 0, nullptr, sink);
 }
-void fail_first(int* started, float* aligned) { launch(fail_first_kernel, dim3(1), dim3(64), 0, nullptr, started, aligned); }
+void fail_first(int* started, float* aligned) { launch(LT_KERNEL(fail_first_kernel), dim3(1), dim3(64), 0, nullptr, started, aligned); }
 void lane_outside_mask() {
   static int sink[32];
-  launch(lane_outside_mask_kernel, dim3(1), dim3(32), 0, nullptr, sink);
+  launch(LT_KERNEL(lane_outside_mask_kernel), dim3(1), dim3(32), 0, nullptr, sink);
 }
-void oversized_block() { launch(empty_kernel, dim3(1), dim3(2048), 0, nullptr); }
-void out_of_bounds_write(float* buf) { launch(write_one_per_thread, dim3(1), dim3(64), 0, nullptr, buf); }
+void oversized_block() { launch(LT_KERNEL(empty_kernel), dim3(1), dim3(2048), 0, nullptr); }
+void out_of_bounds_write(float* buf) { launch(LT_KERNEL(write_one_per_thread), dim3(1), dim3(64), 0, nullptr, buf); }
 void shared_out_of_bounds_write() {
   static float sink[64];
-  launch(write_shared_per_thread, dim3(1), dim3(64), 0, nullptr, sink);
+  launch(LT_KERNEL(write_shared_per_thread), dim3(1), dim3(64), 0, nullptr, sink);
 }
 
 }  // namespace llamatron::selftest

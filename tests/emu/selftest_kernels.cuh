@@ -67,6 +67,10 @@ void oversized_block();
 // cp_async_copy of 4096 vectors (64 KiB of dynamic shared memory): fails unless `opt_in` first
 // raises the kernel's limit above the default 48 KiB.
 void big_smem_copy(const float* in, float* out, bool opt_in);
+// Raises empty_kernel's dynamic shared memory limit to 228 KiB (above the 227 KiB maximum).
+void oversized_smem_attribute();
+// Raises empty_kernel's limit to the 227 KiB maximum, then launches it with 16 bytes more.
+void smem_beyond_the_maximum();
 // Writes buf[0 .. 63] from 64 threads: out of bounds when buf holds fewer (AddressSanitizer test).
 void out_of_bounds_write(float* buf);
 // 64 threads write a static __shared__ float[32] at their thread index (bounds-sanitizer test).

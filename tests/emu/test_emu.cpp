@@ -190,6 +190,37 @@ TEST(Emulator, DynamicSharedMemoryAbove48KiBNeedsTheAttribute) {
   EXPECT_EQ(out, in);
 }
 
+// A refused launch is one line naming the kernel (as written at the call site) and the launch
+// shape, then the reason; the GPU build writes the same line around the CUDA error string.
+std::string refusal(const std::function<void()>& launch) {
+  try {
+    launch();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "(not refused)";
+}
+TEST(Emulator, RefusedLaunchNamesTheKernelAndItsShape_block2048) {
+  EXPECT_EQ(refusal(oversized_block),
+            "launch of empty_kernel failed: grid (1,1,1), block (2048,1,1), dynamic smem 0 bytes: "
+            "2048 threads per block; CUDA allows 1..1024 (z <= 64)");
+  EXPECT_EQ(refusal(oversized_grid).rfind("launch of empty_kernel failed: grid (1,70000,1), block (32,1,1), dynamic smem 0 bytes: ", 0), 0u)
+      << refusal(oversized_grid);
+}
+TEST(Emulator, RefusedLaunchNamesTheKernelAndItsShape_smemAbove48KiBWithoutTheAttribute) {
+  const std::string what = refusal([] { read_unwritten_smem(nullptr, 16384); });  // 64 KiB; refused before it runs
+  EXPECT_EQ(what.rfind("launch of read_smem_kernel failed: grid (1,1,1), block (64,1,1), dynamic smem 65536 bytes: ", 0), 0u) << what;
+  EXPECT_NE(what.find("than the 49152 bytes this kernel allows; raise it with kernels::set_max_dynamic_smem"), std::string::npos) << what;
+}
+TEST(Emulator, RefusedLaunchNamesTheKernelAndItsShape_smemAbove227KiB) {
+  EXPECT_EQ(refusal(oversized_smem_attribute),
+            "cudaFuncSetAttribute(empty_kernel, MaxDynamicSharedMemorySize, 233472 bytes) failed: "
+            "more than the 227 KiB of dynamic shared memory a block may have");
+  const std::string what = refusal(smem_beyond_the_maximum);
+  EXPECT_EQ(what.rfind("launch of empty_kernel failed: grid (1,1,1), block (32,1,1), dynamic smem 232464 bytes: ", 0), 0u) << what;
+  EXPECT_NE(what.find("than the 232448 bytes this kernel allows"), std::string::npos) << what;
+}
+
 // ---- what a GPU does that a CPU would hide ----
 bool is_poison(float x) { return std::bit_cast<uint32_t>(x) == 0xFFFFFFFFu; }
 
