@@ -12,8 +12,15 @@
 namespace llamatron {
 
 // `llamatron plan CONFIG --gpus N --gpu NAME`: the ranked layout table (planner.h).
-int cmd_plan(const std::string& config_path, const std::vector<std::string>& overrides, PlanOptions opts,
-             const std::string& gpu, int top);
+// Hardware figures `plan` can take instead of its GPU table's: a peak (TFLOP/s), the inter-node
+// bandwidth per GPU (GB/s), GPUs per node; and one layout (TP,PP,DP) to estimate alone.
+struct PlanHardware {
+  double tflops = 0, network_gbs = 0;
+  int per_node = 0;
+  std::vector<int> layout;
+};
+int cmd_plan(const std::string& config_path, const std::vector<std::string>& overrides, PlanOptions opts, const std::string& gpu,
+             int top, const PlanHardware& hw);
 
 }  // namespace llamatron
 

@@ -396,6 +396,11 @@ int main(int argc, char** argv) {
   plan->add_option("--tokens", plan_opts.tokens, "token budget for days and cost (default: 20 per parameter, Chinchilla)");
   plan->add_option("--usd-per-gpu-hour", plan_opts.gpu.usd_per_gpu_hour, "price per GPU-hour (default: the GPU table's)");
   plan->add_option("--gemm-efficiency", plan_opts.gemm_efficiency, "assumed share of peak FLOP/s the GEMMs reach (default 0.5)");
+  llamatron::PlanHardware plan_hw;
+  plan->add_option("--tflops", plan_hw.tflops, "peak TFLOP/s instead of the GPU's (e.g. a CPU's measured rate, with --gemm-efficiency 1)");
+  plan->add_option("--network-gbps", plan_hw.network_gbs, "inter-node bandwidth per GPU in GB/s instead of the GPU table's");
+  plan->add_option("--gpus-per-node", plan_hw.per_node, "GPUs (ranks) per node instead of the GPU table's 8");
+  plan->add_option("--layout", plan_hw.layout, "estimate this layout only: TP,PP,DP (at the config's micro-batch and recompute)")->delimiter(',');
   CLI::App* info = app.add_subcommand("info", "print the backends and devices this build sees");
   std::string ckpt, out_dir, tokens_text, hf_dtype = "bf16";
   CLI::App* export_hf = app.add_subcommand("export-hf", "a checkpoint as a Hugging Face LLaMA (config.json + model.safetensors)");
@@ -446,7 +451,7 @@ int main(int argc, char** argv) {
   try {
     if (train->parsed()) return llamatron::cmd_train(config_path, overrides);
     if (info->parsed()) return llamatron::cmd_info();
-    if (plan->parsed()) return llamatron::cmd_plan(config_path, overrides, plan_opts, plan_gpu, plan_top);
+    if (plan->parsed()) return llamatron::cmd_plan(config_path, overrides, plan_opts, plan_gpu, plan_top, plan_hw);
     if (inspect->parsed()) return llamatron::cmd_data_inspect(inspect_path);
     if (export_hf->parsed()) return llamatron::cmd_export_hf(ckpt, out_dir, hf_dtype);
     if (import_hf->parsed()) return llamatron::cmd_import_hf(ckpt, out_dir);

@@ -18,7 +18,7 @@ std::string money(double usd) {
 }  // namespace
 
 int cmd_plan(const std::string& config_path, const std::vector<std::string>& overrides, PlanOptions o, const std::string& gpu,
-             int top) {
+             int top, const PlanHardware& hw) {
   RunConfig c = load_config(config_path, overrides);
   if (o.gpus < 1) throw Error("--gpus must be >= 1");
   if (!(o.gemm_efficiency > 0 && o.gemm_efficiency <= 1)) throw Error("--gemm-efficiency must be in (0, 1], e.g. 0.5");
@@ -27,6 +27,15 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
   const double usd = o.gpu.usd_per_gpu_hour;
   o.gpu = gpu_spec(gpu);
   if (usd > 0) o.gpu.usd_per_gpu_hour = usd;
+  // Another machine's figures (benchmarks/overlap.sh gives a CPU's measured FLOP/s and a shaped link).
+  if (hw.tflops > 0) o.gpu.bf16_tflops = hw.tflops, o.gpu.name += " at " + fmt::format("{:g}", hw.tflops) + " TFLOP/s";
+  if (hw.network_gbs > 0) o.gpu.network_gbs = hw.network_gbs;
+  if (hw.per_node > 0) o.gpu.gpus_per_node = hw.per_node;
+  if (!hw.layout.empty()) {
+    if (hw.layout.size() != 3 || hw.layout[0] < 1 || hw.layout[1] < 1 || hw.layout[2] < 1 || hw.layout[0] * hw.layout[1] * hw.layout[2] != o.gpus)
+      throw Error("--layout is TP,PP,DP with TP x PP x DP = --gpus (" + std::to_string(o.gpus) + ")");
+    o.tp = hw.layout[0], o.pp = hw.layout[1], o.dp = hw.layout[2];
+  }
   const std::vector<LayoutPlan> plans = plan_layouts(c, o);
   if (plans.empty())
     throw Error("no layout of this model fits " + std::to_string(o.gpus) + " GPUs at this global batch: the batch must divide over "
@@ -39,11 +48,11 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
               o.gpus, o.gpu.name.c_str(), o.gpu.memory_gib, o.gpu.bf16_tflops, o.gpu.usd_per_gpu_hour,
               static_cast<long long>(first.micro_batch * first.micro_batches * first.dp), static_cast<long long>(c.train.seq_length),
               budget, o.tokens > 0 ? "" : " (Chinchilla: 20 per parameter)");
-  std::printf("Estimates, not measurements: GEMMs at %.0f%% of peak, blocking collectives at link speed, %.1f GiB per GPU "
-              "reserved for the CUDA context and workspaces (docs/planner.md).\n\n",
+  std::printf("Estimates, not measurements: GEMMs at %.0f%% of peak, collectives at link speed (ZeRO-1's partly hidden "
+              "by overlap), %.1f GiB per GPU reserved for the CUDA context and workspaces (docs/planner.md).\n\n",
               100 * o.gemm_efficiency, o.reserve_gib);
   std::printf("rank  tp pp  dp  mb    M  recompute   GiB/GPU = weights + grads + optim + activ +  comm + other   fits  "
-              "bubble  step s   MFU  Mtok/day    days     cost\n");
+              "bubble  step s   MFU  Mtok/day    days     cost  DP comm s (exposed)\n");
   const auto gib = [](double b) { return b / (1 << 30); };
   int fitting = 0;
   for (const LayoutPlan& l : plans) fitting += l.fits;
@@ -51,12 +60,12 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
     const LayoutPlan& l = plans[i];
     const MemoryPlan& m = l.memory;
     std::printf("%4d %3d %2d %3d %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  "
-                "%4.1f%%  %8.0f  %6.3g  %7s\n",
+                "%4.1f%%  %8.0f  %6.3g  %7s  %.3g (%.3g)\n",
                 i + 1, l.tp, l.pp, l.dp, static_cast<long long>(l.micro_batch), static_cast<long long>(l.micro_batches),
                 l.recompute.c_str(), gib(m.total()) + o.reserve_gib, gib(m.weights), gib(m.grads), gib(m.optimizer),
                 gib(m.activations), gib(m.comm), gib(m.workspace) + o.reserve_gib, l.fits ? "yes" : "NO", 100 * l.bubble, l.step_s,
                 100 * l.mfu, l.tokens_per_day / 1e6, l.days < 10 ? l.days : std::round(l.days),
-                money(l.cost_usd).c_str());
+                money(l.cost_usd).c_str(), l.dp_comm_s, l.exposed_dp_comm_s);
   }
   std::printf("\n%zu layouts, %d fit; %s\n", plans.size(), fitting,
               fitting ? fmt::format("recommended: parallel.tensor_parallel={} parallel.pipeline_parallel={} parallel.data_parallel={} "

@@ -88,7 +88,7 @@ void Zero1::reduce_gradients() {
 void Zero1::gather_params() {
   if (dp_.size() == 1) return;
   const Tensor& flat = params_.params_flat();
-  for (size_t i = 0; i < buckets_.size(); ++i) {
+  for (size_t i = buckets_.size(); i-- > 0;) {  // first-needed first: the forward starts at the buffer's beginning
     const Bucket& b = buckets_[i];
     const std::vector<int64_t> c = counts(b);
     const int64_t mine_lo = std::clamp(b.begin, begin_, begin_ + size_);

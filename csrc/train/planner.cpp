@@ -7,6 +7,7 @@
 #include "llamatron/model.h"
 #include "llamatron/params.h"
 #include "llamatron/tensor_parallel.h"
+#include "llamatron/zero1.h"
 
 namespace llamatron {
 
@@ -69,6 +70,23 @@ const GpuSpec& gpu_spec(const std::string& name) {
 
 std::string gpu_names() { return "h100-80gb, h200-141gb, a100-80gb, a100-40gb"; }
 
+double exposed_dp_comm(const DpOverlap& o) {
+  const int n = std::max(1, o.buckets);
+  // Gradients: bucket i is final at (i + 1) / n of the last backward; the link takes them in turn.
+  double link_free = 0;
+  for (int i = 0; i < n; ++i) {
+    const double ready = o.overlap_grad_reduce ? (i + 1.0) / n * o.last_backward_s : o.last_backward_s;
+    link_free = std::max(link_free, ready) + o.grad_comm_s / n;
+  }
+  double exposed = link_free - o.last_backward_s;
+  // Parameters: the buckets arrive one after another after the update, in forward order; bucket j
+  // is needed when the forward, delayed by the waits before it, reaches j / n of its layers.
+  double waited = o.overlap_param_gather ? 0 : o.param_comm_s;  // off: all of it before the forward
+  for (int j = 0; o.overlap_param_gather && j < n; ++j)
+    waited += std::max(0.0, (j + 1.0) / n * o.param_comm_s - (j * o.first_forward_s / n + waited));
+  return exposed + waited;
+}
+
 namespace {
 
 // Seconds of one optimizer step under layout l (memory already planned), by the model in planner.h.
@@ -99,10 +117,22 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
   // 1F1B: M micro-batches take M + pp - 1 slots; the first and last pp - 1 are the bubble.
   l.bubble = (l.pp - 1.0) / (M + l.pp - 1.0);
   double step = (M + l.pp - 1) * mb;
-  // ZeRO-1: the gradients reduce-scattered, the parameters all-gathered, over the DP group (tp ranks apart).
+  // ZeRO-1: the gradients reduce-scattered, the parameters all-gathered, over the DP group (tp ranks
+  // apart), partly under the last micro-batch's backward and the first one's forward (~1/3 and
+  // ~2/3 of its compute: the backward does twice the forward's FLOPs).
   if (l.dp > 1) {
     const double rank_params = P / (l.tp * l.pp), wire = c.parallel.grad_reduce_dtype == "bf16" ? 2 : 4;
-    step += (l.dp - 1.0) / l.dp * rank_params * (wire + e) / link(l.tp * l.dp > node);
+    const double bandwidth = link(l.tp * l.dp > node), share = (l.dp - 1.0) / l.dp * rank_params;
+    DpOverlap d;
+    d.last_backward_s = 2.0 / 3 * mb, d.first_forward_s = mb / 3;
+    d.grad_comm_s = share * wire / bandwidth, d.param_comm_s = share * e / bandwidth;
+    const double bucket = c.parallel.bucket_size_mb > 0 ? c.parallel.bucket_size_mb * (1 << 20) / 4
+                                                        : static_cast<double>(Zero1::bucket_elements(static_cast<int64_t>(rank_params)));
+    d.buckets = static_cast<int>(std::clamp(std::round(rank_params / bucket), 1.0, 1e6));
+    d.overlap_grad_reduce = c.parallel.overlap_grad_reduce, d.overlap_param_gather = c.parallel.overlap_param_gather;
+    l.dp_comm_s = d.grad_comm_s + d.param_comm_s;
+    l.exposed_dp_comm_s = exposed_dp_comm(d);
+    step += l.exposed_dp_comm_s;
   }
   const double tokens = M * N * l.dp;
   l.step_s = step;
@@ -122,13 +152,18 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
   std::vector<LayoutPlan> out;
   for (int tp = 1; tp <= std::min(o.gpus, o.gpu.gpus_per_node); ++tp) {
     if (o.gpus % tp || m.n_heads % tp || (m.n_kv_heads % tp && tp % m.n_kv_heads) || m.resolved_ffn_dim() % tp) continue;
+    if (o.tp > 0 && tp != o.tp) continue;
     for (int pp = 1; pp <= o.gpus / tp; ++pp) {
       if ((o.gpus / tp) % pp || m.n_layers % pp || (pp > 1 && m.tie_embeddings)) continue;
+      if (o.pp > 0 && pp != o.pp) continue;
       const int dp = o.gpus / (tp * pp);
+      if (o.dp > 0 && dp != o.dp) continue;
       if (global % dp) continue;
-      for (int64_t mb : {1, 2, 4, 8, 16}) {
+      const std::vector<int64_t> sizes = o.dp > 0 ? std::vector<int64_t>{base.train.micro_batch_size} : std::vector<int64_t>{1, 2, 4, 8, 16};
+      for (int64_t mb : sizes) {
         if ((global / dp) % mb) continue;
         for (const char* rc : {"none", "selective", "full"}) {
+          if (o.dp > 0 && rc != base.train.recompute) continue;  // one layout: as configured
           RunConfig c = base;
           c.parallel.tensor_parallel = tp, c.parallel.pipeline_parallel = pp, c.parallel.data_parallel = dp;
           c.parallel.pipeline_layers.clear();

@@ -1,7 +1,8 @@
 // The layout planner (`llamatron plan`): per-rank memory of a (tp, pp, dp, micro-batch, recompute)
 // layout, computed from the shapes the engine allocates (so tests hold it to the engine's own
 // memory accounting), and a first-order step-time model: compute at an assumed GEMM efficiency,
-// the 1F1B bubble, and the blocking TP / PP / DP collectives over NVLink and the network.
+// the 1F1B bubble, the blocking TP / PP collectives over NVLink and the network, and ZeRO-1's DP
+// collectives less the part that overlap hides under the backward and the next forward.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -40,7 +41,23 @@ struct PlanOptions {
   double gemm_efficiency = 0.5;  // achieved / peak tensor-core FLOP/s of the step's GEMMs and attention
   double reserve_gib = 2;        // CUDA context, cuBLASLt workspace, allocator rounding: not in the plan
   double tokens = 0;             // token budget for days and cost (0: Chinchilla's 20 tokens per parameter)
+  // One layout only (tp, pp, dp > 0): the planner's estimate for that layout at the config's
+  // micro-batch size and recompute mode.
+  int tp = 0, pp = 0, dp = 0;
 };
+
+// The data-parallel part of a step with overlap (docs/planner.md, "Overlap"): the gradient buckets'
+// reduce-scatter can run under the last micro-batch's backward (a bucket starts when the backward
+// has finished it, the buckets one after another on the link), and the parameter all-gather under
+// the next step's first forward (a bucket must have arrived when its layers start). What is left
+// over is exposed.
+struct DpOverlap {
+  double last_backward_s = 0, first_forward_s = 0;  // the compute each can hide under
+  double grad_comm_s = 0, param_comm_s = 0;         // the collectives at link speed, all buckets
+  int buckets = 1;
+  bool overlap_grad_reduce = true, overlap_param_gather = true;
+};
+double exposed_dp_comm(const DpOverlap& o);  // seconds of the step spent waiting on DP communication
 
 struct LayoutPlan {
   int tp = 1, pp = 1, dp = 1;
@@ -49,6 +66,7 @@ struct LayoutPlan {
   MemoryPlan memory;             // the fullest rank
   bool fits = false;
   double bubble = 0;             // share of the step the pipeline idles
+  double dp_comm_s = 0, exposed_dp_comm_s = 0;  // ZeRO-1's collectives per step, and the part overlap does not hide
   double step_s = 0, mfu = 0, tokens_per_day = 0, days = 0, cost_usd = 0;
 };
 

@@ -2,13 +2,16 @@
 // planner's per-rank memory agrees with the engine's own allocation accounting (memory.h).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "llamatron/errors.h"
 #include "llamatron/memory.h"
 #include "llamatron/model.h"
 #include "llamatron/planner.h"
 #include "llamatron/trainer.h"
+#include "llamatron/zero1.h"
 #include "../memory_expect.h"
 
 namespace llamatron {
@@ -148,4 +151,57 @@ TEST(Planner, LayoutsAreValidAndRanked) {
 }
 
 }  // namespace
+// The planner's overlap model (planner.h, DpOverlap) on cases worked by hand: 4 buckets, a last
+// backward of 1 s and a first forward of 0.5 s.
+TEST(Planner, ExposedDpCommunicationUnderOverlap) {
+  DpOverlap d;
+  d.last_backward_s = 1, d.first_forward_s = 0.5, d.buckets = 4;
+  d.grad_comm_s = 0.4, d.param_comm_s = 0.2;
+  // Off: all of it waits.
+  DpOverlap off = d;
+  off.overlap_grad_reduce = off.overlap_param_gather = false;
+  EXPECT_DOUBLE_EQ(exposed_dp_comm(off), 0.6);
+  // Comm well under compute: only the last gradient bucket (0.1 s after the backward ends) and the
+  // first parameter bucket (0.05 s before the forward can start) are exposed; the rest arrive in time.
+  EXPECT_NEAR(exposed_dp_comm(d), 0.1 + 0.05, 1e-12);
+  // Comm well over compute: gradient buckets become final at 0.25 s intervals but take 2.5 s each:
+  // the link is busy from 0.25 s to 10.25 s, 9.25 s after the backward; the parameters, 2 s in
+  // 0.5 s pieces against a forward that needs one every 0.125 s: 0.5 + 3 x 0.375 waited.
+  d.grad_comm_s = 10, d.param_comm_s = 2;
+  EXPECT_NEAR(exposed_dp_comm(d), 9.25 + 0.5 + 3 * 0.375, 1e-12);
+}
+
+// ZeRO-1's buckets tile the flat buffers from the end down, end on parameter boundaries and keep a
+// fused GEMM's halves (gate and up) in one bucket.
+TEST(Zero1Buckets, TileTheBufferOnParameterBoundaries) {
+  ModelConfig m;
+  m.vocab_size = 128, m.dim = 64, m.n_layers = 4, m.n_heads = 4, m.n_kv_heads = 2, m.ffn_dim = 96, m.max_seq_len = 32;
+  ParamStore params(llama_param_specs(m), DType::F32);
+  Zero1Options o;
+  o.bucket_bytes = 4 * 20000;
+  const Zero1 z(params, self_group(), o);
+  const std::vector<Zero1::Bucket>& b = z.buckets();
+  ASSERT_GE(b.size(), 3u);
+  EXPECT_EQ(b.front().end, params.numel());
+  EXPECT_EQ(b.back().begin, 0);
+  std::set<int64_t> starts;
+  for (const ParamSpec& s : params.specs()) starts.insert(s.offset);
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (i > 0) {
+      EXPECT_EQ(b[i].end, b[i - 1].begin) << "contiguous, from the end down";
+    }
+    EXPECT_TRUE(starts.count(b[i].begin)) << "bucket " << i << " starts on a parameter";
+    if (i + 1 < b.size()) {
+      EXPECT_GE(b[i].end - b[i].begin, 20000) << "only the last bucket may be short";
+    }
+  }
+  for (const ParamSpec& s : params.specs())
+    for (const Zero1::Bucket& x : b)
+      if (s.packed_with_next) {
+        EXPECT_NE(x.begin, s.offset + s.numel()) << s.name << " and the next share a bucket";
+      }
+  EXPECT_EQ(Zero1::bucket_elements(8000), 1000);
+  EXPECT_EQ(Zero1::bucket_elements(int64_t{1} << 40), 25 * (1 << 20) / 4);
+}
+
 }  // namespace llamatron
