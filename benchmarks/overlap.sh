@@ -27,6 +27,7 @@
 # copied at start, so a rebuild during the benchmark does not mix binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 REPEATS=${REPEATS:-2} STEPS=${STEPS:-6} RATES=${RATES:-"50mbit 100mbit 200mbit 400mbit"}
 MICRO_BATCH=${MICRO_BATCH:-16} LAYOUTS=${LAYOUTS:-"dp2 tp2dp2"}
 bin=$(realpath -m "${LLAMATRON_BIN:-build/llamatron}")
@@ -90,9 +91,9 @@ planner_prediction() {  # LAYOUT MICRO_BATCH RATE COMPUTE_MS
       bits *= (u == "gbit") ? 1e9 : (u == "kbit") ? 1e3 : (u == "bit") ? 1 : 1e6
       printf "%.6g %.6g\n", flops / (c / 1e3) / 1e12, bits / 8 / 1e9 / per }' | {
     read -r tflops gbs
-    "$bin" plan tests/e2e/tiny_synthetic.yaml --set train.micro_batch_size="$mb" --gpus "$gpus" --layout "$shape" \
+    "$bin" plan "$root/tests/e2e/tiny_synthetic.yaml" --set train.micro_batch_size="$mb" --gpus "$gpus" --layout "$shape" \
       --tflops "$tflops" --gemm-efficiency 1 --network-gbps "$gbs" --gpus-per-node "$per_node" "${switches_on[@]}" 2>/dev/null |
-      awk '$1 == 1 && $2 ~ /^[0-9]+$/ { printf "%.1f\n", $23 * 1000; exit }'
+      awk '!done && $1 == 1 && $2 ~ /^[0-9]+$/ { printf "%.1f\n", $23 * 1000; done = 1 }'
   }
 }
 
