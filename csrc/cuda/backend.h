@@ -16,8 +16,8 @@ namespace llamatron::cuda {
 
 class CudaBackend final : public DeviceBackend {
  public:
-  // Makes the device communicator of an MPI group on the compute stream (NCCL on GPUs); empty:
-  // the MPI group itself (the emulated device).
+  // Makes the device communicator of an MPI group on the compute stream (NCCL on GPUs, its
+  // emulated stand-in on the emulated device, comm_emulated.h); empty: the MPI group itself.
   using GroupFactory = std::function<std::unique_ptr<Communicator>(std::unique_ptr<Communicator>, rt::Stream)>;
   CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm, GroupFactory groups = {});
   ~CudaBackend() override;
@@ -67,7 +67,10 @@ class CudaBackend final : public DeviceBackend {
   std::unique_ptr<rt::Runtime> rt_;
   CachingDeviceAllocator alloc_;
   std::unique_ptr<DeviceGemm> gemm_;
-  rt::Stream stream_ = nullptr;  // one in-order compute stream
+  // One in-order compute stream: the legacy default stream. The synchronous copies the host reads
+  // (copy(), the loss and sum_squares results) run on it too, so they follow its kernels; the
+  // communicators' streams are non-blocking and ordered against it by events only.
+  rt::Stream stream_ = nullptr;
   bool deterministic_ = false;
   GroupFactory groups_;
 };

@@ -2,6 +2,9 @@
 // naming the call, CUDA's message and where it was made.
 #include <cuda_runtime.h>
 
+#include <exception>
+#include <mutex>
+
 #include "cuda/check.h"
 #include "cuda/runtime.h"
 #include "llamatron/comm.h"
@@ -27,7 +30,40 @@ cudaMemcpyKind kind_of(Copy c) {
 }
 
 class CudaRuntime final : public Runtime {
+  // A host function in flight: cudaLaunchHostFunc takes a plain pointer, so the std::function
+  // lives on the heap until its callback has run.
+  struct HostFunc {
+    CudaRuntime* rt;
+    std::function<void()> fn;
+  };
+  // Runs on CUDA's callback thread, which must not see an exception: what `fn` throws waits in
+  // host_error_ for the next synchronising call.
+  static void CUDART_CB run_host_func(void* arg) {
+    std::unique_ptr<HostFunc> f(static_cast<HostFunc*>(arg));
+    try {
+      f->fn();
+    } catch (const std::exception& e) {
+      f->rt->keep_host_error(e.what());
+    } catch (...) {
+      f->rt->keep_host_error("a host function on a CUDA stream threw");
+    }
+  }
+  void keep_host_error(const std::string& why) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (host_error_.empty()) host_error_ = why;
+  }
+  void throw_host_error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (host_error_.empty()) return;
+    const std::string why = std::move(host_error_);
+    host_error_.clear();
+    throw Error(why);
+  }
+  std::mutex mu_;
+  std::string host_error_;  // the first error a host function threw since the last synchronise
+
  public:
+  ~CudaRuntime() override { (void)cudaDeviceSynchronize(); }  // no host function may outlive the runtime it reports to
   std::string name() const override { return "cuda"; }
   int device_count() override {
     int n = 0;
@@ -59,7 +95,26 @@ class CudaRuntime final : public Runtime {
     return s;
   }
   void stream_destroy(Stream s) override { LT_CUDA(cudaStreamDestroy(static_cast<cudaStream_t>(s))); }
-  void stream_synchronize(Stream s) override { LT_CUDA(cudaStreamSynchronize(static_cast<cudaStream_t>(s))); }
+  void stream_synchronize(Stream s) override {
+    LT_CUDA(cudaStreamSynchronize(static_cast<cudaStream_t>(s)));
+    throw_host_error();
+  }
+  void stream_wait_event(Stream s, Event e) override {
+    LT_CUDA(cudaStreamWaitEvent(static_cast<cudaStream_t>(s), static_cast<cudaEvent_t>(e), 0));
+  }
+  void launch_host_func(Stream s, std::function<void()> fn) override {
+    auto f = std::make_unique<HostFunc>(HostFunc{this, std::move(fn)});
+    LT_CUDA(cudaLaunchHostFunc(static_cast<cudaStream_t>(s), run_host_func, f.get()));
+    f.release();  // the callback owns it now
+  }
+  bool is_device_pointer(const void* p) override {
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+      (void)cudaGetLastError();  // not a pointer CUDA knows: clear the error
+      return false;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+  }
   Event event_create() override {
     cudaEvent_t e = nullptr;
     LT_CUDA(cudaEventCreate(&e));
@@ -67,13 +122,19 @@ class CudaRuntime final : public Runtime {
   }
   void event_destroy(Event e) override { LT_CUDA(cudaEventDestroy(static_cast<cudaEvent_t>(e))); }
   void event_record(Event e, Stream s) override { LT_CUDA(cudaEventRecord(static_cast<cudaEvent_t>(e), static_cast<cudaStream_t>(s))); }
-  void event_synchronize(Event e) override { LT_CUDA(cudaEventSynchronize(static_cast<cudaEvent_t>(e))); }
+  void event_synchronize(Event e) override {
+    LT_CUDA(cudaEventSynchronize(static_cast<cudaEvent_t>(e)));
+    throw_host_error();
+  }
   float event_elapsed_ms(Event a, Event b) override {
     float ms = 0;
     LT_CUDA(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(a), static_cast<cudaEvent_t>(b)));
     return ms;
   }
-  void device_synchronize() override { LT_CUDA(cudaDeviceSynchronize()); }
+  void device_synchronize() override {
+    LT_CUDA(cudaDeviceSynchronize());
+    throw_host_error();
+  }
 };
 
 }  // namespace
