@@ -10,6 +10,10 @@
 #include "llamatron/errors.h"
 #include "llamatron/file_io.h"
 
+#if LLAMATRON_HAVE_CUDA
+#include <nvtx3/nvToolsExt.h>  // header-only: a no-op unless Nsight (or another tool) is attached
+#endif
+
 namespace llamatron::trace {
 namespace {
 
@@ -76,13 +80,21 @@ void event(std::string name, const char* category, const std::string& row, doubl
                       {"args", args_json(args, r.step)}});
 }
 
+// Every span is also an NVTX range (GPU builds), traced steps or not, so Nsight Systems shows the
+// same forward / backward / optimizer structure over its own CUDA timeline.
 Span::Span(const char* category, std::string name, Args args) : on_(recording()), category_(category) {
+#if LLAMATRON_HAVE_CUDA
+  nvtxRangePushA(name.c_str());
+#endif
   if (!on_) return;
   name_ = std::move(name), args_ = std::move(args);
   t0_ = now_us();
 }
 
 Span::~Span() {
+#if LLAMATRON_HAVE_CUDA
+  nvtxRangePop();
+#endif
   if (on_) event(std::move(name_), category_, "compute", t0_, now_us(), std::move(args_));
 }
 

@@ -66,6 +66,25 @@ void divide(void* buf, int64_t n, DType t, int size) {
   for (int64_t i = 0; i < n; ++i) x[i] /= static_cast<float>(size);
 }
 
+// acc[i] = acc[i] op in[i] over n elements: the ring's local step.
+void reduce_into(void* acc, const void* in, int64_t n, DType t, ReduceOp op) {
+  const bool max = op == ReduceOp::Max;
+  if (t == DType::F32) {
+    float* a = static_cast<float*>(acc);
+    const float* b = static_cast<const float*>(in);
+    for (int64_t i = 0; i < n; ++i) a[i] = max ? std::max(a[i], b[i]) : a[i] + b[i];
+  } else if (t == DType::I32) {
+    int32_t* a = static_cast<int32_t*>(acc);
+    const int32_t* b = static_cast<const int32_t*>(in);
+    for (int64_t i = 0; i < n; ++i) a[i] = max ? std::max(a[i], b[i]) : a[i] + b[i];
+  } else {
+    LT_CHECK(!max, "bf16 buffers are only summed");
+    bf16* a = static_cast<bf16*>(acc);
+    const bf16* b = static_cast<const bf16*>(in);
+    for (int64_t i = 0; i < n; ++i) a[i] = bf16(static_cast<float>(a[i]) + static_cast<float>(b[i]));  // as NCCL's ring
+  }
+}
+
 void check(int rc, const char* call) {
   if (rc == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
@@ -78,10 +97,11 @@ double now_us() {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// One MPI operation: started by the progress thread (MPI_I* calls that fill `requests`), tested
-// there until complete, then finished (Avg's division) and marked done for the waiter.
+// One MPI operation, in rounds: `step` posts a round's non-blocking calls into `requests`; the
+// progress thread calls it at the start and again each time that round has completed, until a
+// step posts nothing. Then the op is finished (Avg's division) and marked done for the waiter.
 struct MpiOp {
-  std::function<void(std::vector<MPI_Request>&)> start;
+  std::function<void(std::vector<MPI_Request>&)> step;
   std::function<void()> finish;
   std::vector<MPI_Request> requests;
   // Guarded by the progress engine's mutex:
@@ -109,7 +129,10 @@ class ProgressEngine {
   // Runs `fn` where MPI calls are made, and returns when it has run (its exception rethrown).
   void call(const std::function<void()>& fn) {
     auto op = std::make_shared<MpiOp>();
-    op->start = [&fn](std::vector<MPI_Request>&) { fn(); };
+    op->step = [&fn, first = true](std::vector<MPI_Request>&) mutable {
+      if (first) fn();
+      first = false;
+    };
     submit(op);
     wait(*op);
   }
@@ -124,9 +147,13 @@ class ProgressEngine {
 
   void wait(MpiOp& op) {
     if (!threaded_) {
-      if (!op.done) {
-        if (!op.requests.empty()) check(MPI_Waitall(static_cast<int>(op.requests.size()), op.requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
-        complete(op, "");
+      while (!op.done) {
+        const int rc = MPI_Waitall(static_cast<int>(op.requests.size()), op.requests.data(), MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) {
+          complete(op, error_text(rc, "MPI_Waitall"));
+          break;
+        }
+        advance(op);
       }
     } else {
       std::unique_lock<std::mutex> lock(mu_);
@@ -198,11 +225,27 @@ class ProgressEngine {
 
   void start(MpiOp& op) {
     random_delay();
+    advance(op);
+  }
+
+  // The op's next round (its previous one has completed), or its completion.
+  void advance(MpiOp& op) {
+    op.requests.clear();
     try {
-      op.start(op.requests);
+      op.step(op.requests);
     } catch (const std::exception& e) {
-      complete(op, e.what());
+      return complete(op, e.what());
     }
+    if (op.requests.empty()) complete(op, "");
+  }
+
+  static std::string error_text(int rc, const char* call) {
+    try {
+      check(rc, call);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
   }
 
   void complete(MpiOp& op, const std::string& error) {
@@ -240,27 +283,17 @@ class ProgressEngine {
       bool moved = !fresh.empty();
       for (auto& op : fresh) {
         start(*op);
-        if (!op->done) {
-          if (op->requests.empty()) complete(*op, "");
-          else active.push_back(op);
-        }
+        if (!op->done) active.push_back(op);
       }
       for (size_t i = 0; i < active.size();) {
+        MpiOp& op = *active[i];
         int flag = 0;
-        const int rc = MPI_Testall(static_cast<int>(active[i]->requests.size()), active[i]->requests.data(), &flag, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS || flag) {
-          std::string error;
-          try {
-            check(rc, "MPI_Testall");
-          } catch (const std::exception& e) {
-            error = e.what();
-          }
-          complete(*active[i], error);
-          active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
-          moved = true;
-        } else {
-          ++i;
-        }
+        const int rc = MPI_Testall(static_cast<int>(op.requests.size()), op.requests.data(), &flag, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) complete(op, error_text(rc, "MPI_Testall"));
+        else if (flag) advance(op);  // the next round, or done
+        moved |= rc != MPI_SUCCESS || flag;
+        if (op.done) active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
+        else ++i;
       }
       if (moved || active.empty()) {
         idle_rounds = 0;
@@ -295,25 +328,41 @@ class MpiWork final : public PendingWork {
   std::shared_ptr<MpiOp> op_;
 };
 
-Handle issue(std::function<void(std::vector<MPI_Request>&)> start, std::function<void()> finish = {}) {
+// An op of one round: `post` issues its calls once.
+Handle issue(std::function<void(std::vector<MPI_Request>&)> post, std::function<void()> finish = {}) {
   auto op = std::make_shared<MpiOp>();
-  op->start = std::move(start);
+  op->step = [post = std::move(post), first = true](std::vector<MPI_Request>& r) mutable {
+    if (first) post(r);
+    first = false;
+  };
   op->finish = std::move(finish);
   ProgressEngine::get().submit(op);
   return Handle(std::make_unique<MpiWork>(op));
 }
 
-// Counts and displacements of a v-collective, checked to fit MPI's int arguments.
+// Counts (checked to fit MPI's int arguments) and displacements of a v-collective.
 struct Layout {
-  std::vector<int> counts, displs;
+  std::vector<int> counts;
+  std::vector<int64_t> displs;
   int64_t total = 0;
   explicit Layout(const std::vector<int64_t>& c) {
     for (int64_t n : c) {
       counts.push_back(count(n));
-      displs.push_back(count(total));
+      displs.push_back(total);
       total += n;
     }
   }
+};
+
+// A ring collective's state between its rounds.
+struct Ring {
+  Layout layout;
+  int tag;
+  int round = 0;
+  std::vector<char> acc, incoming;  // reduce-scatter: the partial sums, the chunk just received
+  DType dtype;
+  Ring(const std::vector<int64_t>& counts, DType t, int message_tag) : layout(counts), tag(message_tag), dtype(t) {}
+  char* at(int rank) { return acc.data() + static_cast<size_t>(layout.displs[rank]) * dtype_size(dtype); }
 };
 
 class MpiCommunicator final : public Communicator {
@@ -359,26 +408,58 @@ class MpiCommunicator final : public Communicator {
         })
         .wait();
   }
+  // Reduce-scatter and all-gather are rings over point-to-point messages: p - 1 rounds, each
+  // sending one rank's chunk to the next rank and receiving one from the previous, so each rank
+  // sends (p - 1) / p of the data (libnbc's MPI_Ireduce_scatter reduces everything to one rank
+  // and scatters it: twice that), and every sum is taken in the same order whatever the timing.
   Handle reduce_scatter_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t, ReduceOp op) override {
     LT_CHECK(static_cast<int>(counts.size()) == size_, "reduce_scatter needs one count per rank");
-    auto layout = std::make_shared<Layout>(counts);
-    return issue(
-        [=, this](std::vector<MPI_Request>& r) {
-          r.resize(1);
-          check(MPI_Ireduce_scatter(send, recv, layout->counts.data(), mpi_type(t), mpi_op(op, t), comm_, &r[0]), "MPI_Ireduce_scatter");
-        },
-        average(op, recv, counts[rank_], t));
+    if (op == ReduceOp::Avg) LT_CHECK(t == DType::F32, "ReduceOp::Avg needs fp32");
+    auto ring = std::make_shared<Ring>(counts, t, next_tag());
+    const size_t bytes = static_cast<size_t>(ring->layout.total) * dtype_size(t);
+    ring->acc.resize(bytes);  // the partial sums: the caller's send buffer stays as it was
+    ring->incoming.resize(static_cast<size_t>(*std::max_element(counts.begin(), counts.end())) * dtype_size(t));
+    auto op_ = std::make_shared<MpiOp>();
+    op_->step = [=, this](std::vector<MPI_Request>& r) {
+      const int p = size_, me = rank_;
+      if (ring->round == 0) std::memcpy(ring->acc.data(), send, bytes);
+      if (ring->round > 0) {  // the chunk received last round joins this rank's partial sum of it
+        const int got = (me - ring->round - 1 + 2 * p) % p;
+        reduce_into(ring->at(got), ring->incoming.data(), counts[got], t, op);
+      }
+      if (ring->round == p - 1) {
+        std::memcpy(recv, ring->at(me), static_cast<size_t>(counts[me]) * dtype_size(t));
+        if (op == ReduceOp::Avg) divide(recv, counts[me], t, p);
+        return;
+      }
+      const int give = (me - ring->round - 1 + 2 * p) % p, take = (me - ring->round - 2 + 2 * p) % p;
+      r.resize(2);
+      check(MPI_Isend(ring->at(give), ring->layout.counts[give], mpi_type(t), (me + 1) % p, ring->tag, comm_, &r[0]), "MPI_Isend");
+      check(MPI_Irecv(ring->incoming.data(), ring->layout.counts[take], mpi_type(t), (me - 1 + p) % p, ring->tag, comm_, &r[1]),
+            "MPI_Irecv");
+      ++ring->round;
+    };
+    ProgressEngine::get().submit(op_);
+    return Handle(std::make_unique<MpiWork>(op_));
   }
   Handle all_gather_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t) override {
     LT_CHECK(static_cast<int>(counts.size()) == size_, "all_gather needs one count per rank");
-    auto layout = std::make_shared<Layout>(counts);
-    const bool in_place = send == static_cast<const char*>(recv) + static_cast<size_t>(layout->displs[rank_]) * dtype_size(t);
-    return issue([=, this](std::vector<MPI_Request>& r) {
-      r.resize(1);
-      check(MPI_Iallgatherv(in_place ? MPI_IN_PLACE : send, layout->counts[rank_], mpi_type(t), recv, layout->counts.data(),
-                            layout->displs.data(), mpi_type(t), comm_, &r[0]),
-            "MPI_Iallgatherv");
-    });
+    auto ring = std::make_shared<Ring>(counts, t, next_tag());
+    auto op_ = std::make_shared<MpiOp>();
+    op_->step = [=, this](std::vector<MPI_Request>& r) {
+      const int p = size_, me = rank_;
+      char* out = static_cast<char*>(recv);
+      const auto chunk = [&](int q) { return out + static_cast<size_t>(ring->layout.displs[q]) * dtype_size(t); };
+      if (ring->round == 0 && send != chunk(me)) std::memmove(chunk(me), send, static_cast<size_t>(counts[me]) * dtype_size(t));
+      if (ring->round == p - 1) return;
+      const int give = (me - ring->round + p) % p, take = (me - ring->round - 1 + 2 * p) % p;
+      r.resize(2);
+      check(MPI_Isend(chunk(give), ring->layout.counts[give], mpi_type(t), (me + 1) % p, ring->tag, comm_, &r[0]), "MPI_Isend");
+      check(MPI_Irecv(chunk(take), ring->layout.counts[take], mpi_type(t), (me - 1 + p) % p, ring->tag, comm_, &r[1]), "MPI_Irecv");
+      ++ring->round;
+    };
+    ProgressEngine::get().submit(op_);
+    return Handle(std::make_unique<MpiWork>(op_));
   }
   void broadcast(void* buf, int64_t n, DType t, int root) override {
     const int c = count(n);
@@ -419,9 +500,14 @@ class MpiCommunicator final : public Communicator {
     const int size = size_;
     return [=] { divide(buf, n, t, size); };
   }
+  // Each ring collective has its own message tag (pipeline transfers use 0): several in flight on
+  // one group never take each other's messages. Every rank issues a group's collectives in the
+  // same order, so they agree on the tags.
+  int next_tag() { return 1 + static_cast<int>(issued_++ % 32000); }  // MPI guarantees tags up to 32767
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
+  uint64_t issued_ = 0;
 };
 
 // Work that was complete when it was issued (a world of one).
