@@ -76,6 +76,14 @@ else
   mode_note="FALLBACK: this binary has no parallel.overlap_grad_reduce; 'on' runs are the 'off' runs again (harness check only)"
 fi
 
+# With a GPU on each simulated host (nvidia-smi answers), the runs train on it: NCCL over the same
+# shaped links. Without one, the CPU backend over Open MPI; no GPU figure is printed then.
+# NCCL takes the hosts' hostnames as different machines; it is kept on their shaped eth0 links.
+device=() nccl_env=()
+if nvidia-smi >/dev/null 2>&1; then
+  device=(--set train.device=cuda) nccl_env=(-x NCCL_SOCKET_IFNAME=eth0 -x NCCL_P2P_DISABLE=1 -x NCCL_SHM_DISABLE=1)
+fi
+
 # ---- the planner's prediction ------------------------------------------------------------------
 # `llamatron plan` for the same layout, given this CPU's measured rate (the model FLOPs of a rank's
 # step over its measured compute time; --gemm-efficiency 1) and the shaped link per rank: its step
@@ -120,12 +128,12 @@ run_once() {
   [[ $layout == tp2dp2 ]] && tp=2 np=4
   nruns=$((nruns + 1))
   m=$work/run$nruns.jsonl log=$work/run$nruns.log
-  local sw=("${switches_off[@]}")
-  [[ $mode == on ]] && sw=("${switches_on[@]}")
+  local sw=("${switches_off[@]}" "${device[@]}")
+  [[ $mode == on ]] && sw=("${switches_on[@]}" "${device[@]}")
   if [[ $mode == compute ]]; then sim_hosts_set_rate off; else sim_hosts_set_rate "$rate"; fi
   # Not in a subshell: bash would hold a TERM until the subshell ended, and the teardown with it.
   # shellcheck disable=SC2086  # MPIRUN_ARGS: words on purpose
-  if ! sim_hosts_mpirun --timeout 600 -np "$np" --map-by "ppr:$tp:node" --bind-to none -x OMP_NUM_THREADS=1 \
+  if ! sim_hosts_mpirun --timeout 600 -np "$np" --map-by "ppr:$tp:node" --bind-to none -x OMP_NUM_THREADS=1 "${nccl_env[@]}" \
     ${MPIRUN_ARGS:-} "$work/llamatron" train "$cfg" --set parallel.tensor_parallel="$tp" --set parallel.data_parallel=2 \
     --set train.steps="$STEPS" --set train.threads=1 --set train.micro_batch_size="$mb" --set logging.log_every=1 \
     --set logging.log_comm=true --set logging.progress=never --set logging.metrics_file="$m" "${sw[@]}" >"$log" 2>&1; then
@@ -175,6 +183,7 @@ echo
 echo "overlap benchmark: $(nproc) cores, load average $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "binary: $bin (built $bin_time, copied at start); model: tests/e2e/tiny_synthetic.yaml (434,816 parameters), seq 64"
 echo "overlap: $mode_note"
+if ((${#device[@]})); then echo "device: the GPUs (train.device=cuda, NCCL)"; else echo "device: CPU backend, Open MPI over TCP (no GPU here: no GPU figure)"; fi
 echo "links: two simulated hosts (lt-host-0, lt-host-1), tbf at the rate in each direction; $STEPS steps per run,"
 echo "       median of steps 2..$STEPS, median of $REPEATS repetition(s); times in ms"
 any_plan=0

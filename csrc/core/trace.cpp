@@ -25,6 +25,17 @@ struct Recorder {
   int64_t step = 0;
   std::map<std::string, int> rows{{"compute", 0}};  // row name -> tid, in order of first use
   std::vector<nlohmann::json> events;
+  DeviceTimeline* timeline = nullptr;  // the device's, while it lives
+  bool device_streams = false;
+  struct DeviceEvent {
+    std::string name;
+    const char* category;
+    std::string row;
+    int begin, end;
+    Args args;
+    int64_t step;
+  };
+  std::vector<DeviceEvent> device_events;  // their times come from the timeline at write()
 };
 
 Recorder& recorder() {
@@ -52,7 +63,8 @@ double now_us() {
 
 bool recording() { return recorder().on; }
 
-void start(int64_t step, Communicator& world) {
+void start(int64_t step, Communicator& world, bool device_streams) {
+  recorder().device_streams = device_streams;
   Recorder& r = recorder();
   if (!r.aligned) {
     world.barrier();  // every rank leaves it at about the same moment: a common time origin
@@ -82,6 +94,23 @@ void event(std::string name, const char* category, const std::string& row, doubl
 
 // Every span is also an NVTX range (GPU builds), traced steps or not, so Nsight Systems shows the
 // same forward / backward / optimizer structure over its own CUDA timeline.
+void set_device_timeline(DeviceTimeline* timeline) {
+  std::lock_guard<std::mutex> lock(recorder().mu);
+  recorder().timeline = timeline;
+}
+
+DeviceTimeline* device_timeline() {
+  Recorder& r = recorder();
+  return r.on && r.device_streams ? r.timeline : nullptr;
+}
+
+void device_event(std::string name, const char* category, const std::string& row, int begin, int end, Args args) {
+  Recorder& r = recorder();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.rows.emplace(row, static_cast<int>(r.rows.size()));
+  r.device_events.push_back({std::move(name), category, row, begin, end, std::move(args), r.step});
+}
+
 Span::Span(const char* category, std::string name, Args args) : on_(recording()), category_(category) {
 #if LLAMATRON_HAVE_CUDA
   nvtxRangePushA(name.c_str());
@@ -89,20 +118,38 @@ Span::Span(const char* category, std::string name, Args args) : on_(recording())
   if (!on_) return;
   name_ = std::move(name), args_ = std::move(args);
   t0_ = now_us();
+  if (DeviceTimeline* d = device_timeline()) device_mark_ = d->mark(nullptr);
 }
 
 Span::~Span() {
 #if LLAMATRON_HAVE_CUDA
   nvtxRangePop();
 #endif
-  if (on_) event(std::move(name_), category_, "compute", t0_, now_us(), std::move(args_));
+  if (!on_) return;
+  if (DeviceTimeline* d = device_timeline(); d && device_mark_ >= 0)
+    device_event(name_, category_, "stream compute", device_mark_, d->mark(nullptr), args_);
+  event(std::move(name_), category_, "compute", t0_, now_us(), std::move(args_));
 }
 
 void write(const std::string& path, Communicator& world) {
   Recorder& r = recorder();
   std::string mine;  // this rank's events, comma-separated, pid = its rank
   {
+    // The device's spans: their marks' times, now that the device has passed them.
+    const std::vector<double> at = r.timeline && !r.device_events.empty() ? r.timeline->resolve() : std::vector<double>{};
     std::lock_guard<std::mutex> lock(r.mu);
+    for (Recorder::DeviceEvent& e : r.device_events) {
+      if (e.begin < 0 || e.end < 0 || static_cast<size_t>(std::max(e.begin, e.end)) >= at.size()) continue;
+      const int tid = r.rows.at(e.row);
+      r.events.push_back({{"name", std::move(e.name)},
+                          {"cat", e.category},
+                          {"ph", "X"},
+                          {"ts", std::max(0.0, at[e.begin] - r.origin_us)},
+                          {"dur", std::max(0.0, at[e.end] - std::max(at[e.begin], r.origin_us))},
+                          {"tid", tid},
+                          {"args", args_json(e.args, e.step)}});
+    }
+    r.device_events.clear();
     const int pid = world.rank();
     const auto add = [&](nlohmann::json e) {
       e["pid"] = pid;

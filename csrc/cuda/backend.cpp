@@ -44,12 +44,60 @@ rt::Copy copy_kind(Device dst, Device src) {
 
 }  // namespace
 
+namespace {
+
+class RuntimeTimeline final : public trace::DeviceTimeline {
+ public:
+  explicit RuntimeTimeline(rt::Runtime& rt) : rt_(rt) {}
+  ~RuntimeTimeline() override { forget(); }
+  int mark(void* stream) override {
+    if (!reference_) {
+      rt_.device_synchronize();  // idle: the reference event passes as it is recorded
+      reference_ = rt_.event_create();
+      rt_.event_record(reference_, nullptr);
+      reference_us_ = trace::now_us();
+    }
+    marks_.push_back(rt_.event_create());
+    rt_.event_record(marks_.back(), stream);
+    return static_cast<int>(marks_.size()) - 1;
+  }
+  std::vector<double> resolve() override {
+    std::vector<double> at;
+    for (rt::Event e : marks_) {
+      rt_.event_synchronize(e);
+      at.push_back(reference_us_ + 1e3 * static_cast<double>(rt_.event_elapsed_ms(reference_, e)));
+    }
+    forget();
+    return at;
+  }
+
+ private:
+  void forget() {
+    for (rt::Event e : marks_) rt_.event_destroy(e);
+    marks_.clear();
+    if (reference_) rt_.event_destroy(reference_);
+    reference_ = nullptr;
+  }
+  rt::Runtime& rt_;
+  rt::Event reference_ = nullptr;
+  double reference_us_ = 0;
+  std::vector<rt::Event> marks_;
+};
+
+}  // namespace
+
+std::unique_ptr<trace::DeviceTimeline> make_device_timeline(rt::Runtime& runtime) { return std::make_unique<RuntimeTimeline>(runtime); }
+
 CudaBackend::CudaBackend(std::unique_ptr<rt::Runtime> runtime, std::unique_ptr<DeviceGemm> gemm, GroupFactory groups)
-    : rt_(std::move(runtime)), alloc_(*rt_), gemm_(std::move(gemm)), groups_(std::move(groups)) {
+    : rt_(std::move(runtime)), alloc_(*rt_), gemm_(std::move(gemm)), groups_(std::move(groups)), timeline_(make_device_timeline(*rt_)) {
   register_backend(Device::CUDA, this);
+  trace::set_device_timeline(timeline_.get());
 }
 
-CudaBackend::~CudaBackend() { register_backend(Device::CUDA, nullptr); }
+CudaBackend::~CudaBackend() {
+  trace::set_device_timeline(nullptr);
+  register_backend(Device::CUDA, nullptr);
+}
 
 void CudaBackend::copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   rt_->memcpy(dst, src, bytes, copy_kind(dst_device, src_device));

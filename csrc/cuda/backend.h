@@ -11,6 +11,7 @@
 #include "cuda/device_gemm.h"
 #include "cuda/runtime.h"
 #include "llamatron/backend.h"
+#include "llamatron/trace.h"
 
 namespace llamatron::cuda {
 
@@ -73,7 +74,13 @@ class CudaBackend final : public DeviceBackend {
   rt::Stream stream_ = nullptr;
   bool deterministic_ = false;
   GroupFactory groups_;
+  std::unique_ptr<trace::DeviceTimeline> timeline_;  // the trace's device streams (trace.h)
 };
+
+// The trace's view of a device (trace::DeviceTimeline) over a runtime's events: the first mark of
+// a trace synchronises the device and records a reference event at a known host time; every mark
+// is then that time plus its elapsed time from the reference.
+std::unique_ptr<trace::DeviceTimeline> make_device_timeline(rt::Runtime& runtime);
 
 // The emulated device: emulated runtime, CPU GEMM, kernels run by the emulator. Registers itself
 // for Device::CUDA while it lives.

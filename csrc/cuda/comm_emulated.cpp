@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "llamatron/errors.h"
+#include "llamatron/trace.h"
 
 namespace llamatron::cuda {
 namespace {
@@ -295,7 +296,10 @@ class EmulatedDeviceCommunicator final : public Communicator {
   Handle issue(const std::shared_ptr<Flight>& f) {
     for (Flight::Input& in : f->inputs) in.hash = hash_bytes(in.p, in.bytes);
     in_flight_.push_back(f);
+    trace::DeviceTimeline* timeline = trace::device_timeline();  // the collective on its stream's row
+    const int begin = timeline ? timeline->mark(stream_) : -1;
     rt_.launch_host_func(stream_, [f] { f->complete(); });
+    if (timeline) trace::device_event(f->what, "comm", row_, begin, timeline->mark(stream_));
     rt::Event done = rt_.event_create();
     rt_.event_record(done, stream_);
     return Handle(std::make_unique<EmulatedWork>(rt_, compute_, done, f));
@@ -307,6 +311,8 @@ class EmulatedDeviceCommunicator final : public Communicator {
   rt::Stream stream_;  // this group's communication stream
   rt::Event ready_;
   std::vector<std::shared_ptr<Flight>> in_flight_;
+  std::string row_ = "stream comm " + std::to_string(++groups_made_);  // its row in a trace
+  static inline int groups_made_ = 0;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "llamatron/errors.h"
+#include "llamatron/trace.h"
 
 #define LT_NCCL(call) ::llamatron::cuda::check_nccl((call), #call, __FILE__, __LINE__)
 #define LT_CUDA_CALL(call) ::llamatron::cuda::check_cuda((call), #call, __FILE__, __LINE__)
@@ -89,12 +90,12 @@ class NcclCommunicator final : public Communicator {
 
   Handle all_reduce_async(void* buf, int64_t n, DType t, ReduceOp op) override {
     if (!on_device(buf)) return host_->all_reduce_async(buf, n, t, op);
-    return issue([&] { LT_NCCL(ncclAllReduce(buf, buf, n, nccl_type(t), nccl_op(op), comm_, stream_)); });
+    return issue("all_reduce", [&] { LT_NCCL(ncclAllReduce(buf, buf, n, nccl_type(t), nccl_op(op), comm_, stream_)); });
   }
   void all_reduce(double* v, int64_t n, ReduceOp op) override { host_->all_reduce(v, n, op); }
   Handle reduce_scatter_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t, ReduceOp op) override {
     if (!on_device(recv) && !on_device(send)) return host_->reduce_scatter_async(send, recv, counts, t, op);
-    return issue([&] {
+    return issue("reduce_scatter", [&] {
       if (equal(counts)) return LT_NCCL(ncclReduceScatter(send, recv, counts[0], nccl_type(t), nccl_op(op), comm_, stream_));
       // Unequal chunks (a bucket across ZeRO-1 shard boundaries): one reduce to each chunk's owner.
       LT_NCCL(ncclGroupStart());
@@ -109,7 +110,7 @@ class NcclCommunicator final : public Communicator {
   }
   Handle all_gather_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t) override {
     if (!on_device(recv)) return host_->all_gather_async(send, recv, counts, t);
-    return issue([&] {
+    return issue("all_gather", [&] {
       if (equal(counts)) return LT_NCCL(ncclAllGather(send, recv, counts[0], nccl_type(t), comm_, stream_));
       LT_NCCL(ncclGroupStart());  // each rank's chunk broadcast from it
       int64_t at = 0;
@@ -123,12 +124,12 @@ class NcclCommunicator final : public Communicator {
   }
   void broadcast(void* buf, int64_t n, DType t, int root) override {
     if (!on_device(buf)) return host_->broadcast(buf, n, t, root);
-    issue([&] { LT_NCCL(ncclBroadcast(buf, buf, n, nccl_type(t), root, comm_, stream_)); }).wait();
+    issue("broadcast", [&] { LT_NCCL(ncclBroadcast(buf, buf, n, nccl_type(t), root, comm_, stream_)); }).wait();
   }
   Handle send_recv_async(const std::vector<Transfer>& transfers) override {
     if (transfers.empty()) return {};
     if (!on_device(transfers.front().buf)) return host_->send_recv_async(transfers);
-    return issue([&] {
+    return issue("send_recv", [&] {
       LT_NCCL(ncclGroupStart());  // issued together: no ordering deadlock between the pairs
       for (const Transfer& x : transfers) {
         if (x.kind == Transfer::Send)
@@ -150,13 +151,16 @@ class NcclCommunicator final : public Communicator {
 
  private:
   template <typename Enqueue>
-  Handle issue(Enqueue enqueue) {
+  Handle issue(const char* what, Enqueue enqueue) {
     cudaEvent_t ready = nullptr, done = nullptr;
     LT_CUDA_CALL(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
     LT_CUDA_CALL(cudaEventRecord(ready, compute_));  // the inputs, as the compute stream wrote them
     LT_CUDA_CALL(cudaStreamWaitEvent(stream_, ready, 0));
     cudaEventDestroy(ready);
+    trace::DeviceTimeline* timeline = trace::device_timeline();  // the collective on its stream's row
+    const int begin = timeline ? timeline->mark(stream_) : -1;
     enqueue();
+    if (timeline) trace::device_event(what, "comm", row_, begin, timeline->mark(stream_));
     LT_CUDA_CALL(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     LT_CUDA_CALL(cudaEventRecord(done, stream_));
     return Handle(std::make_unique<NcclWork>(done, compute_));
@@ -165,6 +169,8 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t compute_;
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
+  std::string row_ = "stream comm " + std::to_string(++groups_made_);  // its row in a trace
+  static inline int groups_made_ = 0;
 };
 
 }  // namespace

@@ -237,7 +237,7 @@ StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<int64_t>& traced = cfg_.logging.trace_steps;
   const bool tracing = !cfg_.logging.trace_file.empty() && std::find(traced.begin(), traced.end(), step_ + 1) != traced.end();
-  if (tracing) trace::start(step_ + 1, grid_->world());
+  if (tracing) trace::start(step_ + 1, grid_->world(), cfg_.train.device == "cuda");
   const double exposed0 = grid_->comm_stats().exposed_us;
   const trace::Span step_span("step", "step " + std::to_string(step_ + 1));
   const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length, M = cfg_.train.grad_accum_steps;

@@ -19,7 +19,8 @@ double now_us();  // steady clock, microseconds (the time base of every event)
 bool recording();
 // Starts recording for `step` (the events' args.step); the first start aligns this rank's time
 // origin with the others' (a barrier over `world`), so one file shows every rank on one axis.
-void start(int64_t step, Communicator& world);
+// device_streams: also record the spans on the device's own streams (train.device=cuda).
+void start(int64_t step, Communicator& world, bool device_streams = false);
 void stop();
 
 // Numbers and strings an event carries in args (group, bytes, layer, micro_batch, ...).
@@ -31,6 +32,21 @@ struct Arg {
 using Args = std::vector<Arg>;
 inline Arg arg(std::string key, double v) { return {std::move(key), "", v}; }
 inline Arg arg(std::string key, std::string v) { return {std::move(key), std::move(v), 0}; }
+
+// A device's own timeline: marks (events) recorded on its streams, turned into times when the
+// trace is written. The CUDA backend provides one while it lives (the GPU's events, or the
+// emulated device's); `stream` is the runtime's handle (nullptr: the compute stream).
+class DeviceTimeline {
+ public:
+  virtual ~DeviceTimeline() = default;
+  virtual int mark(void* stream) = 0;  // an event recorded on `stream` now; its id
+  // Every mark's time, in now_us() time, by id (it waits for the device); then forgets them.
+  virtual std::vector<double> resolve() = 0;
+};
+void set_device_timeline(DeviceTimeline* timeline);
+DeviceTimeline* device_timeline();  // while recording device streams; nullptr otherwise
+// A span on a device stream's row ("stream compute", "stream comm 1"), between two marks.
+void device_event(std::string name, const char* category, const std::string& row, int begin, int end, Args args = {});
 
 // One complete event on row `row` ("compute", "comm dp", ...) over [t0, t1] (now_us() time).
 void event(std::string name, const char* category, const std::string& row, double t0, double t1, Args args = {});
@@ -49,6 +65,7 @@ class Span {
   std::string name_;
   Args args_;
   double t0_ = 0;
+  int device_mark_ = -1;  // the span's start on the device's compute stream, when recording it
 };
 
 // Writes what was recorded and clears it. Collective over `world`: one file holding every rank

@@ -31,6 +31,34 @@ if [ -n "$mpiexec" ]; then
   check "emulated CUDA tp 2 x pp 2 matches one emulated process within 26 * 2^-8" \
     'paste <(echo "$one") <(echo "$grid") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
   echo "one process: $(echo $one) | tp2 x pp2: $(echo $grid)"
+  # Overlap on and off on the emulated device (its NCCL stand-in poisons a collective's output
+  # until the wait): pp 2 x dp 2 with 2 micro-batches, the losses in the metrics JSONL (every
+  # digit) bit for bit, and none NaN.
+  work=$(mktemp -d)
+  for mode in on off; do
+    flag=true; [ "$mode" = off ] && flag=false
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 "$mpiexec" -np 4 --oversubscribe "$emu_bin" train \
+      "$config" "${small[@]}" --set parallel.pipeline_parallel=2 --set train.grad_accum_steps=2 --set parallel.bucket_size_mb=0.2 \
+      --set parallel.overlap_grad_reduce=$flag --set parallel.overlap_param_gather=$flag \
+      --set logging.metrics_file="$work/$mode.jsonl" --set logging.trace_file="$work/trace_$mode.json" --set logging.trace_steps=2 \
+      >"$work/$mode.out" 2>&1
+  done
+  on=$(grep -o '"loss":[^,]*' "$work/on.jsonl" 2>/dev/null) off=$(grep -o '"loss":[^,]*' "$work/off.jsonl" 2>/dev/null)
+  check "emulated CUDA pp 2 x dp 2: overlap on and off give bit-identical losses" \
+    '[ "$(echo "$on" | wc -l)" -eq 3 ] && [ "$on" = "$off" ] && ! echo "$on" | grep -qi nan'
+  echo "overlap on: $(echo $on) | off: $(echo $off)"
+  # The trace of the device's streams: spans on "stream compute" and on a group's "stream comm N"
+  # row (from the device's events), next to the host's rows; the whole file valid.
+  check "the emulated device's trace validates and has compute and comm stream rows" \
+    '/usr/bin/python3 "$(dirname "$0")/../tools/check_trace.py" "$work/trace_on.json" --ranks 4 >/dev/null &&
+     /usr/bin/python3 -c "
+import json, sys
+ev = json.load(open(sys.argv[1]))[\"traceEvents\"]
+rows = {(e[\"pid\"], e[\"tid\"]): e[\"args\"][\"name\"] for e in ev if e[\"name\"] == \"thread_name\"}
+used = {rows[(e[\"pid\"], e[\"tid\"])] for e in ev if e[\"ph\"] == \"X\"}
+sys.exit(not (\"stream compute\" in used and any(r.startswith(\"stream comm \") for r in used)))" "$work/trace_on.json"'
+
+  rm -rf "$work"
 fi
 echo "cpu losses: $(echo $cpu)"
 echo "cuda losses: $(echo $emu)"
