@@ -2,7 +2,10 @@
 # Communication/computation overlap across two simulated nodes (scripts/sim_hosts.sh: network
 # namespaces on this machine, links shaped by tbf; needs root). For dp=2 (one rank per node) and
 # tp2 x dp2 (the TP pair inside a node, DP across the link), at each link speed and two compute
-# sizes (the tests/e2e/tiny_synthetic.yaml model at micro-batch MB and 4 x MB), it runs a compute
+# sizes (the tests/e2e/tiny_synthetic.yaml model with LAYERS layers, at micro-batch MB and 4 x MB;
+# with its 2 layers, half of the gradients are final only at the end of the backward and half of
+# the parameters are needed before the first layer, so at most ~40% of the traffic could hide;
+# with 8, one layer's bucket and gather are the tail: 1/8 of each), it runs a compute
 # run, overlap off and overlap on back to back (the order reversed every other repetition) and
 # prints per (link, size):
 #   compute   an off run on unshaped links (the same ranks on the same nodes) next to the row's
@@ -21,18 +24,19 @@
 #
 #   benchmarks/overlap.sh                                  # about 6 minutes on 2 cores
 #   REPEATS=3 RATES="25mbit 100mbit" LAYOUTS=dp2 benchmarks/overlap.sh
-# Environment: REPEATS (2), STEPS (6), RATES ("50mbit 100mbit 200mbit 400mbit"), MICRO_BATCH (16),
+# Environment: REPEATS (2), STEPS (6), RATES ("100mbit 200mbit 400mbit 800mbit"), LAYERS (8), MICRO_BATCH (16),
 # LAYOUTS ("dp2 tp2dp2"), BUCKET_MB (passed as parallel.bucket_size_mb when set), MPIRUN_ARGS
 # (extra mpirun arguments, e.g. Open MPI coll_tuned choices), LLAMATRON_BIN (build/llamatron; it is
 # copied at start, so a rebuild during the benchmark does not mix binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-REPEATS=${REPEATS:-2} STEPS=${STEPS:-6} RATES=${RATES:-"50mbit 100mbit 200mbit 400mbit"}
+REPEATS=${REPEATS:-2} STEPS=${STEPS:-6} RATES=${RATES:-"100mbit 200mbit 400mbit 800mbit"} LAYERS=${LAYERS:-8}
 MICRO_BATCH=${MICRO_BATCH:-16} LAYOUTS=${LAYOUTS:-"dp2 tp2dp2"}
 bin=$(realpath -m "${LLAMATRON_BIN:-build/llamatron}")
 cfg=$PWD/tests/e2e/tiny_synthetic.yaml
 [[ -x $bin ]] || { echo "overlap.sh: $bin not found: build first (scripts/build.sh)" >&2; exit 1; }
+[[ $LAYERS =~ ^[1-9][0-9]*$ ]] || { echo "overlap.sh: LAYERS must be a positive integer" >&2; exit 1; }
 ((STEPS >= 2 && REPEATS >= 1)) || { echo "overlap.sh: STEPS must be >= 2 and REPEATS >= 1" >&2; exit 1; }
 for layout in $LAYOUTS; do
   [[ $layout == dp2 || $layout == tp2dp2 ]] || { echo "overlap.sh: unknown layout '$layout' (dp2, tp2dp2)" >&2; exit 1; }
@@ -92,14 +96,15 @@ planner_prediction() {  # LAYOUT MICRO_BATCH RATE COMPUTE_MS
   local layout=$1 mb=$2 rate=$3 compute=$4 gpus=2 shape=1,1,2 per_node=1
   [[ $layout == dp2 ]] || gpus=4 shape=2,1,2 per_node=2
   [[ -n $compute ]] || return 0
-  awk -v mb="$mb" -v c="$compute" -v r="$rate" -v per="$per_node" -v tp="${shape%%,*}" 'BEGIN {
-      P = 434816; L = 2; C = 128; T = 64                       # tests/e2e/tiny_synthetic.yaml
+  awk -v mb="$mb" -v c="$compute" -v r="$rate" -v per="$per_node" -v tp="${shape%%,*}" -v L="$LAYERS" 'BEGIN {
+      C = 128; T = 64                                            # tests/e2e/tiny_synthetic.yaml:
+      P = L * 184576 + 65664   # per layer 4 attention + 3 MLP matrices + 2 norms; embedding, head, norm
       flops = mb * T * (6 * P + 12 * L * C * T) / tp             # one rank of the layout, one step
       bits = r + 0; u = tolower(r); sub(/^[0-9.]+/, "", u)
       bits *= (u == "gbit") ? 1e9 : (u == "kbit") ? 1e3 : (u == "bit") ? 1 : 1e6
       printf "%.6g %.6g\n", flops / (c / 1e3) / 1e12, bits / 8 / 1e9 / per }' | {
     read -r tflops gbs
-    "$bin" plan "$root/tests/e2e/tiny_synthetic.yaml" --set train.micro_batch_size="$mb" --gpus "$gpus" --layout "$shape" \
+    "$bin" plan "$root/tests/e2e/tiny_synthetic.yaml" --set train.micro_batch_size="$mb" --set model.n_layers="$LAYERS" --gpus "$gpus" --layout "$shape" \
       --tflops "$tflops" --gemm-efficiency 1 --network-gbps "$gbs" --gpus-per-node "$per_node" "${switches_on[@]}" 2>/dev/null |
       awk '!done && $1 == 1 && $2 ~ /^[0-9]+$/ { printf "%.1f\n", $23 * 1000; done = 1 }'
   }
@@ -134,7 +139,7 @@ run_once() {
   # Not in a subshell: bash would hold a TERM until the subshell ended, and the teardown with it.
   # shellcheck disable=SC2086  # MPIRUN_ARGS: words on purpose
   if ! sim_hosts_mpirun --timeout 600 -np "$np" --map-by "ppr:$tp:node" --bind-to none -x OMP_NUM_THREADS=1 "${nccl_env[@]}" \
-    ${MPIRUN_ARGS:-} "$work/llamatron" train "$cfg" --set parallel.tensor_parallel="$tp" --set parallel.data_parallel=2 \
+    ${MPIRUN_ARGS:-} "$work/llamatron" train "$cfg" --set model.n_layers="$LAYERS" --set parallel.tensor_parallel="$tp" --set parallel.data_parallel=2 \
     --set train.steps="$STEPS" --set train.threads=1 --set train.micro_batch_size="$mb" --set logging.log_every=1 \
     --set logging.log_comm=true --set logging.progress=never --set logging.metrics_file="$m" "${sw[@]}" >"$log" 2>&1; then
     echo "overlap.sh: run failed ($layout, micro-batch $mb, row $rate, $mode run); the end of its output:" >&2
@@ -181,10 +186,10 @@ done
 # ---- the report ------------------------------------------------------------------------------------
 echo
 echo "overlap benchmark: $(nproc) cores, load average $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-echo "binary: $bin (built $bin_time, copied at start); model: tests/e2e/tiny_synthetic.yaml (434,816 parameters), seq 64"
+echo "binary: $bin (built $bin_time, copied at start); model: tests/e2e/tiny_synthetic.yaml at $LAYERS layers ($((LAYERS * 184576 + 65664)) parameters), seq 64"
 echo "overlap: $mode_note"
 if ((${#device[@]})); then echo "device: the GPUs (train.device=cuda, NCCL)"; else echo "device: CPU backend, Open MPI over TCP (no GPU here: no GPU figure)"; fi
-echo "links: two simulated hosts (lt-host-0, lt-host-1), tbf at the rate in each direction; $STEPS steps per run,"
+echo "links: two simulated hosts (lt-host-0, lt-host-1), tbf at the rate in each direction, MTU ${SIM_HOSTS_MTU:-9000}; $STEPS steps per run,"
 echo "       median of steps 2..$STEPS, median of $REPEATS repetition(s); times in ms"
 any_plan=0
 for layout in $LAYOUTS; do

@@ -106,6 +106,10 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
     for (const ParamSpec& sp : params_->specs())
       if (sp.name.rfind("model.layers." + std::to_string(l) + ".", 0) == 0) names.push_back(sp.name);
     layer_ranges_.push_back(range_of(names));
+    const std::string pre = "model.layers." + std::to_string(l) + ".";
+    mlp_ranges_.push_back(range_of({pre + "post_attention_layernorm.weight", pre + "mlp.gate_proj.weight", pre + "mlp.up_proj.weight",
+                                    pre + "mlp.down_proj.weight"}));
+    LT_CHECK(mlp_ranges_.back().hi == layer_ranges_.back().hi, "a layer's MLP parameters must end its flat range");
   }
   const int64_t half = cfg_.head_dim() / 2;
   Tensor cos = Tensor::empty({cfg_.max_seq_len, half}, DType::F32), sin = Tensor::empty({cfg_.max_seq_len, half}, DType::F32);
@@ -361,6 +365,7 @@ void LlamaModel::backward_stage(int i, bool last_micro_batch) {
     ops::linear_bwd_weight(g.dgate_up, x.xn2, w.wgate_up.g);
     tp_reduce(g.dxn);  // column-parallel gate/up: the conjugate all-reduce
     ops::rmsnorm_bwd(g.dxn, x.mid, w.mlp_norm.w, x.rstd2, g.dres, w.mlp_norm.g, true);
+    final_from(mlp_ranges_[l].lo);  // its buckets communicate under the attention's backward
     // attention block
     if (recompute_ == Recompute::Selective) ops::rmsnorm_fwd(x.in, w.attn_norm.w, eps, x.xn1, x.rstd1);
     ops::linear_bwd_data(g.dres, w.wo.w, g.datt, false);

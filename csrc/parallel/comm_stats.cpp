@@ -51,8 +51,10 @@ class CountingCommunicator final : public Communicator {
     inner_->all_reduce(v, n, op);
     const double t1 = trace::now_us();
     stats_->exposed_us += t1 - t0;
-    if (trace::recording() && size() > 1)
+    if (trace::recording() && size() > 1) {  // blocking: issue to completion is all wait
       trace::event(name_ + ".all_reduce", "comm", "comm " + name_, t0, t1, {trace::arg("group", name_), trace::arg("bytes", bytes)});
+      trace::event("wait " + name_ + ".all_reduce", "wait", "compute", t0, t1, {trace::arg("group", name_)});
+    }
   }
   Handle reduce_scatter_async(const void* send, void* recv, const std::vector<int64_t>& counts, DType t, ReduceOp op) override {
     const double total = static_cast<double>(std::accumulate(counts.begin(), counts.end(), int64_t{0}));

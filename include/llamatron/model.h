@@ -149,6 +149,7 @@ class LlamaModel {
   std::function<void(int64_t, int64_t)> params_needed_;
   Range embed_range_, head_range_;  // the embedding's; the final norm's and head's
   std::vector<Range> layer_ranges_;
+  std::vector<Range> mlp_ranges_;  // each layer's MLP half: the top of its range, final before its attention's backward
   bool kv_reduced_ = false;  // the last backward summed the replicated KV gradients already
   int64_t block_q_ = 128, block_k_ = 128;
   Recompute recompute_ = Recompute::None;

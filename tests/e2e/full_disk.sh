@@ -113,6 +113,7 @@ if [[ -n $MPIEXEC ]]; then
     elif (( RC != 0 )) && ! grep -q "^llamatron: error: .*No space left on device\|^llamatron: error: .*rank 1 failed" "$ERR"; then
       fail "$name" "$(describe_rc) without a clean error: $(head -c 300 "$ERR")"
     elif (( RC != 0 )) && grep -q "internal error" "$ERR"; then fail "$name" "an internal error: $(head -c 300 "$ERR")"
+    elif [[ -n $(crash_sign "$ERR") ]]; then fail "$name" "a rank crashed: $(crash_sign "$ERR")"
     elif [[ -e $DISK/ckpt/latest ]] && [[ -n $(latest_problem) ]]; then fail "$name: latest is complete" "$(latest_problem)"
     else pass "$name: exit $RC, no hang$( [[ -e $DISK/ckpt/latest ]] && echo ", latest names a complete checkpoint")"
     fi

@@ -49,6 +49,13 @@ describe_rc() {
 # Prints lines of stdout that are not spdlog log lines ("[HH:MM:SS] ...").
 stray_stdout() { grep -Ev '^\[[0-9]{2}:[0-9]{2}:[0-9]{2}\] ' "$OUT" | head -3; }
 
+# crash_sign FILE: the first line of FILE that shows a process died rather than exited (an uncaught
+# exception, a signal, Open MPI's report of one); nothing when there is none. Under mpirun the job's
+# status stays non-zero either way, so an error test must look for these too.
+crash_sign() {
+  grep -m1 -E 'terminate called|Process received signal|exited on signal|Segmentation fault|core dumped|AddressSanitizer' "$1"
+}
+
 core_files() { compgen -G "$RUN_DIR/core*" | head -3; }
 
 # Prints why the last run is not a clean user error naming KEYWORD; prints nothing if it is one.

@@ -9,9 +9,7 @@ BIN=$1 MPIEXEC=$2
 rm -rf "$3" && mkdir -p "$3" || exit 2
 W=$(cd "$3" && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL - $1: $2"; }
+source "$(dirname "$0")/lib.sh"
 
 cat >"$W/base.yaml" <<'YAML'
 model: {vocab_size: 100, dim: 64, n_layers: 4, n_heads: 4, n_kv_heads: 2, ffn_dim: 96, max_seq_len: 16}
@@ -33,6 +31,7 @@ expect_layout_error() {
   elif (( errors != 1 )); then fail "$name" "$errors 'llamatron: error:' lines, expected 1: $(head -c 400 "$W/err")"
   elif ! grep '^llamatron: error: ' "$W/err" | grep -qF -- "$keyword"; then fail "$name" "the error does not mention '$keyword': $(grep '^llamatron: error: ' "$W/err")"
   elif grep -q 'internal error' "$W/err"; then fail "$name" "an internal error: $(head -c 400 "$W/err")"
+  elif [[ -n $(crash_sign "$W/err") ]]; then fail "$name" "a rank crashed after the error: $(crash_sign "$W/err")"
   else pass "$name"
   fi
 }
