@@ -26,7 +26,8 @@
 #   REPEATS=3 RATES="25mbit 100mbit" LAYOUTS=dp2 benchmarks/overlap.sh
 # Environment: REPEATS (2), STEPS (6), RATES ("100mbit 200mbit 400mbit 800mbit"), LAYERS (8), MICRO_BATCH (16),
 # LAYOUTS ("dp2 tp2dp2"), BUCKET_MB (passed as parallel.bucket_size_mb when set), MPIRUN_ARGS
-# (extra mpirun arguments, e.g. Open MPI coll_tuned choices), LLAMATRON_BIN (build/llamatron; it is
+# (extra mpirun arguments, e.g. Open MPI coll_tuned choices), SETS (config overrides for every run
+# and the planner, e.g. SETS="parallel.grad_reduce_dtype=bf16"), LLAMATRON_BIN (build/llamatron; it is
 # copied at start, so a rebuild during the benchmark does not mix binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +64,8 @@ has_key() {
 has_key parallel.overlap_grad_reduce=true && have_grad=1 || have_grad=0
 has_key parallel.overlap_param_gather=true && have_param=1 || have_param=0
 has_key parallel.bucket_size_mb=0 && have_bucket=1 || have_bucket=0
-switches_on=() switches_off=()
+switches_on=() switches_off=() extra_sets=()
+for kv in ${SETS:-}; do extra_sets+=(--set "$kv"); done
 if ((have_grad)); then
   switches_on+=(--set parallel.overlap_grad_reduce=true) switches_off+=(--set parallel.overlap_grad_reduce=false)
   mode_note="on = parallel.overlap_grad_reduce=true"
@@ -105,7 +107,7 @@ planner_prediction() {  # LAYOUT MICRO_BATCH RATE COMPUTE_MS
       printf "%.6g %.6g\n", flops / (c / 1e3) / 1e12, bits / 8 / 1e9 / per }' | {
     read -r tflops gbs
     "$bin" plan "$root/tests/e2e/tiny_synthetic.yaml" --set train.micro_batch_size="$mb" --set model.n_layers="$LAYERS" --gpus "$gpus" --layout "$shape" \
-      --tflops "$tflops" --gemm-efficiency 1 --network-gbps "$gbs" --gpus-per-node "$per_node" "${switches_on[@]}" 2>/dev/null |
+      --tflops "$tflops" --gemm-efficiency 1 --network-gbps "$gbs" --gpus-per-node "$per_node" "${switches_on[@]}" "${extra_sets[@]}" 2>/dev/null |
       awk '!done && $1 == 1 && $2 ~ /^[0-9]+$/ { printf "%.1f\n", $23 * 1000; done = 1 }'
   }
 }
@@ -141,7 +143,7 @@ run_once() {
   if ! sim_hosts_mpirun --timeout 600 -np "$np" --map-by "ppr:$tp:node" --bind-to none -x OMP_NUM_THREADS=1 "${nccl_env[@]}" \
     ${MPIRUN_ARGS:-} "$work/llamatron" train "$cfg" --set model.n_layers="$LAYERS" --set parallel.tensor_parallel="$tp" --set parallel.data_parallel=2 \
     --set train.steps="$STEPS" --set train.threads=1 --set train.micro_batch_size="$mb" --set logging.log_every=1 \
-    --set logging.log_comm=true --set logging.progress=never --set logging.metrics_file="$m" "${sw[@]}" >"$log" 2>&1; then
+    --set logging.log_comm=true --set logging.progress=never --set logging.metrics_file="$m" "${sw[@]}" "${extra_sets[@]}" >"$log" 2>&1; then
     echo "overlap.sh: run failed ($layout, micro-batch $mb, row $rate, $mode run); the end of its output:" >&2
     tail -15 "$log" >&2
     exit 1
@@ -187,7 +189,7 @@ done
 echo
 echo "overlap benchmark: $(nproc) cores, load average $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "binary: $bin (built $bin_time, copied at start); model: tests/e2e/tiny_synthetic.yaml at $LAYERS layers ($((LAYERS * 184576 + 65664)) parameters), seq 64"
-echo "overlap: $mode_note"
+echo "overlap: $mode_note${SETS:+; every run: $SETS}"
 if ((${#device[@]})); then echo "device: the GPUs (train.device=cuda, NCCL)"; else echo "device: CPU backend, Open MPI over TCP (no GPU here: no GPU figure)"; fi
 echo "links: two simulated hosts (lt-host-0, lt-host-1), tbf at the rate in each direction, MTU ${SIM_HOSTS_MTU:-9000}; $STEPS steps per run,"
 echo "       median of steps 2..$STEPS, median of $REPEATS repetition(s); times in ms"
