@@ -64,8 +64,8 @@ double now_us() {
 bool recording() { return recorder().on; }
 
 void start(int64_t step, Communicator& world, bool device_streams) {
-  recorder().device_streams = device_streams;
   Recorder& r = recorder();
+  r.device_streams = device_streams;
   if (!r.aligned) {
     world.barrier();  // every rank leaves it at about the same moment: a common time origin
     r.origin_us = now_us();

@@ -102,11 +102,11 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
   if (shard.first_stage()) embed_range_ = range_of({"model.embed_tokens.weight"});
   if (shard.last_stage()) head_range_ = range_of({"model.norm.weight", cfg_.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"});
   for (int64_t l = shard.first_layer(cfg_); l < shard.last_layer(cfg_); ++l) {
+    const std::string pre = "model.layers." + std::to_string(l) + ".";
     std::vector<std::string> names;
     for (const ParamSpec& sp : params_->specs())
-      if (sp.name.rfind("model.layers." + std::to_string(l) + ".", 0) == 0) names.push_back(sp.name);
+      if (sp.name.rfind(pre, 0) == 0) names.push_back(sp.name);
     layer_ranges_.push_back(range_of(names));
-    const std::string pre = "model.layers." + std::to_string(l) + ".";
     mlp_ranges_.push_back(range_of({pre + "post_attention_layernorm.weight", pre + "mlp.gate_proj.weight", pre + "mlp.up_proj.weight",
                                     pre + "mlp.down_proj.weight"}));
     LT_CHECK(mlp_ranges_.back().hi == layer_ranges_.back().hi, "a layer's MLP parameters must end its flat range");
