@@ -108,7 +108,7 @@ planner_prediction() {  # LAYOUT MICRO_BATCH RATE COMPUTE_MS
     read -r tflops gbs
     "$bin" plan "$root/tests/e2e/tiny_synthetic.yaml" --set train.micro_batch_size="$mb" --set model.n_layers="$LAYERS" --gpus "$gpus" --layout "$shape" \
       --tflops "$tflops" --gemm-efficiency 1 --network-gbps "$gbs" --gpus-per-node "$per_node" "${switches_on[@]}" "${extra_sets[@]}" 2>/dev/null |
-      awk '!done && $1 == 1 && $2 ~ /^[0-9]+$/ { printf "%.1f\n", $23 * 1000; done = 1 }'
+      awk '!done && $1 == 1 && $2 ~ /^[0-9]+$/ { printf "%.1f\n", $25 * 1000; done = 1 }'
   }
 }
 

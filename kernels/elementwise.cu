@@ -1,5 +1,5 @@
 // Elementwise kernels: SwiGLU (on the fused [gate | up] rows) forward and backward, RoPE in place,
-// residual add, fp32 -> bf16 cast. Grid-stride loops, fp32 math, bf16 storage, 128-bit accesses
+// residual add, fp32 -> bf16 cast, the block transpose of sequence parallelism. Grid-stride loops, fp32 math, bf16 storage, 128-bit accesses
 // where alignment allows (with a scalar tail).
 // CPU references: csrc/ops/cpu/swiglu.cpp, rope.cpp, elementwise.cpp.
 #include "kernels/common.cuh"
@@ -106,6 +106,20 @@ __global__ void widen_kernel(const bf16* src, float* dst, int64_t n, bool vec) {
   });
 }
 
+// dst [b, a, k] from src [a, b, k] (the first two dimensions swapped; k % 8 == 0 for `vec`, so a
+// run of 8 never crosses a block). A copy: bit-exact.
+__global__ void transpose_blocks_kernel(const bf16* src, bf16* dst, int64_t a, int64_t b, int64_t k, bool vec) {
+  grid_stride_vec8(a * b * k, vec, [&](int64_t i, int n) {
+    const int64_t e = i % k, block = i / k, ia = block % a, ib = block / a;  // dst block (ib, ia) is src block (ia, ib)
+    const bf16* from = src + (ia * b + ib) * k + e;
+    if (n == 8) {
+      as_vec<Bf16x8>(dst + i) = as_vec<Bf16x8>(from);
+    } else {
+      dst[i] = from[0];
+    }
+  });
+}
+
 bool aligned(const void* a, const void* b, const void* c = nullptr) {
   return (reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) | reinterpret_cast<uintptr_t>(c)) % 16 == 0;
 }
@@ -131,6 +145,10 @@ void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int o
          static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), theta, b, t, h, d, offset, 1.0f);
 }
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(LT_KERNEL(add_kernel), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
+void transpose_blocks(const bf16* src, bf16* dst, int64_t a, int64_t b, int64_t k, cudaStream_t s) {
+  launch(LT_KERNEL(transpose_blocks_kernel), elementwise_grid(a * b * k), dim3(kElementwiseThreads), 0, s, src, dst, a, b, k,
+         k % 8 == 0 && aligned(src, dst));
+}
 void cast_to_bf16(const float* src, bf16* dst, int64_t n, cudaStream_t s) {
   launch(LT_KERNEL(cast_kernel), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, src, dst, n, aligned(src, dst));
 }

@@ -139,9 +139,11 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   log_resolved_config(trainer.config(), grid.rank() == 0);
   spdlog::info("model: {} | precision {} | device {} | {} thread(s) | recompute {}", describe(cfg.model), cfg.train.precision,
                cfg.train.device, omp_get_max_threads(), cfg.train.recompute);
-  spdlog::info("layout: {} process(es) = tensor_parallel {} x pipeline_parallel {} x data_parallel {} | optimizer state "
+  spdlog::info("layout: {} process(es) = tensor_parallel {}{} x pipeline_parallel {}{} x data_parallel {} | optimizer state "
                "{:.1f} MiB per rank (fp32 master, m, v of a 1/{} ZeRO-1 shard)",
-               grid.world().size(), grid.tp(), grid.pp(), grid.dp(),
+               grid.world().size(), grid.tp(), cfg.parallel.sequence_parallel && grid.tp() > 1 ? " (sequence parallel)" : "", grid.pp(),
+               cfg.parallel.virtual_pipeline > 1 ? fmt::format(" ({} chunks each, interleaved 1F1B)", cfg.parallel.virtual_pipeline) : "",
+               grid.dp(),
                12.0 * static_cast<double>(trainer.optimizer().shard().size()) / (1 << 20), grid.dp());
   spdlog::info("data: {}", trainer.data().describe());
   if (trainer.validation()) spdlog::info("validation: {}", trainer.validation()->describe());

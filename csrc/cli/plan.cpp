@@ -51,7 +51,7 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
   std::printf("Estimates, not measurements: GEMMs at %.0f%% of peak, collectives at link speed (ZeRO-1's partly hidden "
               "by overlap), %.1f GiB per GPU reserved for the CUDA context and workspaces (docs/planner.md).\n\n",
               100 * o.gemm_efficiency, o.reserve_gib);
-  std::printf("rank  tp pp  dp  mb    M  recompute   GiB/GPU = weights + grads + optim + activ +  comm + other   fits  "
+  std::printf("rank  tp pp  v  dp  sp  mb    M  recompute   GiB/GPU = weights + grads + optim + activ +  comm + other   fits  "
               "bubble  step s   MFU  Mtok/day    days     cost  DP comm s (exposed)\n");
   const auto gib = [](double b) { return b / (1 << 30); };
   int fitting = 0;
@@ -59,18 +59,26 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
   for (int i = 0; i < static_cast<int>(plans.size()) && i < top; ++i) {
     const LayoutPlan& l = plans[i];
     const MemoryPlan& m = l.memory;
-    std::printf("%4d %3d %2d %3d %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  "
+    std::printf("%4d %3d %2d %2d %3d %3s %3lld %4lld  %-9s %9.1f = %7.1f + %5.1f + %5.1f + %5.1f + %5.1f + %5.1f   %-4s  %5.1f%%  %6.2f  "
                 "%4.1f%%  %8.0f  %6.3g  %7s  %.3g (%.3g)\n",
-                i + 1, l.tp, l.pp, l.dp, static_cast<long long>(l.micro_batch), static_cast<long long>(l.micro_batches),
+                i + 1, l.tp, l.pp, l.virtual_pipeline, l.dp, l.sequence_parallel ? "on" : "-", static_cast<long long>(l.micro_batch), static_cast<long long>(l.micro_batches),
                 l.recompute.c_str(), gib(m.total()) + o.reserve_gib, gib(m.weights), gib(m.grads), gib(m.optimizer),
                 gib(m.activations), gib(m.comm), gib(m.workspace) + o.reserve_gib, l.fits ? "yes" : "NO", 100 * l.bubble, l.step_s,
                 100 * l.mfu, l.tokens_per_day / 1e6, l.days < 10 ? l.days : std::round(l.days),
                 money(l.cost_usd).c_str(), l.dp_comm_s, l.exposed_dp_comm_s);
   }
+  if (o.dp > 0) {  // one layout: its fullest rank in the units and categories of the training log's memory line
+    const auto mib = [](double b) { return b / (1 << 20); };
+    const MemoryPlan& m = first.memory;
+    std::printf("\nmemory (fullest rank, MiB, planned): weights %.1f | grads %.1f | optimizer %.1f | activations %.1f | workspace %.1f | "
+                "comm %.1f | total %.1f\n",
+                mib(m.weights), mib(m.grads), mib(m.optimizer), mib(m.activations), mib(m.workspace), mib(m.comm), mib(m.total()));
+  }
   std::printf("\n%zu layouts, %d fit; %s\n", plans.size(), fitting,
               fitting ? fmt::format("recommended: parallel.tensor_parallel={} parallel.pipeline_parallel={} parallel.data_parallel={} "
-                                    "train.micro_batch_size={} train.recompute={}",
-                                    first.tp, first.pp, first.dp, first.micro_batch, first.recompute).c_str()
+                                    "parallel.virtual_pipeline={} parallel.sequence_parallel={} train.micro_batch_size={} train.recompute={}",
+                                    first.tp, first.pp, first.dp, first.virtual_pipeline, first.sequence_parallel, first.micro_batch,
+                                    first.recompute).c_str()
                       : "none fits: more GPUs, a larger GPU, or a smaller global batch / sequence");
   return fitting ? 0 : 1;
 }

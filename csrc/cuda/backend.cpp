@@ -196,6 +196,9 @@ void CudaBackend::cross_entropy_shard_grad(const Tensor& logits, const Tensor& t
 }
 
 void CudaBackend::add_inplace(const Tensor& y, const Tensor& x) { kernels::add_inplace(bf_mut(y), bf(x), y.numel(), cs(stream_)); }
+void CudaBackend::transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b) {
+  kernels::transpose_blocks(bf(src), bf_mut(dst), a, b, src.numel() / (a * b), cs(stream_));
+}
 
 void CudaBackend::cast(const Tensor& src, const Tensor& dst) {
   if (src.dtype() == DType::F32) return kernels::cast_to_bf16(f32(src), bf_mut(dst), src.numel(), cs(stream_));

@@ -58,6 +58,7 @@ class CudaBackend final : public DeviceBackend {
   void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
                                 int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) override;
   void add_inplace(const Tensor& y, const Tensor& x) override;
+  void transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b) override;
   void cast(const Tensor& src, const Tensor& dst) override;
   double sum_squares(const Tensor& x_f32) override;
   void adamw(const Tensor& master, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& param,

@@ -57,10 +57,15 @@ struct LlamaModel::Activations {
 // the residual-stream gradient: it arrives from the next stage and leaves as this stage's input_grad.
 // On a pipeline stage the residual gradient is double-buffered (dres_sent): the input_grad of one
 // backward can still be on its way to the previous stage while the next backward's arrives.
+// With sequence parallelism dres is this rank's positions ([B*T/tp, C]) and dxn the whole
+// sequence's partial sums, reduce-scattered into dxn_local; seq_full holds whole sequences
+// gathered from chunks (0: gradients, and the forward's partial sums; 1: normed inputs), and
+// seq_stage the same in the collectives' chunk order (B > 1).
 struct LlamaModel::Scratch {
   int64_t batch = 0, seq = 0;  // the micro-batch shape it was made for (attention tensors are [B, T, ...])
   Tensor dres, dxn, datt, dq, dk, dv, dact, dgate_up;
   Tensor dres_sent;  // pp > 1: the last backward's input_grad
+  Tensor dxn_local, seq_full[2], seq_stage[2];  // sequence parallelism
   LayerTensors work;  // the tensors recomputation does not keep, shared by all layers
 };
 
@@ -68,6 +73,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
     : cfg_(cfg), shard_(shard), dtype_(dtype), device_(device) {
   cfg_.validate();
   LT_CHECK(shard.tp == 1 || shard.tp_group != nullptr, "a tensor-parallel model needs its TP group");
+  sp_ = shard.sequence_parallel && shard.tp > 1;
   if (shard.pp > 1 && cfg_.tie_embeddings)
     throw Error("model.tie_embeddings with parallel.pipeline_parallel > 1 is not supported yet (the embedding and the head "
                 "live on different stages): set model.tie_embeddings=false or parallel.pipeline_parallel=1");
@@ -90,7 +96,10 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
     w_->final_norm = p("model.norm.weight");
     w_->head = cfg_.tie_embeddings ? w_->embed : p("lm_head.weight");
   }
-  for (int64_t l = shard.first_layer(cfg_); l < shard.last_layer(cfg_); ++l) {
+  layer_ids_ = shard.layer_ids(cfg_);
+  chunk_begin_ = {0};
+  for (int c = 0; c < shard.chunks; ++c) chunk_begin_.push_back(chunk_begin_.back() + shard.last_layer(cfg_, c) - shard.first_layer(cfg_, c));
+  for (const int64_t l : layer_ids_) {
     const std::string pre = "model.layers." + std::to_string(l) + ".";
     w_->layers.push_back({p(pre + "input_layernorm.weight"), p(pre + "self_attn.q_proj.weight"),
                           p(pre + "self_attn.k_proj.weight"), p(pre + "self_attn.v_proj.weight"),
@@ -101,7 +110,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
   }
   if (shard.first_stage()) embed_range_ = range_of({"model.embed_tokens.weight"});
   if (shard.last_stage()) head_range_ = range_of({"model.norm.weight", cfg_.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"});
-  for (int64_t l = shard.first_layer(cfg_); l < shard.last_layer(cfg_); ++l) {
+  for (const int64_t l : layer_ids_) {
     const std::string pre = "model.layers." + std::to_string(l) + ".";
     std::vector<std::string> names;
     for (const ParamSpec& sp : params_->specs())
@@ -143,10 +152,6 @@ void LlamaModel::init_weights(uint64_t seed) {
   params_->sync_params_from_master();
 }
 
-void LlamaModel::tp_reduce(const Tensor& x) const {
-  if (shard_.tp > 1) tp_all_reduce(*shard_.tp_group, x);
-}
-
 LlamaModel::Range LlamaModel::range_of(const std::vector<std::string>& names) const {
   Range r{params_->numel(), 0};
   for (const std::string& n : names) {
@@ -156,6 +161,24 @@ LlamaModel::Range LlamaModel::range_of(const std::vector<std::string>& names) co
   return r;
 }
 
+SeqGather LlamaModel::whole_sequence(const Tensor& local, int buf) const {
+  if (!sp_) return SeqGather{Handle(), Tensor(), local};
+  const Scratch& g = *scratch_;
+  return seq_all_gather(*shard_.tp_group, local, g.seq_full[buf], g.seq_stage[buf], g.batch);
+}
+
+const Tensor& LlamaModel::partial_for(const Tensor& out) const { return sp_ ? scratch_->seq_full[0] : out; }
+
+Handle LlamaModel::sum_partial(const Tensor& partial, const Tensor& out) const {
+  if (sp_) return seq_reduce_scatter(*shard_.tp_group, partial, out, scratch_->seq_stage[0], scratch_->batch);
+  if (shard_.tp == 1) return Handle();
+  return shard_.tp_group->all_reduce_async(out.raw(), out.numel(), out.dtype(), ReduceOp::Sum);
+}
+
+void LlamaModel::sum_norm_over_tp(const Tensor& grad) const {
+  if (sp_) shard_.tp_group->all_reduce(grad.raw(), grad.numel(), DType::F32, ReduceOp::Sum);
+}
+
 void LlamaModel::reduce_kv_replicas(size_t l) const {
   if (!kv_replicas_ || kv_replicas_->size() == 1) return;
   const auto& w = w_->layers[l];
@@ -163,9 +186,15 @@ void LlamaModel::reduce_kv_replicas(size_t l) const {
 }
 
 void LlamaModel::finish_gradients() {
-  if (!kv_reduced_)  // a last_micro_batch backward sums them layer by layer, as each becomes final
-    for (size_t l = 0; l < w_->layers.size(); ++l) reduce_kv_replicas(l);
-  kv_reduced_ = false;
+  if (!replicas_summed_) {  // a last_micro_batch backward sums them part by part, as each becomes final
+    if (shard_.last_stage()) sum_norm_over_tp(w_->final_norm.g);
+    for (size_t l = 0; l < w_->layers.size(); ++l) {
+      sum_norm_over_tp(w_->layers[l].mlp_norm.g);
+      sum_norm_over_tp(w_->layers[l].attn_norm.g);
+      reduce_kv_replicas(l);
+    }
+  }
+  replicas_summed_ = false;
 }
 
 double LlamaModel::forward_backward(const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale) {
@@ -186,24 +215,30 @@ void LlamaModel::set_recompute(Recompute mode) {
   scratch_->batch = scratch_->seq = 0;
 }
 
-LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
-  if (static_cast<int>(slots_.size()) <= i) slots_.resize(i + 1);
-  Activations& a = slots_[i];
+LlamaModel::Activations& LlamaModel::slot(int chunk, int i, int64_t B, int64_t T) {
+  LT_CHECK(chunk >= 0 && chunk < shard_.chunks, "a chunk of this stage");
+  if (slots_.size() < static_cast<size_t>(shard_.chunks)) slots_.resize(shard_.chunks);
+  std::vector<Activations>& of_chunk = slots_[chunk];
+  if (static_cast<int>(of_chunk.size()) <= i) of_chunk.resize(i + 1);
+  Activations& a = of_chunk[i];
   if (a.batch == B && a.seq == T) return a;
   // (Re)allocate for this micro-batch shape, at this rank's widths: query/KV heads, FFN and
-  // vocabulary rows (all of them when tp == 1), and this stage's layers.
+  // vocabulary rows (all of them when tp == 1), and this stage's layers. With sequence parallelism
+  // the residual stream and the norms hold R = B*T/tp rows (this rank's positions), the rest B*T.
   const int64_t C = cfg_.dim, H = heads_, KV = kv_heads_, D = cfg_.head_dim(), F = ffn_, N = B * T;
+  LT_CHECK(!sp_ || T % shard_.tp == 0, "sequence parallelism splits the sequence into tp equal chunks");
+  const int64_t R = sp_ ? N / shard_.tp : N;
   const DType dt = dtype_;
   auto make = [&](const Shape& s, DType t) { return Tensor::empty(s, t, device_); };
   // A layer's tensors: its input, the cheap-to-recompute ones (norm outputs, SwiGLU product), the rest.
   const auto layer = [&](bool input, bool cheap, bool rest) {
     LayerTensors x;
-    if (input) x.in = make({N, C}, dt);
-    if (cheap) x.xn1 = make({N, C}, dt), x.xn2 = make({N, C}, dt), x.act = make({N, F}, dt);
+    if (input) x.in = make({R, C}, dt);
+    if (cheap) x.xn1 = make({R, C}, dt), x.xn2 = make({R, C}, dt), x.act = make({N, F}, dt);
     if (rest) {
-      x.rstd1 = make({N}, DType::F32), x.q = make({B, T, H, D}, dt), x.k = make({B, T, KV, D}, dt);
+      x.rstd1 = make({R}, DType::F32), x.q = make({B, T, H, D}, dt), x.k = make({B, T, KV, D}, dt);
       x.v = make({B, T, KV, D}, dt), x.att = make({B, T, H, D}, dt), x.lse = make({B, H, T}, DType::F32);
-      x.mid = make({N, C}, dt), x.rstd2 = make({N}, DType::F32), x.gate_up = make({N, 2 * F}, dt);
+      x.mid = make({R, C}, dt), x.rstd2 = make({R}, DType::F32), x.gate_up = make({N, 2 * F}, dt);
     }
     return x;
   };
@@ -212,8 +247,12 @@ LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
   if (g.batch != B || g.seq != T) {
     MemoryScope scope(MemCategory::Workspace);
     g.batch = B, g.seq = T;
-    g.dres = make({N, C}, dt), g.dxn = make({N, C}, dt), g.datt = make({N, H * D}, dt);
-    g.dres_sent = shard_.pp > 1 ? make({N, C}, dt) : Tensor();
+    g.dres = make({R, C}, dt), g.dxn = make({N, C}, dt), g.datt = make({N, H * D}, dt);
+    g.dres_sent = shard_.pp > 1 ? make({R, C}, dt) : Tensor();
+    if (sp_) {
+      g.dxn_local = make({R, C}, dt);
+      for (int b = 0; b < 2; ++b) g.seq_full[b] = make({N, C}, dt), g.seq_stage[b] = B > 1 ? make({N, C}, dt) : Tensor();
+    }
     g.dq = make({B, T, H, D}, dt), g.dk = make({B, T, KV, D}, dt), g.dv = make({B, T, KV, D}, dt);
     g.dact = make({N, F}, dt), g.dgate_up = make({N, 2 * F}, dt);
     g.work = layer(false, !keep_cheap, !keep_rest);
@@ -222,7 +261,7 @@ LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
   a = Activations{};
   a.batch = B, a.seq = T;
   a.ids = make({N}, DType::I32), a.targets = make({N}, DType::I32);
-  for (size_t l = 0; l < w_->layers.size(); ++l) {
+  for (int64_t l = chunk_begin_[chunk]; l < chunk_begin_[chunk + 1]; ++l) {
     LayerTensors x = layer(true, keep_cheap, keep_rest);
     const LayerTensors& w = g.work;
     if (!keep_cheap) x.xn1 = w.xn1, x.xn2 = w.xn2, x.act = w.act;
@@ -232,50 +271,52 @@ LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
     }
     a.layers.push_back(x);
   }
-  a.out = make({N, C}, dt);
-  if (shard_.last_stage()) a.rstd_f = make({N}, DType::F32), a.xn_f = make({N, C}, dt), a.logits = make({N, vocab_rows_}, dt);
+  a.out = make({R, C}, dt);
+  if (holds_head(chunk)) a.rstd_f = make({R}, DType::F32), a.xn_f = make({R, C}, dt), a.logits = make({N, vocab_rows_}, dt);
   return a;
 }
 
-const Tensor& LlamaModel::stage_input(int i, int64_t B, int64_t T) {
-  Activations& a = slot(i, B, T);
+const Tensor& LlamaModel::stage_input(int i, int64_t B, int64_t T, int chunk) {
+  Activations& a = slot(chunk, i, B, T);
   return a.layers.empty() ? a.out : a.layers[0].in;
 }
 
-const Tensor& LlamaModel::stage_output(int i) const { return slots_.at(i).out; }
+const Tensor& LlamaModel::stage_output(int i, int chunk) const { return slots_.at(chunk).at(i).out; }
 
 const Tensor& LlamaModel::input_grad() const { return scratch_->dres_sent.defined() ? scratch_->dres_sent : scratch_->dres; }
 
 const Tensor& LlamaModel::output_grad() const { return scratch_->dres; }
 
-// mid = in + o(attention(rope(q), rope(k), v)), q/k/v from rmsnorm(in).
+// mid = in + o(attention(rope(q), rope(k), v)), q/k/v from rmsnorm(in) (the whole sequence: with
+// sequence parallelism the norm runs on this rank's positions and is gathered).
 void LlamaModel::attention_block(const LayerTensors& x, const WeightsLayer& w) const {
   ops::rmsnorm_fwd(x.in, w.attn_norm.w, static_cast<float>(cfg_.norm_eps), x.xn1, x.rstd1);
-  ops::linear_fwd(x.xn1, w.wq.w, x.q);
-  ops::linear_fwd(x.xn1, w.wk.w, x.k);
-  ops::linear_fwd(x.xn1, w.wv.w, x.v);
+  const Tensor& xn1 = whole_sequence(x.xn1, 1).wait();
+  ops::linear_fwd(xn1, w.wq.w, x.q);
+  ops::linear_fwd(xn1, w.wk.w, x.k);
+  ops::linear_fwd(xn1, w.wv.w, x.v);
   ops::rope_fwd(x.q, rope_cos_, rope_sin_, 0);
   ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0);
   ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, block_q_, block_k_);
-  ops::linear_fwd(x.att, w.wo.w, x.mid);
-  tp_reduce(x.mid);  // row-parallel o: the heads' partial sums
+  ops::linear_fwd(x.att, w.wo.w, partial_for(x.mid));
+  sum_partial(partial_for(x.mid), x.mid).wait();  // row-parallel o: the heads' partial sums
   ops::add_inplace(x.mid, x.in);
 }
 
 // The MLP up to its down projection: act = silu(gate(xn2)) * up(xn2), gate and up as one GEMM.
 void LlamaModel::mlp_block_up(const LayerTensors& x, const WeightsLayer& w) const {
   ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, static_cast<float>(cfg_.norm_eps), x.xn2, x.rstd2);
-  ops::linear_fwd(x.xn2, w.wgate_up.w, x.gate_up);
+  ops::linear_fwd(whole_sequence(x.xn2, 1).wait(), w.wgate_up.w, x.gate_up);
   ops::swiglu_fwd(x.gate_up, x.act);
 }
 
-double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_t T, float loss_scale) {
+double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_t T, float loss_scale, int chunk) {
   if (T > cfg_.max_seq_len)
     throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
   const int64_t V = cfg_.vocab_size, N = B * T;
-  Activations& a = slot(i, B, T);
-  const Tensor& x0 = stage_input(i, B, T);  // filled by the previous stage unless this is the first
-  if (shard_.first_stage() || shard_.last_stage()) {
+  Activations& a = slot(chunk, i, B, T);
+  const Tensor& x0 = stage_input(i, B, T, chunk);  // filled by the previous stage unless this is the first
+  if (holds_embedding(chunk) || holds_head(chunk)) {
     Tensor ids_host = Tensor::empty({N}, DType::I32), targets_host = Tensor::empty({N}, DType::I32);
     int32_t* ids = ids_host.data<int32_t>();
     int32_t* tgt = targets_host.data<int32_t>();
@@ -293,30 +334,31 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
     a.targets.copy_from(targets_host);
   }
   const float eps = static_cast<float>(cfg_.norm_eps);
-  if (shard_.first_stage()) {
+  if (holds_embedding(chunk)) {
     need_params(embed_range_);
     const trace::Span span("forward", "forward embedding");
-    ops::embedding_fwd(a.ids, w_->embed.w, x0);
-    tp_reduce(x0);
+    ops::embedding_fwd(a.ids, w_->embed.w, partial_for(x0));
+    sum_partial(partial_for(x0), x0).wait();  // vocab-parallel: each rank's rows contribute
   }
-  for (size_t l = 0; l < w_->layers.size(); ++l) {
-    const LayerTensors& x = a.layers[l];
+  const int64_t begin = chunk_begin_[chunk], end = chunk_begin_[chunk + 1];
+  for (int64_t l = begin; l < end; ++l) {  // local layer l is a.layers[l - begin]
+    const LayerTensors& x = a.layers[l - begin];
     const auto& w = w_->layers[l];
-    const Tensor& out = l + 1 < w_->layers.size() ? a.layers[l + 1].in : a.out;
+    const Tensor& out = l + 1 < end ? a.layers[l + 1 - begin].in : a.out;
     need_params(layer_ranges_[l]);
-    const int64_t layer = shard_.first_layer(cfg_) + static_cast<int64_t>(l);
+    const int64_t layer = layer_ids_[l];
     const trace::Span span("forward", "forward L" + std::to_string(layer), {trace::arg("layer", static_cast<double>(layer))});
     attention_block(x, w);
     mlp_block_up(x, w);
-    ops::linear_fwd(x.act, w.wdown.w, out);
-    tp_reduce(out);  // row-parallel down
+    ops::linear_fwd(x.act, w.wdown.w, partial_for(out));
+    sum_partial(partial_for(out), out).wait();  // row-parallel down
     ops::add_inplace(out, x.mid);
   }
-  if (!shard_.last_stage()) return 0.0;  // a.out goes to the next stage
+  if (!holds_head(chunk)) return 0.0;  // a.out goes to the next stage
   need_params(head_range_);
   const trace::Span span("forward", "forward head and loss");
   ops::rmsnorm_fwd(a.out, w_->final_norm.w, eps, a.xn_f, a.rstd_f);
-  ops::linear_fwd(a.xn_f, w_->head.w, a.logits);
+  ops::linear_fwd(whole_sequence(a.xn_f, 1).wait(), w_->head.w, a.logits);
   if (keep_logits_) {
     kept_logits_ = Tensor::empty(a.logits.shape(), a.logits.dtype());  // on the host
     kept_logits_.copy_from(a.logits);
@@ -327,27 +369,34 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
   return ops::cross_entropy_fwd_bwd(a.logits, a.targets, a.logits, loss_scale, kIgnoreIndex);
 }
 
-void LlamaModel::backward_stage(int i, bool last_micro_batch) {
-  Activations& a = slots_.at(i);
+void LlamaModel::backward_stage(int i, bool last_micro_batch, int chunk) {
+  Activations& a = slots_.at(chunk).at(i);
   Scratch& g = *scratch_;
   // On the last micro-batch, each part's gradients are final once its backward is done.
   const auto final_from = [&](int64_t offset) {
     if (last_micro_batch && grads_final_) grads_final_(offset);
   };
-  if (shard_.last_stage()) {  // head and final norm; otherwise g.dres holds the next stage's input_grad
+  // The sums over TP of an input gradient (dxn, the whole sequence's partial sums) run under the
+  // weight gradient that follows them; with sequence parallelism they land in this rank's rows.
+  const Tensor& dxn = sp_ ? g.dxn_local : g.dxn;
+  if (holds_head(chunk)) {  // head and final norm; otherwise g.dres holds the next stage's input_grad
     const trace::Span span("backward", "backward head");
+    SeqGather xn_f = whole_sequence(a.xn_f, 1);
     ops::linear_bwd_data(a.logits, w_->head.w, g.dxn, false);
-    ops::linear_bwd_weight(a.logits, a.xn_f, w_->head.g);
-    tp_reduce(g.dxn);  // vocab-parallel head: each rank's vocabulary rows contribute
-    ops::rmsnorm_bwd(g.dxn, a.out, w_->final_norm.w, a.rstd_f, g.dres, w_->final_norm.g, false);
+    Handle summed = sum_partial(g.dxn, dxn);  // vocab-parallel head: each rank's vocabulary rows contribute
+    ops::linear_bwd_weight(a.logits, xn_f.wait(), w_->head.g);
+    summed.wait();
+    ops::rmsnorm_bwd(dxn, a.out, w_->final_norm.w, a.rstd_f, g.dres, w_->final_norm.g, false);
+    if (last_micro_batch) sum_norm_over_tp(w_->final_norm.g);
     if (!cfg_.tie_embeddings) final_from(head_range_.lo);  // a tied head's gradient is the embedding's: final last
   }
   // g.dres now holds d(loss)/d(residual stream) and flows down through the layers.
   const float eps = static_cast<float>(cfg_.norm_eps);
-  for (int64_t l = static_cast<int64_t>(w_->layers.size()) - 1; l >= 0; --l) {
-    const LayerTensors& x = a.layers[l];
+  const int64_t begin = chunk_begin_[chunk];
+  for (int64_t l = chunk_begin_[chunk + 1] - 1; l >= begin; --l) {
+    const LayerTensors& x = a.layers[l - begin];
     const auto& w = w_->layers[l];
-    const int64_t layer = shard_.first_layer(cfg_) + l;
+    const int64_t layer = layer_ids_[l];
     const trace::Span span("backward", "backward L" + std::to_string(layer), {trace::arg("layer", static_cast<double>(layer))});
     // Recompute what the forward did not keep, with the same ops on the same inputs: bit-identical.
     if (recompute_ == Recompute::Full) {
@@ -357,19 +406,26 @@ void LlamaModel::backward_stage(int i, bool last_micro_batch) {
       ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, eps, x.xn2, x.rstd2);
       ops::swiglu_fwd(x.gate_up, x.act);
     }
-    // MLP block
-    ops::linear_bwd_data(g.dres, w.wdown.w, g.dact, false);
-    ops::linear_bwd_weight(g.dres, x.act, w.wdown.g);
+    // MLP block (with sequence parallelism: the residual gradient and xn2 gathered, xn2 under the
+    // down projection's backward)
+    SeqGather dy = whole_sequence(g.dres, 0), xn2 = whole_sequence(x.xn2, 1);
+    const Tensor& dres_mlp = dy.wait();
+    ops::linear_bwd_data(dres_mlp, w.wdown.w, g.dact, false);
+    ops::linear_bwd_weight(dres_mlp, x.act, w.wdown.g);
     ops::swiglu_bwd(g.dact, x.gate_up, g.dgate_up);
     ops::linear_bwd_data(g.dgate_up, w.wgate_up.w, g.dxn, false);
-    ops::linear_bwd_weight(g.dgate_up, x.xn2, w.wgate_up.g);
-    tp_reduce(g.dxn);  // column-parallel gate/up: the conjugate all-reduce
-    ops::rmsnorm_bwd(g.dxn, x.mid, w.mlp_norm.w, x.rstd2, g.dres, w.mlp_norm.g, true);
+    Handle mlp_summed = sum_partial(g.dxn, dxn);  // column-parallel gate/up: the conjugate sum
+    ops::linear_bwd_weight(g.dgate_up, xn2.wait(), w.wgate_up.g);
+    mlp_summed.wait();
+    ops::rmsnorm_bwd(dxn, x.mid, w.mlp_norm.w, x.rstd2, g.dres, w.mlp_norm.g, true);
+    if (last_micro_batch) sum_norm_over_tp(w.mlp_norm.g);
     final_from(mlp_ranges_[l].lo);  // its buckets communicate under the attention's backward
     // attention block
     if (recompute_ == Recompute::Selective) ops::rmsnorm_fwd(x.in, w.attn_norm.w, eps, x.xn1, x.rstd1);
-    ops::linear_bwd_data(g.dres, w.wo.w, g.datt, false);
-    ops::linear_bwd_weight(g.dres, x.att, w.wo.g);
+    SeqGather dz = whole_sequence(g.dres, 0), xn1 = whole_sequence(x.xn1, 1);
+    const Tensor& dres_att = dz.wait();
+    ops::linear_bwd_data(dres_att, w.wo.w, g.datt, false);
+    ops::linear_bwd_weight(dres_att, x.att, w.wo.g);
     Tensor datt4 = g.datt.reshape(x.att.shape());
     ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, g.dq, g.dk, g.dv, block_q_, block_k_);
     ops::rope_bwd(g.dq, rope_cos_, rope_sin_, 0);
@@ -377,20 +433,22 @@ void LlamaModel::backward_stage(int i, bool last_micro_batch) {
     ops::linear_bwd_data(g.dq, w.wq.w, g.dxn, false);
     ops::linear_bwd_data(g.dk, w.wk.w, g.dxn, true);
     ops::linear_bwd_data(g.dv, w.wv.w, g.dxn, true);
-    ops::linear_bwd_weight(g.dq, x.xn1, w.wq.g);
-    ops::linear_bwd_weight(g.dk, x.xn1, w.wk.g);
-    ops::linear_bwd_weight(g.dv, x.xn1, w.wv.g);
-    tp_reduce(g.dxn);  // column-parallel q, k, v
-    ops::rmsnorm_bwd(g.dxn, x.in, w.attn_norm.w, x.rstd1, g.dres, w.attn_norm.g, true);
-    if (last_micro_batch) reduce_kv_replicas(static_cast<size_t>(l));
+    Handle att_summed = sum_partial(g.dxn, dxn);  // column-parallel q, k, v
+    const Tensor& xn1_all = xn1.wait();
+    ops::linear_bwd_weight(g.dq, xn1_all, w.wq.g);
+    ops::linear_bwd_weight(g.dk, xn1_all, w.wk.g);
+    ops::linear_bwd_weight(g.dv, xn1_all, w.wv.g);
+    att_summed.wait();
+    ops::rmsnorm_bwd(dxn, x.in, w.attn_norm.w, x.rstd1, g.dres, w.attn_norm.g, true);
+    if (last_micro_batch) sum_norm_over_tp(w.attn_norm.g), reduce_kv_replicas(static_cast<size_t>(l));
     final_from(layer_ranges_[l].lo);
   }
-  kv_reduced_ = last_micro_batch;
-  if (shard_.first_stage()) {
+  if (chunk == 0) replicas_summed_ = last_micro_batch;  // chunk 0's is the step's final backward on this stage
+  if (holds_embedding(chunk)) {
     const trace::Span span("backward", "backward embedding");
-    ops::embedding_bwd(a.ids, g.dres, w_->embed.g);  // else g.dres is input_grad()
+    ops::embedding_bwd(a.ids, whole_sequence(g.dres, 0).wait(), w_->embed.g);  // else g.dres is input_grad()
   }
-  final_from(0);  // everything of this stage
+  final_from(chunk == 0 ? 0 : layer_ranges_[begin].lo);  // everything of this chunk (and of the chunks after it)
   if (g.dres_sent.defined()) std::swap(g.dres, g.dres_sent);  // the next backward's gradient arrives in the other buffer
 }
 

@@ -30,7 +30,7 @@ std::vector<ParamSpec> llama_param_specs(const ModelConfig& c, const ModelShard&
   };
   std::vector<ParamSpec> s;
   if (sh.first_stage()) s.push_back(rows("model.embed_tokens.weight", {c.vocab_size, C}, Vl, r * Vl, true));
-  for (int64_t l = sh.first_layer(c); l < sh.last_layer(c); ++l) {
+  for (const int64_t l : sh.layer_ids(c)) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     s.push_back(whole(p + "input_layernorm.weight", {C}, true, false));
     s.push_back(rows(p + "self_attn.q_proj.weight", {c.n_heads * D, C}, Hl * D, r * Hl * D));

@@ -292,4 +292,13 @@ void add_inplace(const Tensor& y, const Tensor& x) {
   });
 }
 
+void transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b) {
+  OpTimer timer_("transpose_blocks");
+  DeviceBackend* be = backend_of({&src, &dst});
+  same_dtype(src, dst, "transpose_blocks src/dst");
+  LT_CHECK(src.numel() == dst.numel() && a > 0 && b > 0 && src.numel() % (a * b) == 0, "transpose_blocks shapes");
+  if (be) return be->transpose_blocks(src, dst, a, b);
+  cpu::transpose_blocks(src.raw(), dst.raw(), a, b, src.numel() / (a * b) * static_cast<int64_t>(dtype_size(src.dtype())));
+}
+
 }  // namespace llamatron::ops

@@ -11,21 +11,45 @@ std::map<std::string, double> step_comm_bytes(const RunConfig& c, const RankPosi
   const bool first = at.pp_rank == 0, last = at.pp_rank == at.pp - 1;
   double layers = static_cast<double>(c.model.n_layers / at.pp);
   if (!c.parallel.pipeline_layers.empty()) layers = static_cast<double>(c.parallel.pipeline_layers[at.pp_rank]);
-  if (at.tp > 1) {
+  const bool full_recompute = c.train.recompute == "full";
+  const bool sp = c.parallel.sequence_parallel && at.tp > 1;
+  if (at.tp > 1 && !sp) {
     // Per micro-batch: after o and down (forward) and after q/k/v and gate/up (backward) in every
     // layer; the embedding (first stage) and the head's input gradient (last stage); the
     // vocab-parallel loss: a max of N floats and one sum of 2N floats.
     // Full recomputation re-runs each layer's attention block in the backward: one more (after o).
-    const double per_layer = c.train.recompute == "full" ? 5 : 4;
+    const double per_layer = full_recompute ? 5 : 4;
     const double activations = per_layer * layers + (first ? 1 : 0) + (last ? 1 : 0);
     out["tp.all_reduce"] = M * ring(at.tp) * (activations * N * C * act + (last ? 3 * N * 4 : 0));
-    if (at.tp > c.model.n_kv_heads) {  // replicated KV heads: k and v gradients summed over the replicas
-      const int replicas = at.tp / static_cast<int>(c.model.n_kv_heads);
-      if (replicas > 1) out["tp.sub.all_reduce"] = ring(replicas) * layers * 2 * D * C * 4;
-    }
+  }
+  if (sp) {
+    // Sequence parallelism, per micro-batch, each collective (t - 1) / t of N x C: a layer's forward
+    // gathers xn1 and xn2 and reduce-scatters after o and down; its backward gathers the residual
+    // gradient twice, xn2 and xn1 again (for the weight gradients), and reduce-scatters the input
+    // gradients of gate/up and q/k/v; full recomputation adds its forward's 2 gathers and the
+    // reduce-scatter after o. The embedding: a reduce-scatter, and a gather of its gradient; the
+    // head: a gather of xn_f in the forward and again in the backward, a reduce-scatter of dxn.
+    // All-reduces: the loss's (as without SP) and, once a step, the norm weights' gradients.
+    const double chunk = (at.tp - 1.0) / at.tp * N * C * act;
+    const double gathers = (6 + (full_recompute ? 2 : 0)) * layers + (first ? 1 : 0) + (last ? 2 : 0);
+    const double scatters = (4 + (full_recompute ? 1 : 0)) * layers + (first ? 1 : 0) + (last ? 1 : 0);
+    out["tp.all_gather"] = M * gathers * chunk;
+    out["tp.reduce_scatter"] = M * scatters * chunk;
+    out["tp.all_reduce"] = ring(at.tp) * ((last ? M * 3 * N * 4 : 0) + (2 * layers + (last ? 1 : 0)) * C * 4);
+  }
+  if (at.tp > 1 && at.tp > c.model.n_kv_heads) {  // replicated KV heads: k and v gradients summed over the replicas
+    const int replicas = at.tp / static_cast<int>(c.model.n_kv_heads);
+    if (replicas > 1) out["tp.sub.all_reduce"] = ring(replicas) * layers * 2 * D * C * 4;
   }
   if (at.pp > 1) {
-    out["pp.send"] = M * N * C * act * ((last ? 0 : 1) + (first ? 0 : 1));  // activations on, gradients back
+    // Activations on and gradients back, per chunk of the stage (virtual stage k * pp + pp_rank of
+    // pp * v): all but the last virtual stage send on, all but the first send back. With SP each TP
+    // rank sends its part of the sequence.
+    const double rows = sp ? N / at.tp : N;
+    const int v = static_cast<int>(c.parallel.virtual_pipeline), stages = at.pp * v;
+    int transfers = 0;
+    for (int k = 0; k < v; ++k) transfers += (k * at.pp + at.pp_rank < stages - 1) + (k * at.pp + at.pp_rank > 0);
+    out["pp.send"] = M * rows * C * act * transfers;
     out["pp.all_reduce"] = ring(at.pp) * 8;                                  // the loss, from the last stage
   }
   if (at.dp > 1) {

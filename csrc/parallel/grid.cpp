@@ -28,6 +28,9 @@ ProcessGrid::ProcessGrid(Communicator& world, const ParallelConfig& layout,
   tp_group_ = group("tp", dp_rank() + dp_ * pp_rank(), tp_rank());
   dp_group_ = group("dp", tp_rank() + tp_ * pp_rank(), dp_rank());
   pp_group_ = group("pp", tp_rank() + tp_ * dp_rank(), pp_rank());
+  // The backward's gradients travel on a group of their own: each link of each group then carries
+  // one kind of message, in the same order at both ends, whatever interleaved 1F1B makes of it.
+  if (pp_ > 1) pp_grad_group_ = group("pp", tp_rank() + tp_ * dp_rank(), pp_rank());
   mp_group_ = group("mp", dp_rank(), tp_rank() + tp_ * pp_rank());
 }
 

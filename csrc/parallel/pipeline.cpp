@@ -1,9 +1,12 @@
 #include "llamatron/pipeline.h"
 
 #include <algorithm>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "llamatron/errors.h"
 #include "llamatron/trace.h"
 
 namespace llamatron {
@@ -11,84 +14,106 @@ namespace {
 
 using Transfer = Communicator::Transfer;
 
-// The stage's neighbours and the transfers of one exchange: only those that exist at this stage.
-struct Links {
-  Communicator& pp;
-  int stage, stages;
-  std::vector<Transfer> pending;
-  Links& recv_from_prev(const Tensor& t) { return add(stage > 0, Transfer::Recv, stage - 1, t); }
-  Links& send_to_next(const Tensor& t) { return add(stage + 1 < stages, Transfer::Send, stage + 1, t); }
-  Links& recv_from_next(const Tensor& t) { return add(stage + 1 < stages, Transfer::Recv, stage + 1, t); }
-  Links& send_to_prev(const Tensor& t) { return add(stage > 0, Transfer::Send, stage - 1, t); }
-  Handle start() {  // every transfer of this exchange in flight together; they complete together
-    Handle h = pending.empty() ? Handle() : pp.send_recv_async(pending);
-    pending.clear();
-    return h;
-  }
-  void exchange() { start().wait(); }
+Handle send_async(Communicator& group, int peer, const Tensor& t) {
+  return group.send_recv_async({{Transfer::Send, peer, t.raw(), t.numel(), t.dtype()}});
+}
+void receive(Communicator& group, int peer, const Tensor& t) {
+  group.send_recv_async({{Transfer::Recv, peer, t.raw(), t.numel(), t.dtype()}}).wait();
+}
 
- private:
-  Links& add(bool exists, Transfer::Kind kind, int peer, const Tensor& t) {
-    if (exists) pending.push_back({kind, peer, t.raw(), t.numel(), t.dtype()});
-    return *this;
-  }
-};
-
-trace::Args micro_batch(int64_t m) { return {trace::arg("micro_batch", static_cast<double>(m))}; }
+trace::Args op_args(const PipelineOp& op) {
+  return {trace::arg("micro_batch", static_cast<double>(op.micro_batch)), trace::arg("chunk", static_cast<double>(op.chunk))};
+}
 
 }  // namespace
 
-// Sends run under the compute that follows them: a stage's output is waited on before its slot's
-// next forward overwrites it, an input gradient before the backward after next (the model
-// double-buffers it). Receives are waited on when their data is needed, which in 1F1B is at once.
-double train_1f1b(LlamaModel& model, Communicator& pp, int64_t M, const std::function<const int32_t*(int64_t)>& tokens,
-                  int64_t B, int64_t T, float loss_scale) {
-  Links link{pp, pp.rank(), pp.size(), {}};
-  const int64_t warmup = std::min<int64_t>(pp.size() - pp.rank() - 1, M), steady = M - warmup;
-  // At most warmup + 1 micro-batches are in flight; micro-batch m lives in slot m % slots, which
-  // is free again by the time m + slots starts.
-  const int slots = static_cast<int>(warmup + 1);
-  const auto slot = [&](int64_t m) { return static_cast<int>(m % slots); };
-  std::vector<Handle> output_sent(slots);  // per slot: its output on the way to the next stage
-  Handle grad_sent;                         // the last input gradient on the way to the previous stage
+std::vector<PipelineOp> pipeline_schedule(int p, int stage, int v, int64_t M) {
+  LT_CHECK(p >= 1 && stage >= 0 && stage < p && v >= 1 && M >= 1 && (v == 1 || M % p == 0), "a pipeline schedule's shape");
+  const int64_t total = v * M, group = static_cast<int64_t>(p) * v;
+  const auto op = [&](int64_t k, bool forward) {
+    const int chunk = static_cast<int>(k % group / p);
+    return PipelineOp{forward, forward ? chunk : v - 1 - chunk, k / group * p + k % p};
+  };
+  const int64_t warmup = std::min<int64_t>(p - stage - 1 + static_cast<int64_t>(v - 1) * p, total);
+  std::vector<PipelineOp> ops;
+  for (int64_t k = 0; k < warmup; ++k) ops.push_back(op(k, true));
+  for (int64_t i = 0; i < total - warmup; ++i) ops.push_back(op(warmup + i, true)), ops.push_back(op(i, false));
+  for (int64_t i = total - warmup; i < total; ++i) ops.push_back(op(i, false));
+  return ops;
+}
+
+std::vector<int64_t> pipeline_slots(int p, int stage, int v, int64_t M) {
+  std::vector<int64_t> in_flight(v, 0), most(v, 0);
+  for (const PipelineOp& op : pipeline_schedule(p, stage, v, M)) {
+    in_flight[op.chunk] += op.forward ? 1 : -1;
+    most[op.chunk] = std::max(most[op.chunk], in_flight[op.chunk]);
+  }
+  return most;
+}
+
+// A forward's input arrives from the previous virtual stage (the previous rank, or for chunk c > 0
+// on stage 0 the last rank's chunk c - 1), its output leaves for the next; gradients the other way.
+// Activation slots: a chunk's micro-batch takes the lowest free one and frees it after its
+// backward, by which time the next stage has received its output (its gradient came back), so the
+// wait on that send before the slot is reused is over at once. The model double-buffers the
+// residual gradient, the buffers swapping at every backward: backward j receives into and
+// computes in buffer j % 2, so it first waits for the send that left from that buffer (backward
+// j - 2's, if that one sent: with chunks, some backwards of a stage send and others do not).
+double train_1f1b(LlamaModel& model, Communicator& pp, Communicator& pp_grads, int64_t M,
+                  const std::function<const int32_t*(int64_t)>& tokens, int64_t B, int64_t T, float loss_scale) {
+  const int p = pp.size(), r = pp.rank(), v = model.shard().chunks;
+  const int prev = (r - 1 + p) % p, next = (r + 1) % p, last = p * v - 1;
+  const std::vector<int64_t> slots = pipeline_slots(p, r, v, M);
+  std::vector<std::vector<Handle>> output_sent(v);  // per chunk and slot: its output on the way to the next stage
+  std::vector<std::vector<bool>> taken(v);
+  for (int c = 0; c < v; ++c) output_sent[c].resize(slots[c]), taken[c].assign(slots[c], false);
+  std::map<std::pair<int, int64_t>, int> slot_of;  // (chunk, micro-batch) in flight -> its slot
+  Handle grad_sent[2];                             // per gradient buffer: its input gradient on the way back
+  int64_t backwards = 0;
   double loss = 0;
-  const auto forward = [&](int64_t m) {
-    output_sent[slot(m)].wait();
-    const trace::Span span("forward", "forward mb " + std::to_string(m), micro_batch(m));
-    loss += model.forward_stage(slot(m), tokens(m), B, T, loss_scale);
-  };
-  const auto backward = [&](int64_t m) {
-    const trace::Span span("backward", "backward mb " + std::to_string(m), micro_batch(m));
-    model.backward_stage(slot(m), m == M - 1);
-    grad_sent = link.send_to_prev(model.input_grad()).start();  // waits for the one before (the other buffer)
-  };
-  for (int64_t m = 0; m < warmup; ++m) {
-    link.recv_from_prev(model.stage_input(slot(m), B, T)).exchange();
-    forward(m);
-    output_sent[slot(m)] = link.send_to_next(model.stage_output(slot(m))).start();
+  for (const PipelineOp& op : pipeline_schedule(p, r, v, M)) {
+    const int c = op.chunk, virtual_stage = c * p + r;
+    if (op.forward) {
+      const int s = static_cast<int>(std::find(taken[c].begin(), taken[c].end(), false) - taken[c].begin());
+      LT_CHECK(s < static_cast<int>(slots[c]), "the schedule needs no more slots than pipeline_slots counts");
+      taken[c][s] = true, slot_of[{c, op.micro_batch}] = s;
+      output_sent[c][s].wait();
+      if (virtual_stage > 0) receive(pp, prev, model.stage_input(s, B, T, c));
+      {
+        const trace::Span span("forward", "forward mb " + std::to_string(op.micro_batch) + (v > 1 ? " chunk " + std::to_string(c) : ""),
+                               op_args(op));
+        loss += model.forward_stage(s, tokens(op.micro_batch), B, T, loss_scale, c);
+      }
+      if (virtual_stage < last) output_sent[c][s] = send_async(pp, next, model.stage_output(s, c));
+    } else {
+      const int s = slot_of.at({c, op.micro_batch});
+      Handle& sent = grad_sent[backwards++ % 2];
+      sent.wait();
+      if (virtual_stage < last) receive(pp_grads, next, model.output_grad());
+      {
+        const trace::Span span("backward", "backward mb " + std::to_string(op.micro_batch) + (v > 1 ? " chunk " + std::to_string(c) : ""),
+                               op_args(op));
+        model.backward_stage(s, op.micro_batch == M - 1, c);
+      }
+      if (virtual_stage > 0) sent = send_async(pp_grads, prev, model.input_grad());
+      taken[c][s] = false, slot_of.erase({c, op.micro_batch});
+    }
   }
-  if (steady > 0) link.recv_from_prev(model.stage_input(slot(warmup), B, T)).exchange();
-  for (int64_t i = 0; i < steady; ++i) {
-    const int64_t f = warmup + i;  // forward micro-batch f, then the backward of micro-batch i
-    forward(f);
-    link.send_to_next(model.stage_output(slot(f))).recv_from_next(model.output_grad()).exchange();
-    backward(i);
-    if (i + 1 < steady) link.recv_from_prev(model.stage_input(slot(f + 1), B, T)).exchange();
-  }
-  for (int64_t m = steady; m < M; ++m) {  // cool-down: the warm-up micro-batches' backwards
-    link.recv_from_next(model.output_grad()).exchange();
-    backward(m);
-  }
-  for (Handle& h : output_sent) h.wait();
-  grad_sent.wait();
+  for (auto& chunk : output_sent)
+    for (Handle& h : chunk) h.wait();
+  for (Handle& h : grad_sent) h.wait();
   return loss;
 }
 
 double forward_pipeline(LlamaModel& model, Communicator& pp, const int32_t* tokens, int64_t B, int64_t T) {
-  Links link{pp, pp.rank(), pp.size(), {}};
-  link.recv_from_prev(model.stage_input(0, B, T)).exchange();
-  const double loss = model.forward_stage(0, tokens, B, T, 0.0f);  // scale 0: no gradient is used
-  link.send_to_next(model.stage_output(0)).exchange();
+  const int p = pp.size(), r = pp.rank(), v = model.shard().chunks;
+  double loss = 0;
+  for (int c = 0; c < v; ++c) {  // one micro-batch: stage after stage, chunk after chunk
+    const int virtual_stage = c * p + r;
+    if (virtual_stage > 0) receive(pp, (r - 1 + p) % p, model.stage_input(0, B, T, c));
+    loss += model.forward_stage(0, tokens, B, T, 0.0f, c);  // scale 0: no gradient is used
+    if (virtual_stage < p * v - 1) send_async(pp, (r + 1) % p, model.stage_output(0, c)).wait();
+  }
   return loss;
 }
 

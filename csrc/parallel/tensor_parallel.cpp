@@ -7,10 +7,6 @@
 
 namespace llamatron {
 
-void tp_all_reduce(Communicator& tp, const Tensor& x) {
-  if (tp.size() > 1) tp.all_reduce(x.raw(), x.numel(), x.dtype(), ReduceOp::Sum);
-}
-
 double vocab_parallel_cross_entropy(Communicator& tp, const Tensor& logits, const Tensor& targets, int64_t vocab_start,
                                     int64_t valid, float scale, int32_t ignore_index) {
   const int64_t n = targets.numel();

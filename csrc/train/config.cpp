@@ -117,8 +117,25 @@ void RunConfig::validate() const {
   need(model.n_kv_heads % tp == 0 || tp % model.n_kv_heads == 0,
        "model.n_kv_heads (" + std::to_string(model.n_kv_heads) + ") and parallel.tensor_parallel (" + std::to_string(tp) +
            ") must divide one another: KV heads are split (n_kv_heads % tp == 0) or replicated (tp % n_kv_heads == 0)");
+  need(!parallel.sequence_parallel || train.seq_length % tp == 0,
+       "train.seq_length (" + std::to_string(train.seq_length) + ") must be divisible by parallel.tensor_parallel (" + std::to_string(tp) +
+           ") with parallel.sequence_parallel: each tensor-parallel rank holds an equal chunk of the sequence; change one, or "
+           "set parallel.sequence_parallel=false");
   need(model.resolved_ffn_dim() % tp == 0, "the FFN width (" + std::to_string(model.resolved_ffn_dim()) +
                                                ") must be divisible by parallel.tensor_parallel (" + std::to_string(tp) + ")");
+  const int64_t v = parallel.virtual_pipeline;
+  need(v >= 1 && v <= ModelConfig::kMaxLayers, "parallel.virtual_pipeline must be >= 1 (model chunks per pipeline stage; 1: plain 1F1B)");
+  need(v == 1 || pp > 1, "parallel.virtual_pipeline (" + std::to_string(v) + ") needs parallel.pipeline_parallel > 1: chunks interleave "
+                         "over pipeline stages");
+  need(v == 1 || parallel.pipeline_layers.empty(), "parallel.pipeline_layers lists layers per stage for plain 1F1B: with "
+                                                  "parallel.virtual_pipeline > 1 the layers split evenly into pipeline_parallel x "
+                                                  "virtual_pipeline chunks; drop one of the two");
+  need(v == 1 || (pp <= model.n_layers && model.n_layers % (pp * v) == 0),
+       "model.n_layers (" + std::to_string(model.n_layers) + ") must be divisible by parallel.pipeline_parallel x parallel.virtual_pipeline (" +
+           std::to_string(pp) + " x " + std::to_string(v) + " = " + std::to_string(pp * v) + " chunks of equal layers)");
+  need(v == 1 || !train.grad_accum_given || train.grad_accum_steps % pp == 0,
+       "parallel.virtual_pipeline (" + std::to_string(v) + ") needs train.grad_accum_steps (" + std::to_string(train.grad_accum_steps) +
+           ") to be a multiple of parallel.pipeline_parallel (" + std::to_string(pp) + "): the interleaved schedule runs micro-batches in groups of pp");
   if (parallel.pipeline_layers.empty()) {
     need(model.n_layers % pp == 0, "model.n_layers (" + std::to_string(model.n_layers) + ") must be divisible by parallel.pipeline_parallel (" +
                                        std::to_string(pp) + "): each pipeline stage takes the same number of layers, or list "
@@ -284,9 +301,11 @@ const std::map<std::string, Field>& fields() {
       field("parallel.data_parallel", &R::parallel, &ParallelConfig::data_parallel),
       field("parallel.grad_reduce_dtype", &R::parallel, &ParallelConfig::grad_reduce_dtype),
       field("parallel.pipeline_layers", &R::parallel, &ParallelConfig::pipeline_layers),
+      field("parallel.virtual_pipeline", &R::parallel, &ParallelConfig::virtual_pipeline),
       field("parallel.overlap_grad_reduce", &R::parallel, &ParallelConfig::overlap_grad_reduce),
       field("parallel.overlap_param_gather", &R::parallel, &ParallelConfig::overlap_param_gather),
       field("parallel.bucket_size_mb", &R::parallel, &ParallelConfig::bucket_size_mb),
+      field("parallel.sequence_parallel", &R::parallel, &ParallelConfig::sequence_parallel),
       field("checkpoint.dir", &R::checkpoint, &CheckpointConfig::dir),
       field("checkpoint.every", &R::checkpoint, &CheckpointConfig::every),
       field("checkpoint.keep_last", &R::checkpoint, &CheckpointConfig::keep_last),

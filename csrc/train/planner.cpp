@@ -6,6 +6,7 @@
 #include "llamatron/errors.h"
 #include "llamatron/model.h"
 #include "llamatron/params.h"
+#include "llamatron/pipeline.h"
 #include "llamatron/tensor_parallel.h"
 #include "llamatron/zero1.h"
 
@@ -19,6 +20,7 @@ MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
   ModelShard shard;
   shard.zero_shards = dp, shard.tp = tp, shard.tp_rank = tp_rank, shard.pp = pp, shard.pp_rank = pp_rank;
   shard.stage_layers = c.parallel.pipeline_layers;
+  shard.chunks = static_cast<int>(c.parallel.virtual_pipeline);
   std::vector<ParamSpec> specs = llama_param_specs(m, shard);
   const double n = static_cast<double>(ParamStore::padded_numel(specs, dp)), part = n / static_cast<double>(dp);
   const bool bf16 = c.train.precision == "bf16";
@@ -37,19 +39,31 @@ MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
   const double H = static_cast<double>(m.n_heads / tp), KV = static_cast<double>(m.n_kv_heads % tp == 0 ? m.n_kv_heads / tp : 1);
   const double F = static_cast<double>(m.resolved_ffn_dim() / tp), V = static_cast<double>(padded_vocab(m.vocab_size, tp) / tp);
   const double N = static_cast<double>(c.train.micro_batch_size * c.train.seq_length);
-  const double layers = static_cast<double>(shard.last_layer(m) - shard.first_layer(m));
   const std::string& rc = c.train.recompute;
-  const double cheap = (2 * C + F) * e;                                       // xn1, xn2, act
-  const double rest = (2 * H * D + 2 * KV * D + C + 2 * F) * e + (H + 2) * 4;  // q k v att mid gate_up; lse, rstds
-  const double per_layer = C * e + (rc == "none" ? cheap : 0) + (rc == "full" ? 0 : rest);
+  // Sequence parallelism keeps the residual stream and the norms (in, xn1, mid, xn2, out, xn_f and
+  // the rstds) at 1/tp of the rows: s is their share.
+  const bool sp = c.parallel.sequence_parallel && tp > 1;
+  const double s = sp ? 1.0 / tp : 1.0;
+  const double cheap = 2 * C * e * s + F * e;                                             // xn1, xn2, act
+  const double rest = (2 * H * D + 2 * KV * D + 2 * F) * e + C * e * s + H * 4 + 2 * 4 * s;  // q k v att gate_up, mid; lse, rstds
+  const double per_layer = C * e * s + (rc == "none" ? cheap : 0) + (rc == "full" ? 0 : rest);
   const bool last = pp_rank == pp - 1;
-  const double per_slot = N * (2 * 4 + layers * per_layer + C * e + (last ? 4 + C * e + V * e : 0));
-  const int64_t M = c.train.grad_accum_steps;
-  const int64_t in_flight = pp == 1 ? 1 : std::min<int64_t>(std::min<int64_t>(pp - pp_rank - 1, M) + 1, M);
-  p.activations = static_cast<double>(in_flight) * per_slot;
+  // Per chunk (one with plain 1F1B): its slots (the micro-batches the schedule has in flight) of its
+  // layers, and the head's tensors in the last stage's last chunk.
+  const std::vector<int64_t> slots = pipeline_slots(pp, pp_rank, shard.chunks, c.train.grad_accum_steps);
+  for (int k = 0; k < shard.chunks; ++k) {
+    const double chunk_layers = static_cast<double>(shard.last_layer(m, k) - shard.first_layer(m, k));
+    const bool head = last && k == shard.chunks - 1;
+    const double per_slot = N * (2 * 4 + chunk_layers * per_layer + C * e * s + (head ? 4 * s + C * e * s + V * e : 0));
+    p.activations += static_cast<double>(slots[k]) * per_slot;
+  }
   // The backward's scratch, the tensors recomputation shares between layers, the RoPE tables.
-  // (A pipeline stage double-buffers the residual gradient: one more [N, C].)
-  p.workspace = N * ((2 * C + 2 * H * D + 2 * KV * D + 3 * F + (pp > 1 ? C : 0)) * e + (rc == "none" ? 0 : cheap) + (rc == "full" ? rest : 0)) +
+  // (A pipeline stage double-buffers the residual gradient: one more [N, C], or [N / tp, C] with
+  // SP, which also has its local input gradient, two whole-sequence buffers and, for more than one
+  // sequence per micro-batch, their two staging copies in the collectives' order.)
+  const double sp_buffers = sp ? (s + (c.train.micro_batch_size > 1 ? 4 : 2)) * C * e : 0;
+  p.workspace = N * ((C + C * s + 2 * H * D + 2 * KV * D + 3 * F + (pp > 1 ? C * s : 0)) * e + sp_buffers + (rc == "none" ? 0 : cheap) +
+                     (rc == "full" ? rest : 0)) +
                 static_cast<double>(m.max_seq_len) * D * 4;
   return p;
 }
@@ -100,23 +114,32 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
   const double layer_params = P - static_cast<double>(m.vocab_size) * C * (m.tie_embeddings ? 1 : 2);
   const double done_flops = model_flops + (l.recompute == "full" ? 2 * layer_params + 4 * L * C * T : 0);
   const double flops_per_s = o.gpu.bf16_tflops * 1e12 * o.gemm_efficiency;
-  // One micro-batch on one stage: its compute, its blocking TP all-reduces (4 per layer, 5 with full
-  // recomputation) over NVLink, and the activation / gradient hand-over to the next stage.
-  const double stage_layers = L / l.pp, ring_tp = 2.0 * (l.tp - 1) / l.tp;
+  // One micro-batch on one stage: its compute, its blocking TP collectives over NVLink, and the
+  // activation / gradient hand-over to the next stage. Without SP 4 all-reduces per layer (5 with
+  // full recomputation), 2 (t - 1) / t of [N, C] each; with SP 6 all-gathers and 4 reduce-scatters
+  // (8 and 5), (t - 1) / t each (comm_volume.cpp).
+  const double stage_layers = L / l.pp, share_tp = (l.tp - 1.0) / l.tp;
+  const bool sp = l.sequence_parallel && l.tp > 1, full = l.recompute == "full";
   double mb = N * done_flops / (l.tp * l.pp) / flops_per_s;
   // The memory-bound ops (norms, RoPE, SwiGLU, residual adds), forward and backward ~3 passes over
   // their tensors, plus selective recomputation's norm and SwiGLU re-runs; at HBM speed.
   const double H = static_cast<double>(m.n_heads), KV = static_cast<double>(m.n_kv_heads), D = static_cast<double>(m.head_dim());
   const double F = static_cast<double>(m.resolved_ffn_dim());
-  const double elementwise = 3 * (8 * C + 2 * (H + KV) * D + 3 * F) + (l.recompute == "selective" ? 4 * C + 3 * F : 0);
-  mb += N * stage_layers * elementwise * e / l.tp / (o.gpu.hbm_tbs * 1e12);
-  mb += (l.recompute == "full" ? 5 : 4) * stage_layers * N * C * e * ring_tp / (o.gpu.nvlink_gbs * 1e9);
+  // The C-wide ones (norms, residual adds) are replicated over TP unless sequence parallelism splits them.
+  const double selective = l.recompute == "selective";
+  const double wide = 3 * 8 * C + selective * 4 * C, split = 3 * (2 * (H + KV) * D + 3 * F) + selective * 3 * F;
+  mb += N * stage_layers * (wide / (sp ? l.tp : 1) + split / l.tp) * e / (o.gpu.hbm_tbs * 1e12);
+  const double tp_units = sp ? (full ? 13 : 10) : 2 * (full ? 5 : 4);
+  mb += tp_units * stage_layers * N * C * e * share_tp / (o.gpu.nvlink_gbs * 1e9);
   const int node = o.gpu.gpus_per_node;
   const auto link = [&](bool crosses_nodes) { return (crosses_nodes ? o.gpu.network_gbs : o.gpu.nvlink_gbs) * 1e9; };
-  if (l.pp > 1) mb += 2 * N * C * e / link(l.tp * l.dp >= node);  // stages are tp x dp ranks apart
-  // 1F1B: M micro-batches take M + pp - 1 slots; the first and last pp - 1 are the bubble.
-  l.bubble = (l.pp - 1.0) / (M + l.pp - 1.0);
-  double step = (M + l.pp - 1) * mb;
+  // Each chunk hands its activations on and its gradients back (stages are tp x dp ranks apart).
+  const double v = static_cast<double>(l.virtual_pipeline);
+  if (l.pp > 1) mb += 2 * v * N * C * e / (sp ? l.tp : 1) / link(l.tp * l.dp >= node);
+  // (Interleaved) 1F1B: M micro-batches of v chunks take v M + pp - 1 chunk-slots of mb / v each;
+  // the first and last pp - 1 are the bubble.
+  l.bubble = (l.pp - 1.0) / (v * M + l.pp - 1.0);
+  double step = (M + (l.pp - 1) / v) * mb;
   // ZeRO-1: the gradients reduce-scattered, the parameters all-gathered, over the DP group (tp ranks
   // apart), partly under the last micro-batch's backward and the first one's forward (~1/3 and
   // ~2/3 of its compute: the backward does twice the forward's FLOPs).
@@ -150,6 +173,26 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
   const int64_t global = base.train.global_batch_size > 0 ? base.train.global_batch_size
                                                           : base.train.micro_batch_size * base.train.grad_accum_steps * o.gpus;
   std::vector<LayoutPlan> out;
+  // One candidate: planned (the fullest stage decides), timed, kept.
+  const auto consider = [&](int tp, int pp, int dp, int64_t mb, const char* rc, bool sp, int v) {
+    RunConfig c = base;
+    c.parallel.tensor_parallel = tp, c.parallel.pipeline_parallel = pp, c.parallel.data_parallel = dp;
+    c.parallel.pipeline_layers.clear();
+    c.parallel.sequence_parallel = sp, c.parallel.virtual_pipeline = v;
+    c.train.micro_batch_size = mb, c.train.grad_accum_steps = global / (dp * mb), c.train.global_batch_size = 0;
+    c.train.recompute = rc;
+    LayoutPlan l;
+    l.tp = tp, l.pp = pp, l.dp = dp, l.micro_batch = mb, l.micro_batches = c.train.grad_accum_steps, l.recompute = rc;
+    l.sequence_parallel = sp, l.virtual_pipeline = v;
+    for (int r = 0; r < pp; ++r) {
+      const MemoryPlan s = plan_memory(c, r);
+      if (s.total() > l.memory.total()) l.memory = s;
+    }
+    l.fits = l.memory.total() / (1 << 30) + o.reserve_gib <= o.gpu.memory_gib;
+    estimate_time(c, o, l);
+    out.push_back(l);
+  };
+  const bool one = o.dp > 0;  // one layout: as configured
   for (int tp = 1; tp <= std::min(o.gpus, o.gpu.gpus_per_node); ++tp) {
     if (o.gpus % tp || m.n_heads % tp || (m.n_kv_heads % tp && tp % m.n_kv_heads) || m.resolved_ffn_dim() % tp) continue;
     if (o.tp > 0 && tp != o.tp) continue;
@@ -157,28 +200,24 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
       if ((o.gpus / tp) % pp || m.n_layers % pp || (pp > 1 && m.tie_embeddings)) continue;
       if (o.pp > 0 && pp != o.pp) continue;
       const int dp = o.gpus / (tp * pp);
-      if (o.dp > 0 && dp != o.dp) continue;
+      if (one && dp != o.dp) continue;
       if (global % dp) continue;
-      const std::vector<int64_t> sizes = o.dp > 0 ? std::vector<int64_t>{base.train.micro_batch_size} : std::vector<int64_t>{1, 2, 4, 8, 16};
+      const std::vector<int64_t> sizes = one ? std::vector<int64_t>{base.train.micro_batch_size} : std::vector<int64_t>{1, 2, 4, 8, 16};
       for (int64_t mb : sizes) {
         if ((global / dp) % mb) continue;
-        for (const char* rc : {"none", "selective", "full"}) {
-          if (o.dp > 0 && rc != base.train.recompute) continue;  // one layout: as configured
-          RunConfig c = base;
-          c.parallel.tensor_parallel = tp, c.parallel.pipeline_parallel = pp, c.parallel.data_parallel = dp;
-          c.parallel.pipeline_layers.clear();
-          c.train.micro_batch_size = mb, c.train.grad_accum_steps = global / (dp * mb), c.train.global_batch_size = 0;
-          c.train.recompute = rc;
-          LayoutPlan l;
-          l.tp = tp, l.pp = pp, l.dp = dp, l.micro_batch = mb, l.micro_batches = c.train.grad_accum_steps, l.recompute = rc;
-          for (int r = 0; r < pp; ++r) {  // the fullest stage decides
-            const MemoryPlan s = plan_memory(c, r);
-            if (s.total() > l.memory.total()) l.memory = s;
-          }
-          l.fits = l.memory.total() / (1 << 30) + o.reserve_gib <= o.gpu.memory_gib;
-          estimate_time(c, o, l);
-          out.push_back(l);
-        }
+        const int64_t M = global / (dp * mb);
+        for (const char* rc : {"none", "selective", "full"})
+          for (const bool sp : {false, true})
+            for (const int v : {1, 2, 4}) {
+              // Sequence parallelism needs TP and whole chunks of the sequence; interleaving needs
+              // stages, equal chunks of layers and micro-batches in groups of pp.
+              if (one && (rc != base.train.recompute || sp != (base.parallel.sequence_parallel && tp > 1) ||
+                          v != (pp > 1 ? base.parallel.virtual_pipeline : 1)))
+                continue;
+              if (sp && (tp == 1 || base.train.seq_length % tp)) continue;
+              if (v > 1 && (pp == 1 || m.n_layers % (pp * v) || M % pp)) continue;
+              consider(tp, pp, dp, mb, rc, sp, v);
+            }
       }
     }
   }

@@ -46,6 +46,10 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     cfg_.train.grad_accum_steps = global / per_micro;
   }
   cfg_.parallel.data_parallel = grid_->dp();  // resolved: the config logged and saved says what ran
+  if (const int64_t v = cfg_.parallel.virtual_pipeline, pp = grid_->pp(); v > 1 && cfg_.train.grad_accum_steps % pp != 0)
+    throw Error("parallel.virtual_pipeline (" + std::to_string(v) + ") needs a micro-batch count (train.grad_accum_steps, here " +
+                std::to_string(cfg_.train.grad_accum_steps) + ") that is a multiple of parallel.pipeline_parallel (" + std::to_string(pp) +
+                "): the interleaved schedule runs them in groups of pp");
   check_resources(cfg_, *grid_);  // before any large allocation
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   if (!cfg_.checkpoint.dir.empty()) dir_lock_ = std::make_unique<CheckpointDirLock>(cfg_.checkpoint.dir, grid_->world());
@@ -61,7 +65,8 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
                                         cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU,
                                         ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
-                                                   grid_->pp_rank(), cfg_.parallel.pipeline_layers});
+                                                   grid_->pp_rank(), cfg_.parallel.pipeline_layers,
+                                                   static_cast<int>(cfg_.parallel.virtual_pipeline), cfg_.parallel.sequence_parallel});
   model_->init_weights(cfg_.train.seed);
   model_->set_recompute(parse_recompute(cfg_.train.recompute));
   if (!cfg_.checkpoint.init_from.empty()) fail_together(all, "", [&] {  // hf:DIR: pretrained weights, a fresh optimizer
@@ -250,7 +255,8 @@ StepStats Trainer::step() {
   const float scale = static_cast<float>(inject_) * (counted > 0 ? 1.0f / static_cast<float>(counted) : 0.0f);
 
   model_->params().zero_grads();
-  double loss_sum = train_1f1b(*model_, grid_->pp_group(), M, [&](int64_t m) { return tokens_.data() + m * B * (T + 1); }, B, T, scale);
+  double loss_sum = train_1f1b(*model_, grid_->pp_group(), grid_->pp_grad_group(), M,
+                               [&](int64_t m) { return tokens_.data() + m * B * (T + 1); }, B, T, scale);
   model_->finish_gradients();
   grid_->pp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);  // the loss is the last stage's
   grid_->dp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);

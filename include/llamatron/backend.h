@@ -55,6 +55,7 @@ class DeviceBackend {
   virtual void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
                                         int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) = 0;
   virtual void add_inplace(const Tensor& y, const Tensor& x) = 0;
+  virtual void transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b) = 0;
 
   // The optimizer's pieces on flat buffers (csrc/train/optim.cpp): fp32 -> bf16 rounding, the
   // sum of squares of the gradients, and AdamW where element i decays with range_wd[r] for the

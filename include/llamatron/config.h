@@ -115,10 +115,16 @@ struct ParallelConfig {
   int64_t data_parallel = 0;  // 0: world size / (tensor_parallel * pipeline_parallel)
   std::string grad_reduce_dtype = "fp32";  // fp32 | bf16: the dtype of the DP gradient reduce-scatter
   std::vector<int64_t> pipeline_layers;    // layers per stage (sums to n_layers); empty: n_layers / pp each
+  // Interleaved 1F1B (Megatron's virtual pipeline): model chunks per pipeline stage, layers assigned
+  // round-robin over pp * virtual_pipeline equal groups; 1: plain 1F1B.
+  int64_t virtual_pipeline = 1;
   // Communication under computation (docs/parallelism.md, "Overlap"); on and off train identically.
   bool overlap_grad_reduce = true;   // a gradient bucket's DP reduce-scatter starts when the last backward finishes it
   bool overlap_param_gather = true;  // ZeRO-1's all-gather is waited on bucket by bucket in the next forward
   double bucket_size_mb = 0;         // MiB of fp32 gradients per bucket; 0: an eighth of the stage's, at most 25
+  // Megatron's sequence parallelism (tp > 1): norms and residuals hold seq_length / tensor_parallel
+  // positions per rank; all-gather / reduce-scatter replace the TP all-reduces (docs/parallelism.md).
+  bool sequence_parallel = false;
 };
 
 // Checkpoints (docs/formats.md): one directory per step under `dir`, written atomically.

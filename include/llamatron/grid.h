@@ -31,6 +31,8 @@ class ProcessGrid {
   Communicator& tp_group() const { return *tp_group_; }  // same (dp, pp): ordered by tp_rank
   Communicator& dp_group() const { return *dp_group_; }  // same (tp, pp): ordered by dp_rank
   Communicator& pp_group() const { return *pp_group_; }  // same (tp, dp): ordered by pp_rank
+  // The same ranks for the pipeline's gradients (counted as "pp" too); pp_group itself when pp == 1.
+  Communicator& pp_grad_group() const { return pp_grad_group_ ? *pp_grad_group_ : *pp_group_; }
   Communicator& model_parallel_group() const { return *mp_group_; }  // same dp: one model replica
   // Bytes sent through the groups (tp.*, dp.*, pp.*, mp.*), counted since the last reset.
   CommStats& comm_stats() const { return stats_; }
@@ -39,7 +41,7 @@ class ProcessGrid {
   Communicator& world_;
   int tp_, pp_, dp_;
   mutable CommStats stats_;
-  std::unique_ptr<Communicator> tp_group_, dp_group_, pp_group_, mp_group_;
+  std::unique_ptr<Communicator> tp_group_, dp_group_, pp_group_, pp_grad_group_, mp_group_;
 };
 
 }  // namespace llamatron

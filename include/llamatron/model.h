@@ -11,6 +11,7 @@
 
 #include "llamatron/config.h"
 #include "llamatron/params.h"
+#include "llamatron/sequence_parallel.h"
 #include "llamatron/tensor.h"
 
 namespace llamatron {
@@ -30,15 +31,29 @@ struct ModelShard {
   int tp = 1, tp_rank = 0;          // tensor parallelism (Megatron): this rank's slice of every linear
   Communicator* tp_group = nullptr;  // required when tp > 1
   int pp = 1, pp_rank = 0;          // pipeline stage: consecutive layers, n_layers / pp each...
-  std::vector<int64_t> stage_layers;  // ...or these many on each stage
-  bool first_stage() const { return pp_rank == 0; }       // holds the embedding
-  bool last_stage() const { return pp_rank == pp - 1; }   // holds the final norm, head and loss
-  int64_t first_layer(const ModelConfig& c) const { return layers_before(c, pp_rank); }
-  int64_t last_layer(const ModelConfig& c) const { return layers_before(c, pp_rank + 1); }
-  int64_t layers_before(const ModelConfig& c, int stage) const {
-    if (stage_layers.empty()) return stage * (c.n_layers / pp);
+  std::vector<int64_t> stage_layers;  // ...or these many on each stage (chunks == 1)
+  // Interleaved 1F1B (parallel.virtual_pipeline): the layers form pp * chunks equal groups and
+  // chunk c of this stage holds group c * pp + pp_rank (Megatron's round-robin assignment).
+  int chunks = 1;
+  // Sequence parallelism (tp > 1): outside the TP linears each rank holds T / tp positions of every
+  // sequence (include/llamatron/sequence_parallel.h); stage inputs and outputs are [B*T/tp, C].
+  bool sequence_parallel = false;
+  bool first_stage() const { return pp_rank == 0; }       // holds the embedding (in chunk 0)
+  bool last_stage() const { return pp_rank == pp - 1; }   // holds the final norm, head and loss (in the last chunk)
+  // Global layers [first, last) of chunk c.
+  int64_t first_layer(const ModelConfig& c, int chunk = 0) const { return layers_before(c, chunk * pp + pp_rank); }
+  int64_t last_layer(const ModelConfig& c, int chunk = 0) const { return layers_before(c, chunk * pp + pp_rank + 1); }
+  std::vector<int64_t> layer_ids(const ModelConfig& c) const {  // this stage's layers, chunk after chunk (ascending)
+    std::vector<int64_t> ids;
+    for (int k = 0; k < chunks; ++k)
+      for (int64_t l = first_layer(c, k); l < last_layer(c, k); ++l) ids.push_back(l);
+    return ids;
+  }
+  // Layers before layer group g (g = chunk * pp + stage).
+  int64_t layers_before(const ModelConfig& c, int group) const {
+    if (stage_layers.empty()) return group * (c.n_layers / (pp * chunks));
     int64_t n = 0;
-    for (int s = 0; s < stage; ++s) n += stage_layers[s];
+    for (int s = 0; s < group; ++s) n += stage_layers[s];
     return n;
   }
 };
@@ -81,16 +96,19 @@ class LlamaModel {
   // stage's. On a pipeline stage (pp > 1) the two are different buffers, so input_grad() stays
   // intact (it may still be in flight) while the next output_grad() is received and used; it is
   // overwritten by the backward after next.
-  double forward_stage(int slot, const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale);
-  // last_micro_batch: the step's final backward on this stage; its gradients are final layer by
+  // With interleaved 1F1B each call runs one chunk of the stage (its slots are the chunk's own);
+  // the embedding is chunk 0's on the first stage, the head and loss the last chunk's on the last.
+  double forward_stage(int slot, const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale, int chunk = 0);
+  // last_micro_batch: the step's final backward of this chunk; its gradients are final layer by
   // layer, which the gradient hook hears.
-  void backward_stage(int slot, bool last_micro_batch = false);
-  const Tensor& stage_input(int slot, int64_t batch, int64_t seq);  // [B*T, C]
-  const Tensor& stage_output(int slot) const;                       // [B*T, C]
-  const Tensor& output_grad() const;                                // [B*T, C]
-  const Tensor& input_grad() const;                                 // [B*T, C]
+  void backward_stage(int slot, bool last_micro_batch = false, int chunk = 0);
+  const Tensor& stage_input(int slot, int64_t batch, int64_t seq, int chunk = 0);  // [B*T, C] ([B*T/tp, C] with SP)
+  const Tensor& stage_output(int slot, int chunk = 0) const;                       // the same shapes
+  const Tensor& output_grad() const;
+  const Tensor& input_grad() const;
   // After the last micro-batch's backward: sums the gradients of replicated KV heads over their
-  // replicas (tp > n_kv_heads); nothing otherwise.
+  // replicas (tp > n_kv_heads) and, with sequence parallelism, the norm weights' over TP (each rank
+  // saw its positions only), unless that backward did already.
   void finish_gradients();
   const ModelShard& shard() const { return shard_; }
 
@@ -118,10 +136,19 @@ class LlamaModel {
   struct WeightsLayer;
   struct Activations;
   struct Scratch;
-  Activations& slot(int i, int64_t batch, int64_t seq);  // allocated on first use and on a new shape
+  Activations& slot(int chunk, int i, int64_t batch, int64_t seq);  // allocated on first use and on a new shape
+  bool holds_embedding(int chunk) const { return shard_.first_stage() && chunk == 0; }
+  bool holds_head(int chunk) const { return shard_.last_stage() && chunk == shard_.chunks - 1; }
 
-  void tp_reduce(const Tensor& x) const;  // sum over the TP group (nothing when tp == 1)
+  // The whole sequence of this rank's rows (sequence parallelism: gathered into the scratch's
+  // buffer `buf`, 0 for gradients and partial sums, 1 for normed inputs; otherwise `local` itself).
+  SeqGather whole_sequence(const Tensor& local, int buf) const;
+  // Where a row-parallel product writes its partial sums: `out` (summed in place) or, with SP, the
+  // scratch's whole-sequence buffer 0, reduce-scattered into out by sum_partial.
+  const Tensor& partial_for(const Tensor& out) const;
+  Handle sum_partial(const Tensor& partial, const Tensor& out) const;
   void reduce_kv_replicas(size_t layer) const;  // replicated KV heads' gradients summed over their holders
+  void sum_norm_over_tp(const Tensor& grad) const;  // SP: a norm weight's gradient over the positions of every rank
   struct Range {
     int64_t lo = 0, hi = 0;  // flat-buffer elements
   };
@@ -140,7 +167,9 @@ class LlamaModel {
   Device device_;
   std::unique_ptr<ParamStore> params_;
   std::unique_ptr<Weights> w_;
-  std::vector<Activations> slots_;
+  std::vector<std::vector<Activations>> slots_;  // [chunk][slot]
+  std::vector<int64_t> layer_ids_;    // the global layer of each local one (chunk after chunk)
+  std::vector<int64_t> chunk_begin_;  // chunk c's local layers are [chunk_begin_[c], chunk_begin_[c + 1])
   std::unique_ptr<Scratch> scratch_;
   Tensor rope_cos_, rope_sin_;
   bool keep_logits_ = false;
@@ -150,7 +179,8 @@ class LlamaModel {
   Range embed_range_, head_range_;  // the embedding's; the final norm's and head's
   std::vector<Range> layer_ranges_;
   std::vector<Range> mlp_ranges_;  // each layer's MLP half: the top of its range, final before its attention's backward
-  bool kv_reduced_ = false;  // the last backward summed the replicated KV gradients already
+  bool replicas_summed_ = false;  // the last backward did finish_gradients' sums already
+  bool sp_ = false;               // sequence parallelism on (tp > 1)
   int64_t block_q_ = 128, block_k_ = 128;
   Recompute recompute_ = Recompute::None;
 };

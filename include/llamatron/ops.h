@@ -59,4 +59,9 @@ void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const
 
 void add_inplace(const Tensor& y, const Tensor& x);
 
+// dst = src viewed as [a, b, K] with its first two dimensions swapped ([b, a, K]); same numel and
+// dtype, a multiple of a * b elements. Sequence parallelism's chunk order: a collective moves
+// [ranks, B, T/ranks, C] and the model reads [B, T, C].
+void transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b);
+
 }  // namespace llamatron::ops

@@ -63,6 +63,8 @@ struct LayoutPlan {
   int tp = 1, pp = 1, dp = 1;
   int64_t micro_batch = 1, micro_batches = 1;
   std::string recompute = "none";
+  bool sequence_parallel = false;
+  int virtual_pipeline = 1;      // model chunks per stage (interleaved 1F1B)
   MemoryPlan memory;             // the fullest rank
   bool fits = false;
   double bubble = 0;             // share of the step the pipeline idles

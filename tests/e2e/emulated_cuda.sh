@@ -5,7 +5,8 @@
 # And `llamatron` itself, on a machine without a GPU, must refuse train.device=cuda in one line.
 # scripts/gpu_check.sh passes the real `llamatron` as the second binary on a GPU machine: the real
 # CUDA backend must match the CPU backend within the same bound. With MPIEXEC given: the emulated device under mpirun with tp 2 x pp 2 must match the single
-# emulated process on the same global batch, within the same bound.
+# emulated process on the same global batch, within the same bound, and so must tp 2 with sequence
+# parallelism x pp 2 with 2 chunks per stage (interleaved 1F1B).
 set -u
 cpu_bin=$1 emu_bin=$2 config=$3 mpiexec=${4-}
 common=(--set train.steps=6 --set logging.log_every=1)
@@ -31,6 +32,17 @@ if [ -n "$mpiexec" ]; then
   check "emulated CUDA tp 2 x pp 2 matches one emulated process within 26 * 2^-8" \
     'paste <(echo "$one") <(echo "$grid") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
   echo "one process: $(echo $one) | tp2 x pp2: $(echo $grid)"
+  # Sequence parallelism and interleaved 1F1B on the device: the chunk transposes run as kernels,
+  # the gathers and reduce-scatters on the group's comm stream; 4 layers in 2 chunks per stage (2 micro-batches,
+  # against one emulated process on the same global batch).
+  accum=(--set train.grad_accum_steps=2 --set model.n_layers=4)
+  one2=$("$emu_bin" train "$config" "${small[@]}" "${accum[@]}" 2>&1 | losses)
+  seq=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 "$mpiexec" -np 4 --oversubscribe "$emu_bin" train \
+    "$config" "${small[@]}" "${accum[@]}" --set parallel.tensor_parallel=2 --set parallel.pipeline_parallel=2 \
+    --set parallel.sequence_parallel=true --set parallel.virtual_pipeline=2 2>&1 | losses)
+  check "emulated CUDA tp 2 SP x pp 2 v 2 (interleaved) logged 3 steps and matches one emulated process within 26 * 2^-8" \
+    '[ "$(echo "$seq" | wc -l)" -eq 3 ] && paste <(echo "$one2") <(echo "$seq") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
+  echo "one process: $(echo $one2) | tp2 sp x pp2 v2: $(echo $seq)"
   # Overlap on and off on the emulated device (its NCCL stand-in poisons a collective's output
   # until the wait): pp 2 x dp 2 with 2 micro-batches, the losses in the metrics JSONL (every
   # digit) bit for bit, and none NaN.

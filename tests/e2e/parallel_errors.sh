@@ -45,6 +45,11 @@ expect_layout_error "n_layers not divisible by pp"          2 "model.n_layers (3
 expect_layout_error "explicit layer split not adding up"   2 "parallel.pipeline_layers must list 2"  -- --set parallel.pipeline_parallel=2 --set parallel.pipeline_layers=3,2
 expect_layout_error "global batch not divisible by micro x dp" 2 "train.global_batch_size (3) must be divisible" -- --set train.global_batch_size=3
 expect_layout_error "tied embeddings across pipeline stages" 2 "tie_embeddings"                       -- --set model.tie_embeddings=true --set parallel.pipeline_parallel=2
+expect_layout_error "virtual pipeline without a pipeline"    2 "parallel.virtual_pipeline (2) needs parallel.pipeline_parallel > 1" -- --set parallel.virtual_pipeline=2
+expect_layout_error "layers not divisible into pp x v chunks" 2 "model.n_layers (4) must be divisible by parallel.pipeline_parallel x parallel.virtual_pipeline (2 x 4 = 8" -- --set parallel.pipeline_parallel=2 --set parallel.virtual_pipeline=4
+expect_layout_error "interleaved micro-batches not in groups of pp" 2 "train.grad_accum_steps (3) to be a multiple of parallel.pipeline_parallel (2)" -- --set parallel.pipeline_parallel=2 --set parallel.virtual_pipeline=2 --set train.grad_accum_steps=3
+expect_layout_error "interleaved: a global batch of 1 micro-batch" 2 "a micro-batch count (train.grad_accum_steps, here 1) that is a multiple of parallel.pipeline_parallel (2)" -- --set parallel.pipeline_parallel=2 --set parallel.virtual_pipeline=2 --set train.global_batch_size=2
+expect_layout_error "sequence not divisible into tp chunks"  4 "train.seq_length (14) must be divisible by parallel.tensor_parallel (4) with parallel.sequence_parallel" -- --set parallel.tensor_parallel=4 --set parallel.sequence_parallel=true --set train.seq_length=14
 
 # A valid 3D layout trains: 8 ranks, 4 micro-batches, every step logged once (by rank 0).
 timeout 120 "$MPIEXEC" -np 8 --oversubscribe "$BIN" train "$W/base.yaml" --set parallel.tensor_parallel=2 \

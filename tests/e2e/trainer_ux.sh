@@ -77,7 +77,8 @@ for cfg in "$SRC"/configs/llama*.yaml; do
     rc=$?
     rec=$(grep -o "recommended: .*" "$W/plan.out")
     if [ -n "$rec" ]; then
-      want=$(echo "$rec" | sed -E 's/.*tensor_parallel=([0-9]+) parallel.pipeline_parallel=([0-9]+) parallel.data_parallel=([0-9]+) train.micro_batch_size=([0-9]+) train.recompute=([a-z]+)/tp \1, pp \2, dp \3, micro-batch \4/')
+      want=$(echo "$rec" | sed -E 's/.*tensor_parallel=([0-9]+) parallel.pipeline_parallel=([0-9]+) parallel.data_parallel=([0-9]+) parallel.virtual_pipeline=([0-9]+) parallel.sequence_parallel=([a-z]+) train.micro_batch_size=([0-9]+) train.recompute=([a-z]+)/tp \1, pp \2, dp \3, v \4, SP \5, micro-batch \6/' |
+        sed -E -e 's/, v 1,/,/' -e 's/, v ([0-9]+),/, virtual pipeline \1,/' -e 's/, SP false//' -e 's/, SP true/, sequence parallel/')
       check "plan $name on $gpus x H100 recommends what the config's comment says ($want)" \
         '[ $rc -eq 0 ] && grep -q "^#   $gpus x H100: *$want" "$cfg"'
     else

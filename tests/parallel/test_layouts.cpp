@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "llamatron/checkpoint.h"
@@ -28,15 +29,25 @@ namespace {
 
 struct Layout {
   int tp, pp, dp;
-  friend void PrintTo(const Layout& l, std::ostream* os) { *os << "tp" << l.tp << "_pp" << l.pp << "_dp" << l.dp; }
+  bool sp = false;     // parallel.sequence_parallel
+  int64_t batch = 2;   // sequences per micro-batch and DP rank (1: the sequence-parallel chunks need no reordering)
+  int v = 1;           // parallel.virtual_pipeline
+  int64_t layers = 4;  // model.n_layers (pp x v chunks of equal layers)
+  Layout alone() const { return {1, 1, 1, false, 2, 1, layers}; }  // the same model in one process
+  std::string name() const {
+    return "tp" + std::to_string(tp) + (sp ? "sp" : "") + "_pp" + std::to_string(pp) + (v > 1 ? "v" + std::to_string(v) : "") + "_dp" +
+           std::to_string(dp) + (batch != 2 ? "_b" + std::to_string(batch) : "") + (layers != 4 ? "_L" + std::to_string(layers) : "");
+  }
+  friend void PrintTo(const Layout& l, std::ostream* os) { *os << l.name(); }
 };
 
 // GQA with 2 KV heads (split for tp 2, replicated for tp 4 and 8), a vocab no tp divides, 4 layers.
 RunConfig test_config(const Layout& l, int64_t batch_per_rank) {
   RunConfig c;
-  c.model.vocab_size = 250, c.model.dim = 64, c.model.n_layers = 4, c.model.n_heads = 8, c.model.n_kv_heads = 2;
+  c.model.vocab_size = 250, c.model.dim = 64, c.model.n_layers = l.layers, c.model.n_heads = 8, c.model.n_kv_heads = 2;
   c.model.ffn_dim = 96, c.model.max_seq_len = 32;
   c.parallel.tensor_parallel = l.tp, c.parallel.pipeline_parallel = l.pp, c.parallel.data_parallel = l.dp;
+  c.parallel.sequence_parallel = l.sp, c.parallel.virtual_pipeline = l.v;
   c.train.steps = 5, c.train.micro_batch_size = batch_per_rank, c.train.seq_length = 16, c.train.grad_accum_steps = 4;
   c.train.precision = "fp32", c.train.seed = 7, c.train.threads = 1;
   // lr 3e-3: Adam turns fp32 noise in near-zero gradients into whole steps, and at 1e-2 that chaos
@@ -71,8 +82,8 @@ TEST_P(Layouts, MatchOneProcess) {
   const Layout l = GetParam();
   const int n = l.tp * l.pp * l.dp;
   on_first_ranks(n, [&](Communicator& job) {
-    Trainer ref(test_config({1, 1, 1}, 2 * l.dp), self_group());
-    Trainer par(test_config(l, 2), job);
+    Trainer ref(test_config(l.alone(), l.batch * l.dp), self_group());
+    Trainer par(test_config(l, l.batch), job);
     for (int step = 1; step <= 5; ++step) {
       const StepStats r = ref.step(), p = par.step();
       EXPECT_NEAR(p.loss, r.loss, 1e-5 * r.loss) << "step " << step;
@@ -82,7 +93,7 @@ TEST_P(Layouts, MatchOneProcess) {
     // compared by their updates in L2 norm: Adam divides each gradient by its own RMS, so fp32
     // reordering noise in a gradient moves the update by the noise's relative size, not by the
     // parameter's. Vocabulary padding rows must stay exactly zero.
-    Trainer init(test_config({1, 1, 1}, 2), self_group());
+    Trainer init(test_config(l.alone(), 2), self_group());
     const ParamStore &rp = ref.model().params(), &pp = par.model().params(), &ip = init.model().params();
     for (const ParamSpec& s : pp.specs()) {
       const std::vector<float> got = host_values(pp.param(s.name));
@@ -107,7 +118,7 @@ TEST_P(Layouts, OverlapIsBitIdentical) {
   const Layout l = GetParam();
   on_first_ranks(l.tp * l.pp * l.dp, [&](Communicator& job) {
     for (const char* precision : {"fp32", "bf16"}) {
-      RunConfig on = test_config(l, 2);
+      RunConfig on = test_config(l, l.batch);
       on.train.precision = precision, on.parallel.grad_reduce_dtype = precision;
       on.parallel.bucket_size_mb = 0.02;  // ~5k elements: several buckets per layer, some across shard boundaries
       RunConfig off = on;
@@ -133,13 +144,17 @@ TEST_P(Layouts, OverlapIsBitIdentical) {
   });
 }
 
+// The nine 3D layouts; sequence parallelism: tp 2, tp 4 (KV heads replicated), tp 2 x pp 2 x dp 2,
+// tp 4 x dp 2, and one sequence per micro-batch (the chunks in the collectives' order); interleaved
+// 1F1B: pp 2 v 2, pp 4 v 2 (8 layers), pp 2 v 2 x dp 2 with 8 layers (2 per chunk), and tp 2 SP x
+// pp 2 v 2 x dp 2.
 INSTANTIATE_TEST_SUITE_P(Parallel, Layouts,
                          testing::Values(Layout{2, 1, 1}, Layout{1, 2, 1}, Layout{1, 1, 2}, Layout{2, 2, 2}, Layout{4, 1, 2},
-                                         Layout{1, 4, 2}, Layout{2, 4, 1}, Layout{8, 1, 1}, Layout{1, 1, 8}),
-                         [](const testing::TestParamInfo<Layout>& i) {
-                           return "tp" + std::to_string(i.param.tp) + "_pp" + std::to_string(i.param.pp) + "_dp" +
-                                  std::to_string(i.param.dp);
-                         });
+                                         Layout{1, 4, 2}, Layout{2, 4, 1}, Layout{8, 1, 1}, Layout{1, 1, 8}, Layout{2, 1, 1, true},
+                                         Layout{4, 1, 1, true}, Layout{2, 2, 2, true}, Layout{4, 1, 2, true}, Layout{2, 2, 1, true, 1},
+                                         Layout{1, 2, 1, false, 2, 2}, Layout{1, 4, 1, false, 2, 2, 8}, Layout{1, 2, 2, false, 2, 2, 8},
+                                         Layout{2, 2, 2, true, 2, 2}),
+                         [](const testing::TestParamInfo<Layout>& i) { return i.param.name(); });
 
 // An uneven explicit split (3 + 1 layers over 2 stages) trains exactly like one process.
 TEST(Pipeline, ExplicitLayerSplitMatchesOneProcess) {
@@ -165,7 +180,7 @@ TEST_P(Layouts, SendTheAnalyticVolume) {
   const int n = l.tp * l.pp * l.dp;
   on_first_ranks(n, [&](Communicator& job) {
     for (const char* wire : {"fp32", "bf16"}) {
-      RunConfig c = test_config(l, 2);
+      RunConfig c = test_config(l, l.batch);
       c.parallel.grad_reduce_dtype = wire;
       Trainer t(c, job);
       t.step();  // allocations and first-step work out of the way
@@ -188,7 +203,7 @@ TEST_P(Layouts, PlannerMemoryMatchesEachRanksAccounting) {
   const Layout l = GetParam();
   on_first_ranks(l.tp * l.pp * l.dp, [&](Communicator& job) {
     for (const char* mode : {"none", "full"}) {
-      RunConfig c = test_config(l, 2);
+      RunConfig c = test_config(l, l.batch);
       c.train.recompute = mode, c.train.precision = "bf16", c.parallel.grad_reduce_dtype = "bf16";
       const MemoryCounts base = memory_counts(Device::CPU);
       Trainer t(c, job);
@@ -200,35 +215,44 @@ TEST_P(Layouts, PlannerMemoryMatchesEachRanksAccounting) {
   });
 }
 
-// Recomputation under tp 2 x pp 2 x dp 2 trains bit for bit like keeping every activation (the
-// same ops on the same inputs, the same collectives in the same order), and full recomputation's
-// extra TP all-reduce per layer is in the analytic volume.
+// Recomputation under tp 2 x pp 2 x dp 2, without and with sequence parallelism, trains bit for
+// bit like keeping every activation (the same ops on the same inputs, the same collectives in the
+// same order), and full recomputation's extra TP collectives per layer are in the analytic volume.
 TEST(Recompute, BitIdenticalUnder3dLayout) {
   on_first_ranks(8, [&](Communicator& job) {
-    const RunConfig keep = test_config({2, 2, 2}, 2);
-    for (const char* mode : {"selective", "full"}) {
-      RunConfig c = keep;
-      c.train.recompute = mode;
-      Trainer a(keep, job), b(c, job);
-      for (int step = 1; step <= 2; ++step) {
-        const StepStats x = a.step(), y = b.step();
-        EXPECT_EQ(x.loss, y.loss) << mode << " step " << step;
-        EXPECT_EQ(x.grad_norm, y.grad_norm) << mode << " step " << step;
+    for (const bool sp : {false, true}) {
+      const RunConfig keep = test_config({2, 2, 2, sp}, 2);
+      for (const char* mode : {"selective", "full"}) {
+        RunConfig c = keep;
+        c.train.recompute = mode;
+        Trainer a(keep, job), b(c, job);
+        for (int step = 1; step <= 2; ++step) {
+          const StepStats x = a.step(), y = b.step();
+          EXPECT_EQ(x.loss, y.loss) << mode << " sp " << sp << " step " << step;
+          EXPECT_EQ(x.grad_norm, y.grad_norm) << mode << " sp " << sp << " step " << step;
+        }
+        b.grid().comm_stats().reset();
+        b.step();
+        const auto want = step_comm_bytes(c, {2, 2, 2, b.grid().pp_rank(), b.optimizer().shard().size()});
+        const auto& got = b.grid().comm_stats().bytes;
+        for (const char* key : {"tp.all_reduce", "tp.all_gather", "tp.reduce_scatter"}) {
+          EXPECT_EQ(got.count(key), want.count(key)) << key << " " << mode << " sp " << sp;
+          if (want.count(key) && got.count(key)) {
+            EXPECT_NEAR(got.at(key), want.at(key), 1e-9 * want.at(key)) << key << " " << mode << " sp " << sp;
+          }
+        }
       }
-      b.grid().comm_stats().reset();
-      b.step();
-      const auto want = step_comm_bytes(c, {2, 2, 2, b.grid().pp_rank(), b.optimizer().shard().size()});
-      EXPECT_NEAR(b.grid().comm_stats().bytes.at("tp.all_reduce"), want.at("tp.all_reduce"), 1e-9 * want.at("tp.all_reduce")) << mode;
     }
   });
 }
 
-// A checkpoint saved under (tp, pp, dp) = (2, 2, 2) after 3 steps, loaded under (1, 1, 1) and
-// (4, 1, 2): 2 more steps give the losses that continuing under (2, 2, 2) gives (fp32 bound as above).
-TEST(Checkpoint, ReshardsAcrossLayouts) {
+// A checkpoint saved under `saved` after 3 steps resumes under each of `loaded`: 2 more steps give
+// the losses that continuing under `saved` gives (fp32 bound as above). `saved_dir`, when given,
+// looks at the checkpoint directory on rank 0 before the others load it.
+void expect_resumes(const Layout& saved, const std::vector<Layout>& loaded,
+                    const std::function<void(const std::string&)>& saved_dir = {}) {
   Communicator& w = world();
-  ASSERT_GE(w.size(), 8);
-  const std::string dir = (std::filesystem::temp_directory_path() / "llamatron_reshard").string();
+  const std::string dir = (std::filesystem::temp_directory_path() / ("llamatron_reshard_" + saved.name())).string();
   if (w.rank() == 0) std::filesystem::remove_all(dir);
   w.barrier();
   const auto config = [&](const Layout& l) {
@@ -236,29 +260,46 @@ TEST(Checkpoint, ReshardsAcrossLayouts) {
     c.checkpoint.dir = dir;
     return c;
   };
-  std::vector<double> original;
-  {
-    Trainer t(config({2, 2, 2}), w);
+  std::vector<double> original(2);
+  on_first_ranks(saved.tp * saved.pp * saved.dp, [&](Communicator& job) {
+    Trainer t(config(saved), job);
     for (int i = 0; i < 3; ++i) t.step();
     save_checkpoint(t);
-    for (int i = 0; i < 2; ++i) original.push_back(t.step().loss);
-  }
+    for (double& loss : original) loss = t.step().loss;
+  });
+  w.broadcast(original.data(), 4, DType::I32, 0);  // rank 0's losses, as raw words: 2 doubles are 4 int32
+  if (saved_dir && w.rank() == 0) saved_dir(find_checkpoint(config(saved).checkpoint));
   w.barrier();
-  if (w.rank() == 0) {  // exported from the tp 2 shards: whole tensors, the vocabulary padding (250 -> 256) gone
-    export_hf(find_checkpoint(config({2, 2, 2}).checkpoint), dir + "_hf", DType::F32);
-    const std::unique_ptr<GlobalWeights> hf = hf_weights(dir + "_hf");
-    EXPECT_EQ(hf->get("model.embed_tokens.weight", {250, 64}).size(), 250u * 64);
-    EXPECT_EQ(hf->get("lm_head.weight", {250, 64}).size(), 250u * 64);
-    EXPECT_EQ(hf->get("model.layers.3.self_attn.k_proj.weight", {2 * 8, 64}).size(), 2u * 8 * 64);
-  }
-  w.barrier();
-  for (const Layout l : {Layout{1, 1, 1}, Layout{4, 1, 2}}) {
+  for (const Layout& l : loaded) {
     on_first_ranks(l.tp * l.pp * l.dp, [&](Communicator& job) {
       Trainer t(config(l), job);
       EXPECT_EQ(t.progress().step, 3);
-      for (int i = 0; i < 2; ++i) EXPECT_NEAR(t.step().loss, original[i], 1e-5 * original[i]) << "layout tp" << l.tp << " dp" << l.dp;
+      for (int i = 0; i < 2; ++i)
+        EXPECT_NEAR(t.step().loss, original[i], 1e-5 * original[i]) << "saved " << saved.name() << ", resumed " << l.name();
     });
   }
+}
+
+// Saved under (tp, pp, dp) = (2, 2, 2), resumed under (1, 1, 1), (4, 1, 2) and (2, 2, 2) with
+// sequence parallelism; exported to Hugging Face from the tp 2 shards: whole tensors, the
+// vocabulary padding (250 -> 256) gone.
+TEST(Checkpoint, ReshardsAcrossLayouts) {
+  ASSERT_GE(world().size(), 8);
+  expect_resumes(Layout{2, 2, 2}, {Layout{1, 1, 1}, Layout{4, 1, 2}, Layout{2, 2, 2, true}}, [](const std::string& checkpoint) {
+    export_hf(checkpoint, checkpoint + "_hf", DType::F32);
+    const std::unique_ptr<GlobalWeights> hf = hf_weights(checkpoint + "_hf");
+    EXPECT_EQ(hf->get("model.embed_tokens.weight", {250, 64}).size(), 250u * 64);
+    EXPECT_EQ(hf->get("lm_head.weight", {250, 64}).size(), 250u * 64);
+    EXPECT_EQ(hf->get("model.layers.3.self_attn.k_proj.weight", {2 * 8, 64}).size(), 2u * 8 * 64);
+  });
+}
+
+// Chunks are named layers in the rank files like any stage's, so resharding covers them: saved at
+// pp 2 v 2, resumed at pp 4 v 1, pp 1 and tp 2 SP x pp 2 v 2 x dp 2; and the other way round.
+TEST(Checkpoint, ReshardsAcrossVirtualPipelines) {
+  ASSERT_GE(world().size(), 8);
+  expect_resumes(Layout{1, 2, 1, false, 2, 2}, {Layout{1, 4, 1}, Layout{1, 1, 1}, Layout{2, 2, 2, true, 2, 2}});
+  expect_resumes(Layout{1, 4, 1}, {Layout{1, 2, 1, false, 2, 2}});
 }
 
 // ZeRO-1 with bf16 gradients on the wire (dp 4), step 1 against one process in fp32: the same

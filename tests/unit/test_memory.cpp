@@ -138,7 +138,11 @@ TEST(Planner, LayoutsAreValidAndRanked) {
     EXPECT_EQ(l.micro_batch * l.micro_batches * l.dp, 256);
     EXPECT_EQ(16 % l.tp + 16 % l.pp, 0);
     EXPECT_LE(l.tp, 8) << "tensor parallelism stays inside a node";
-    EXPECT_DOUBLE_EQ(l.bubble, (l.pp - 1.0) / (l.micro_batches + l.pp - 1.0));
+    // (Interleaved) 1F1B's bubble, as tests/unit/test_pipeline.cpp measures on the schedule itself.
+    EXPECT_DOUBLE_EQ(l.bubble, (l.pp - 1.0) / (l.virtual_pipeline * l.micro_batches + l.pp - 1.0));
+    if (l.virtual_pipeline > 1) {
+      EXPECT_EQ(l.micro_batches % l.pp + 16 % (l.pp * l.virtual_pipeline), 0);
+    }
     EXPECT_EQ(l.fits, l.memory.total() / (1 << 30) + o.reserve_gib <= 79.6);
     EXPECT_NEAR(l.tokens_per_day * l.days, 20.0 * static_cast<double>(c.model.num_params()), 1e-6 * l.tokens_per_day * l.days);
     if (!l.fits) seen_unfit = true;

@@ -171,5 +171,23 @@ TEST_P(CrossEntropy, MatchesTorch) {
 }
 INSTANTIATE_TEST_SUITE_P(Ref, CrossEntropy, testing::ValuesIn(cases("cross_entropy", {"n5v7", "n33v101", "n17v1000"})), case_name);
 
+// dst [b, a, K] from src [a, b, K]: element (ia, ib, e) of src lands at (ib, ia, e), by the
+// definition, for fp32 and bf16 and a K the blocks do not align to.
+TEST(TransposeBlocks, MovesEachBlockWhereTheDefinitionSays) {
+  const int64_t a = 3, b = 4, k = 5;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    Tensor src = Tensor::empty({a * b * k}, DType::F32), dst = Tensor::empty({a * b * k}, dt), typed = Tensor::empty({a * b * k}, dt);
+    for (int64_t i = 0; i < src.numel(); ++i) src.data<float>()[i] = static_cast<float>(i);  // exact in bf16 below 256
+    typed.copy_from(src);
+    ops::transpose_blocks(typed, dst, a, b);
+    Tensor back = Tensor::empty({a * b * k}, DType::F32);
+    back.copy_from(dst);
+    for (int64_t ia = 0; ia < a; ++ia)
+      for (int64_t ib = 0; ib < b; ++ib)
+        for (int64_t e = 0; e < k; ++e)
+          EXPECT_EQ(back.data<float>()[(ib * a + ia) * k + e], static_cast<float>((ia * b + ib) * k + e)) << dtype_name(dt);
+  }
+}
+
 }  // namespace
 }  // namespace llamatron::test

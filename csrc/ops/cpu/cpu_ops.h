@@ -76,6 +76,8 @@ void cross_entropy_shard_grad(const T* logits, const int32_t* targets, const flo
 // y += x (residual add).
 template <typename T>
 void add_inplace(T* y, const T* x, int64_t n);
+// dst [b, a, block] from src [a, b, block] (blocks of `block_bytes`): the first two dimensions swapped.
+void transpose_blocks(const void* src, void* dst, int64_t a, int64_t b, int64_t block_bytes);
 // sum of squares in fp64 partials (the global grad norm); deterministic for a fixed thread count.
 double sum_squares(const float* x, int64_t n);
 void scale_inplace(float* x, int64_t n, float s);

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include <omp.h>
@@ -11,6 +12,16 @@ template <typename T>
 void add_inplace(T* y, const T* x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = from_f32<T>(to_f32(y[i]) + to_f32(x[i]));
+}
+
+void transpose_blocks(const void* src, void* dst, int64_t a, int64_t b, int64_t block_bytes) {
+  const auto* from = static_cast<const char*>(src);
+  auto* to = static_cast<char*>(dst);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < a * b; ++i) {  // dst block i = (ib, ia) is src block (ia, ib)
+    const int64_t ib = i / a, ia = i % a;
+    std::memcpy(to + i * block_bytes, from + (ia * b + ib) * block_bytes, static_cast<size_t>(block_bytes));
+  }
 }
 
 // Static chunks per thread and a fixed-order final sum: bit-identical for a fixed thread count.
