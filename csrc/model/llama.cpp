@@ -41,16 +41,27 @@ struct LayerTensors {
   Tensor in, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate_up, act;
 };
 
-// One micro-batch in flight: what its backward needs, per layer of this stage. Buffers are kept
-// between steps and re-made if (B, T) changes. With recomputation some of a layer's tensors are
-// not kept: they alias the scratch's `work` layer and are recomputed in the backward.
+// One micro-batch in flight: what its backward needs, per layer of one chunk of this stage (all its
+// layers with plain 1F1B; the chunks of interleaved 1F1B have equal layers, so a slot serves any).
+// Buffers are kept between steps and re-made if (B, T) changes. With recomputation some of a
+// layer's tensors are not kept: they alias the scratch's `work` layer and are recomputed in the
+// backward. The head's tensors come from their own pool (HeadBuffers) while the slot holds the
+// last chunk of the last stage: fewer micro-batches of that chunk are in flight than slots.
 struct LlamaModel::Activations {
   using Layer = LayerTensors;
   int64_t batch = 0, seq = 0;
   Tensor ids, targets;         // [B*T] int32
   std::vector<Layer> layers;
-  Tensor out, rstd_f, xn_f;    // the stage's output (residual stream), final norm (last stage)
-  Tensor logits;               // [B*T, V] (last stage); becomes dlogits in place
+  Tensor out;                  // the chunk's output (residual stream)
+  Tensor rstd_f, xn_f;         // final norm (bound from the head pool)
+  Tensor logits;               // [B*T, V] (bound from the head pool); becomes dlogits in place
+};
+
+// The head's tensors of one micro-batch in flight, bound to the slot that holds it (-1: free).
+struct LlamaModel::HeadBuffers {
+  int slot = -1;
+  int64_t batch = 0, seq = 0;
+  Tensor rstd_f, xn_f, logits;
 };
 
 // Backward scratch, shared by every layer and micro-batch (one backward runs at a time). dres is
@@ -99,6 +110,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, DType dtype, Device device, const
   layer_ids_ = shard.layer_ids(cfg_);
   chunk_begin_ = {0};
   for (int c = 0; c < shard.chunks; ++c) chunk_begin_.push_back(chunk_begin_.back() + shard.last_layer(cfg_, c) - shard.first_layer(cfg_, c));
+  for (int c = 1; c < shard.chunks; ++c)  // a slot of activations serves any chunk
+    LT_CHECK(chunk_begin_[c + 1] - chunk_begin_[c] == chunk_begin_[1], "interleaved chunks have equal layers");
   for (const int64_t l : layer_ids_) {
     const std::string pre = "model.layers." + std::to_string(l) + ".";
     w_->layers.push_back({p(pre + "input_layernorm.weight"), p(pre + "self_attn.q_proj.weight"),
@@ -212,15 +225,13 @@ double LlamaModel::forward_loss(const int32_t* tokens, int64_t batch, int64_t se
 void LlamaModel::set_recompute(Recompute mode) {
   recompute_ = mode;
   slots_.clear();  // re-made on next use with the new split of kept and recomputed tensors
+  head_pool_.clear();
   scratch_->batch = scratch_->seq = 0;
 }
 
-LlamaModel::Activations& LlamaModel::slot(int chunk, int i, int64_t B, int64_t T) {
-  LT_CHECK(chunk >= 0 && chunk < shard_.chunks, "a chunk of this stage");
-  if (slots_.size() < static_cast<size_t>(shard_.chunks)) slots_.resize(shard_.chunks);
-  std::vector<Activations>& of_chunk = slots_[chunk];
-  if (static_cast<int>(of_chunk.size()) <= i) of_chunk.resize(i + 1);
-  Activations& a = of_chunk[i];
+LlamaModel::Activations& LlamaModel::slot(int i, int64_t B, int64_t T) {
+  if (static_cast<int>(slots_.size()) <= i) slots_.resize(i + 1);
+  Activations& a = slots_[i];
   if (a.batch == B && a.seq == T) return a;
   // (Re)allocate for this micro-batch shape, at this rank's widths: query/KV heads, FFN and
   // vocabulary rows (all of them when tp == 1), and this stage's layers. With sequence parallelism
@@ -261,7 +272,7 @@ LlamaModel::Activations& LlamaModel::slot(int chunk, int i, int64_t B, int64_t T
   a = Activations{};
   a.batch = B, a.seq = T;
   a.ids = make({N}, DType::I32), a.targets = make({N}, DType::I32);
-  for (int64_t l = chunk_begin_[chunk]; l < chunk_begin_[chunk + 1]; ++l) {
+  for (int64_t l = 0; l < chunk_begin_[1]; ++l) {  // a chunk's layers (every chunk has as many)
     LayerTensors x = layer(true, keep_cheap, keep_rest);
     const LayerTensors& w = g.work;
     if (!keep_cheap) x.xn1 = w.xn1, x.xn2 = w.xn2, x.act = w.act;
@@ -272,16 +283,36 @@ LlamaModel::Activations& LlamaModel::slot(int chunk, int i, int64_t B, int64_t T
     a.layers.push_back(x);
   }
   a.out = make({R, C}, dt);
-  if (holds_head(chunk)) a.rstd_f = make({R}, DType::F32), a.xn_f = make({R, C}, dt), a.logits = make({N, vocab_rows_}, dt);
   return a;
 }
 
-const Tensor& LlamaModel::stage_input(int i, int64_t B, int64_t T, int chunk) {
-  Activations& a = slot(chunk, i, B, T);
+void LlamaModel::bind_head(int i, Activations& a) {
+  HeadBuffers* h = nullptr;
+  for (HeadBuffers& free : head_pool_)
+    if (free.slot < 0) h = &free;
+  if (!h) h = &head_pool_.emplace_back();
+  if (h->batch != a.batch || h->seq != a.seq) {  // new, or made for another micro-batch shape
+    MemoryScope scope(MemCategory::Activations);
+    const int64_t N = a.batch * a.seq, R = sp_ ? N / shard_.tp : N;
+    h->batch = a.batch, h->seq = a.seq;
+    h->rstd_f = Tensor::empty({R}, DType::F32, device_), h->xn_f = Tensor::empty({R, cfg_.dim}, dtype_, device_);
+    h->logits = Tensor::empty({N, vocab_rows_}, dtype_, device_);
+  }
+  h->slot = i, a.rstd_f = h->rstd_f, a.xn_f = h->xn_f, a.logits = h->logits;
+}
+
+void LlamaModel::release_head(int i, Activations& a) {
+  for (HeadBuffers& h : head_pool_)
+    if (h.slot == i) h.slot = -1;
+  a.rstd_f = a.xn_f = a.logits = Tensor();
+}
+
+const Tensor& LlamaModel::stage_input(int i, int64_t B, int64_t T) {
+  Activations& a = slot(i, B, T);
   return a.layers.empty() ? a.out : a.layers[0].in;
 }
 
-const Tensor& LlamaModel::stage_output(int i, int chunk) const { return slots_.at(chunk).at(i).out; }
+const Tensor& LlamaModel::stage_output(int i) const { return slots_.at(i).out; }
 
 const Tensor& LlamaModel::input_grad() const { return scratch_->dres_sent.defined() ? scratch_->dres_sent : scratch_->dres; }
 
@@ -314,8 +345,10 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
   if (T > cfg_.max_seq_len)
     throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
   const int64_t V = cfg_.vocab_size, N = B * T;
-  Activations& a = slot(chunk, i, B, T);
-  const Tensor& x0 = stage_input(i, B, T, chunk);  // filled by the previous stage unless this is the first
+  Activations& a = slot(i, B, T);
+  const Tensor& x0 = stage_input(i, B, T);  // filled by the previous stage unless this is the first
+  release_head(i, a);  // a new micro-batch: the slot's last one is done (or was a forward only)
+  if (holds_head(chunk)) bind_head(i, a);
   if (holds_embedding(chunk) || holds_head(chunk)) {
     Tensor ids_host = Tensor::empty({N}, DType::I32), targets_host = Tensor::empty({N}, DType::I32);
     int32_t* ids = ids_host.data<int32_t>();
@@ -370,7 +403,7 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
 }
 
 void LlamaModel::backward_stage(int i, bool last_micro_batch, int chunk) {
-  Activations& a = slots_.at(chunk).at(i);
+  Activations& a = slots_.at(i);
   Scratch& g = *scratch_;
   // On the last micro-batch, each part's gradients are final once its backward is done.
   const auto final_from = [&](int64_t offset) {
@@ -449,6 +482,7 @@ void LlamaModel::backward_stage(int i, bool last_micro_batch, int chunk) {
     ops::embedding_bwd(a.ids, whole_sequence(g.dres, 0).wait(), w_->embed.g);  // else g.dres is input_grad()
   }
   final_from(chunk == 0 ? 0 : layer_ranges_[begin].lo);  // everything of this chunk (and of the chunks after it)
+  if (holds_head(chunk)) release_head(i, a);
   if (g.dres_sent.defined()) std::swap(g.dres, g.dres_sent);  // the next backward's gradient arrives in the other buffer
 }
 

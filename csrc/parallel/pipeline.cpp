@@ -42,20 +42,22 @@ std::vector<PipelineOp> pipeline_schedule(int p, int stage, int v, int64_t M) {
   return ops;
 }
 
-std::vector<int64_t> pipeline_slots(int p, int stage, int v, int64_t M) {
-  std::vector<int64_t> in_flight(v, 0), most(v, 0);
+int64_t pipeline_in_flight(int p, int stage, int v, int64_t M, int chunk) {
+  int64_t in_flight = 0, most = 0;
   for (const PipelineOp& op : pipeline_schedule(p, stage, v, M)) {
-    in_flight[op.chunk] += op.forward ? 1 : -1;
-    most[op.chunk] = std::max(most[op.chunk], in_flight[op.chunk]);
+    if (chunk >= 0 && op.chunk != chunk) continue;
+    in_flight += op.forward ? 1 : -1;
+    most = std::max(most, in_flight);
   }
   return most;
 }
 
 // A forward's input arrives from the previous virtual stage (the previous rank, or for chunk c > 0
 // on stage 0 the last rank's chunk c - 1), its output leaves for the next; gradients the other way.
-// Activation slots: a chunk's micro-batch takes the lowest free one and frees it after its
-// backward, by which time the next stage has received its output (its gradient came back), so the
-// wait on that send before the slot is reused is over at once. The model double-buffers the
+// Activation slots, one pool for all chunks (each slot holds one chunk's layers): a forward takes
+// the lowest free one and its backward frees it, by which time the next stage has received its
+// output (its gradient came back), so the wait on that send before the slot is reused is over at
+// once. The model double-buffers the
 // residual gradient, the buffers swapping at every backward: backward j receives into and
 // computes in buffer j % 2, so it first waits for the send that left from that buffer (backward
 // j - 2's, if that one sent: with chunks, some backwards of a stage send and others do not).
@@ -63,10 +65,9 @@ double train_1f1b(LlamaModel& model, Communicator& pp, Communicator& pp_grads, i
                   const std::function<const int32_t*(int64_t)>& tokens, int64_t B, int64_t T, float loss_scale) {
   const int p = pp.size(), r = pp.rank(), v = model.shard().chunks;
   const int prev = (r - 1 + p) % p, next = (r + 1) % p, last = p * v - 1;
-  const std::vector<int64_t> slots = pipeline_slots(p, r, v, M);
-  std::vector<std::vector<Handle>> output_sent(v);  // per chunk and slot: its output on the way to the next stage
-  std::vector<std::vector<bool>> taken(v);
-  for (int c = 0; c < v; ++c) output_sent[c].resize(slots[c]), taken[c].assign(slots[c], false);
+  const int64_t slots = pipeline_in_flight(p, r, v, M);
+  std::vector<Handle> output_sent(slots);  // per slot: its output on the way to the next stage
+  std::vector<bool> taken(slots, false);
   std::map<std::pair<int, int64_t>, int> slot_of;  // (chunk, micro-batch) in flight -> its slot
   Handle grad_sent[2];                             // per gradient buffer: its input gradient on the way back
   int64_t backwards = 0;
@@ -74,17 +75,17 @@ double train_1f1b(LlamaModel& model, Communicator& pp, Communicator& pp_grads, i
   for (const PipelineOp& op : pipeline_schedule(p, r, v, M)) {
     const int c = op.chunk, virtual_stage = c * p + r;
     if (op.forward) {
-      const int s = static_cast<int>(std::find(taken[c].begin(), taken[c].end(), false) - taken[c].begin());
-      LT_CHECK(s < static_cast<int>(slots[c]), "the schedule needs no more slots than pipeline_slots counts");
-      taken[c][s] = true, slot_of[{c, op.micro_batch}] = s;
-      output_sent[c][s].wait();
-      if (virtual_stage > 0) receive(pp, prev, model.stage_input(s, B, T, c));
+      const int s = static_cast<int>(std::find(taken.begin(), taken.end(), false) - taken.begin());
+      LT_CHECK(s < slots, "the schedule has no more micro-batches in flight than pipeline_in_flight counts");
+      taken[s] = true, slot_of[{c, op.micro_batch}] = s;
+      output_sent[s].wait();
+      if (virtual_stage > 0) receive(pp, prev, model.stage_input(s, B, T));
       {
         const trace::Span span("forward", "forward mb " + std::to_string(op.micro_batch) + (v > 1 ? " chunk " + std::to_string(c) : ""),
                                op_args(op));
         loss += model.forward_stage(s, tokens(op.micro_batch), B, T, loss_scale, c);
       }
-      if (virtual_stage < last) output_sent[c][s] = send_async(pp, next, model.stage_output(s, c));
+      if (virtual_stage < last) output_sent[s] = send_async(pp, next, model.stage_output(s));
     } else {
       const int s = slot_of.at({c, op.micro_batch});
       Handle& sent = grad_sent[backwards++ % 2];
@@ -96,11 +97,10 @@ double train_1f1b(LlamaModel& model, Communicator& pp, Communicator& pp_grads, i
         model.backward_stage(s, op.micro_batch == M - 1, c);
       }
       if (virtual_stage > 0) sent = send_async(pp_grads, prev, model.input_grad());
-      taken[c][s] = false, slot_of.erase({c, op.micro_batch});
+      taken[s] = false, slot_of.erase({c, op.micro_batch});
     }
   }
-  for (auto& chunk : output_sent)
-    for (Handle& h : chunk) h.wait();
+  for (Handle& h : output_sent) h.wait();
   for (Handle& h : grad_sent) h.wait();
   return loss;
 }
@@ -110,9 +110,9 @@ double forward_pipeline(LlamaModel& model, Communicator& pp, const int32_t* toke
   double loss = 0;
   for (int c = 0; c < v; ++c) {  // one micro-batch: stage after stage, chunk after chunk
     const int virtual_stage = c * p + r;
-    if (virtual_stage > 0) receive(pp, (r - 1 + p) % p, model.stage_input(0, B, T, c));
+    if (virtual_stage > 0) receive(pp, (r - 1 + p) % p, model.stage_input(0, B, T));
     loss += model.forward_stage(0, tokens, B, T, 0.0f, c);  // scale 0: no gradient is used
-    if (virtual_stage < p * v - 1) send_async(pp, (r + 1) % p, model.stage_output(0, c)).wait();
+    if (virtual_stage < p * v - 1) send_async(pp, (r + 1) % p, model.stage_output(0)).wait();
   }
   return loss;
 }

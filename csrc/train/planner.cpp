@@ -48,15 +48,13 @@ MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
   const double rest = (2 * H * D + 2 * KV * D + 2 * F) * e + C * e * s + H * 4 + 2 * 4 * s;  // q k v att gate_up, mid; lse, rstds
   const double per_layer = C * e * s + (rc == "none" ? cheap : 0) + (rc == "full" ? 0 : rest);
   const bool last = pp_rank == pp - 1;
-  // Per chunk (one with plain 1F1B): its slots (the micro-batches the schedule has in flight) of its
-  // layers, and the head's tensors in the last stage's last chunk.
-  const std::vector<int64_t> slots = pipeline_slots(pp, pp_rank, shard.chunks, c.train.grad_accum_steps);
-  for (int k = 0; k < shard.chunks; ++k) {
-    const double chunk_layers = static_cast<double>(shard.last_layer(m, k) - shard.first_layer(m, k));
-    const bool head = last && k == shard.chunks - 1;
-    const double per_slot = N * (2 * 4 + chunk_layers * per_layer + C * e * s + (head ? 4 * s + C * e * s + V * e : 0));
-    p.activations += static_cast<double>(slots[k]) * per_slot;
-  }
+  // The slots (the micro-batches the schedule has in flight, any chunk) of a chunk's layers; the
+  // head's tensors for the micro-batches of the last stage's last chunk in flight.
+  const int64_t M = c.train.grad_accum_steps;
+  const double chunk_layers = static_cast<double>(shard.last_layer(m, 0) - shard.first_layer(m, 0));
+  const double per_slot = N * (2 * 4 + chunk_layers * per_layer + C * e * s);
+  const double head = last ? N * (4 * s + C * e * s + V * e) * static_cast<double>(pipeline_in_flight(pp, pp_rank, shard.chunks, M, shard.chunks - 1)) : 0;
+  p.activations = static_cast<double>(pipeline_in_flight(pp, pp_rank, shard.chunks, M)) * per_slot + head;
   // The backward's scratch, the tensors recomputation shares between layers, the RoPE tables.
   // (A pipeline stage double-buffers the residual gradient: one more [N, C], or [N / tp, C] with
   // SP, which also has its local input gradient, two whole-sequence buffers and, for more than one

@@ -96,14 +96,15 @@ class LlamaModel {
   // stage's. On a pipeline stage (pp > 1) the two are different buffers, so input_grad() stays
   // intact (it may still be in flight) while the next output_grad() is received and used; it is
   // overwritten by the backward after next.
-  // With interleaved 1F1B each call runs one chunk of the stage (its slots are the chunk's own);
-  // the embedding is chunk 0's on the first stage, the head and loss the last chunk's on the last.
+  // With interleaved 1F1B each call runs one chunk of the stage, in any slot (the chunks have
+  // equal layers); the embedding is chunk 0's on the first stage, the head and loss the last
+  // chunk's on the last.
   double forward_stage(int slot, const int32_t* tokens, int64_t batch, int64_t seq, float loss_scale, int chunk = 0);
   // last_micro_batch: the step's final backward of this chunk; its gradients are final layer by
   // layer, which the gradient hook hears.
   void backward_stage(int slot, bool last_micro_batch = false, int chunk = 0);
-  const Tensor& stage_input(int slot, int64_t batch, int64_t seq, int chunk = 0);  // [B*T, C] ([B*T/tp, C] with SP)
-  const Tensor& stage_output(int slot, int chunk = 0) const;                       // the same shapes
+  const Tensor& stage_input(int slot, int64_t batch, int64_t seq);  // [B*T, C] ([B*T/tp, C] with SP)
+  const Tensor& stage_output(int slot) const;                       // the same shapes
   const Tensor& output_grad() const;
   const Tensor& input_grad() const;
   // After the last micro-batch's backward: sums the gradients of replicated KV heads over their
@@ -136,7 +137,10 @@ class LlamaModel {
   struct WeightsLayer;
   struct Activations;
   struct Scratch;
-  Activations& slot(int chunk, int i, int64_t batch, int64_t seq);  // allocated on first use and on a new shape
+  struct HeadBuffers;
+  Activations& slot(int i, int64_t batch, int64_t seq);  // allocated on first use and on a new shape
+  void bind_head(int i, Activations& a);     // the head's tensors for slot i, from the pool
+  void release_head(int i, Activations& a);  // back to the pool
   bool holds_embedding(int chunk) const { return shard_.first_stage() && chunk == 0; }
   bool holds_head(int chunk) const { return shard_.last_stage() && chunk == shard_.chunks - 1; }
 
@@ -167,7 +171,8 @@ class LlamaModel {
   Device device_;
   std::unique_ptr<ParamStore> params_;
   std::unique_ptr<Weights> w_;
-  std::vector<std::vector<Activations>> slots_;  // [chunk][slot]
+  std::vector<Activations> slots_;
+  std::vector<HeadBuffers> head_pool_;
   std::vector<int64_t> layer_ids_;    // the global layer of each local one (chunk after chunk)
   std::vector<int64_t> chunk_begin_;  // chunk c's local layers are [chunk_begin_[c], chunk_begin_[c + 1])
   std::unique_ptr<Scratch> scratch_;

@@ -27,9 +27,10 @@ struct PipelineOp {
 // chunks reversed; (stages − stage − 1) + (chunks − 1)·stages forwards warm up (at most all of
 // them), then one forward and one backward alternate, then the remaining backwards drain.
 std::vector<PipelineOp> pipeline_schedule(int stages, int stage, int chunks, int64_t micro_batches);
-// The most micro-batches of each chunk in flight at once (forward done, backward not) under that
-// order: the activation slots each chunk needs.
-std::vector<int64_t> pipeline_slots(int stages, int stage, int chunks, int64_t micro_batches);
+// The most micro-batches in flight at once (forward done, backward not) under that order, of all
+// chunks together (chunk < 0: the activation slots the stage needs; interleaving needs no more
+// than plain 1F1B's, each of a chunk's layers) or of one chunk (the last one's: the head's buffers).
+int64_t pipeline_in_flight(int stages, int stage, int chunks, int64_t micro_batches, int chunk = -1);
 
 // Forward and backward of `micro_batches` micro-batches (tokens(m): [batch, seq + 1] each) on this
 // stage: activations on `pp`, gradients on `pp_grads` (the same ranks; may be pp itself when each

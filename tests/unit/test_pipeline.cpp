@@ -95,16 +95,20 @@ TEST(PipelineSchedule, NoDeadlockAndTheBubbleOfTheFormula) {
   }
 }
 
-// The slots a chunk needs are its most micro-batches in flight: plain 1F1B's stage r holds
+// The slots a stage needs are its most micro-batches in flight: plain 1F1B's stage r holds
 // min(p - r, M). Interleaved, stage 0 of 4 with 2 chunks and 8 micro-batches warms up with 7
-// forwards (chunk 0: micro-batches 0-3, chunk 1: 0-2), then runs chunk 1's 4th forward and its
-// backwards 0-3 in turn with chunk 0's forwards 4-7: chunk 0 holds all 8 before its first backward.
+// forwards, then runs one more before its first backward: 8 in flight, each of half the layers, as
+// many as plain 1F1B's 4 of all of them. Of chunk 0 alone all 8 are in flight (its forwards 4-7
+// run with chunk 1's backwards 0-3); of the last stage's last chunk (the head), 1.
 TEST(PipelineSchedule, SlotsAreTheMicroBatchesInFlight) {
-  EXPECT_EQ(pipeline_slots(4, 0, 1, 8), std::vector<int64_t>({4}));
-  EXPECT_EQ(pipeline_slots(4, 3, 1, 8), std::vector<int64_t>({1}));
-  EXPECT_EQ(pipeline_slots(4, 0, 1, 2), std::vector<int64_t>({2}));
-  EXPECT_EQ(pipeline_slots(4, 0, 2, 8), std::vector<int64_t>({8, 4}));
-  EXPECT_EQ(pipeline_slots(4, 3, 2, 8), std::vector<int64_t>({5, 1}));
+  EXPECT_EQ(pipeline_in_flight(4, 0, 1, 8), 4);
+  EXPECT_EQ(pipeline_in_flight(4, 3, 1, 8), 1);
+  EXPECT_EQ(pipeline_in_flight(4, 0, 1, 2), 2);
+  EXPECT_EQ(pipeline_in_flight(4, 0, 2, 8), 8);
+  EXPECT_EQ(pipeline_in_flight(4, 0, 2, 8, 0), 8);
+  EXPECT_EQ(pipeline_in_flight(4, 0, 2, 8, 1), 4);
+  EXPECT_EQ(pipeline_in_flight(4, 3, 2, 8), 5);
+  EXPECT_EQ(pipeline_in_flight(4, 3, 2, 8, 1), 1);
 }
 
 }  // namespace
