@@ -14,6 +14,7 @@ packages=(
   python3 python3-torch python3-numpy  # the PyTorch reference the tests compare against
   python3-venv                # a venv for tools/prepare_hf.py (tokenizers, from PyPI)
   python3-matplotlib          # tools/plot_metrics.py: the loss curve PNG
+  iproute2                    # ip / tc: the simulated hosts of tests/multinode (network namespaces)
 )
 
 missing=()

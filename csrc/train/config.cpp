@@ -306,6 +306,7 @@ const std::map<std::string, Field>& fields() {
       field("parallel.overlap_param_gather", &R::parallel, &ParallelConfig::overlap_param_gather),
       field("parallel.bucket_size_mb", &R::parallel, &ParallelConfig::bucket_size_mb),
       field("parallel.sequence_parallel", &R::parallel, &ParallelConfig::sequence_parallel),
+      field("parallel.require_tp_in_node", &R::parallel, &ParallelConfig::require_tp_in_node),
       field("checkpoint.dir", &R::checkpoint, &CheckpointConfig::dir),
       field("checkpoint.every", &R::checkpoint, &CheckpointConfig::every),
       field("checkpoint.keep_last", &R::checkpoint, &CheckpointConfig::keep_last),

@@ -125,6 +125,9 @@ struct ParallelConfig {
   // Megatron's sequence parallelism (tp > 1): norms and residuals hold seq_length / tensor_parallel
   // positions per rank; all-gather / reduce-scatter replace the TP all-reduces (docs/parallelism.md).
   bool sequence_parallel = false;
+  // A TP group spread over hosts is a warning (the map at start says where every rank runs); with
+  // this, an error on every rank.
+  bool require_tp_in_node = false;
 };
 
 // Checkpoints (docs/formats.md): one directory per step under `dir`, written atomically.

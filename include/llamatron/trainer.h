@@ -11,6 +11,7 @@
 #include "llamatron/grid.h"
 #include "llamatron/model.h"
 #include "llamatron/optim.h"
+#include "llamatron/topology.h"
 
 namespace llamatron {
 
@@ -79,6 +80,7 @@ class Trainer {
   TokenSource& data() { return *data_; }
   const RunConfig& config() const { return cfg_; }
   const ProcessGrid& grid() const { return *grid_; }
+  const HostMap& hosts() const { return hosts_; }  // where every rank runs
   const AdamW& optimizer() const { return *optim_; }
 
  private:
@@ -90,6 +92,7 @@ class Trainer {
   void guard(StepStats& s);
   RunConfig cfg_;
   std::unique_ptr<ProcessGrid> grid_;
+  HostMap hosts_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<TokenSource> data_, valid_;
