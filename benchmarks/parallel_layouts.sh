@@ -4,11 +4,7 @@
 # bytes rank 0 sent per group in the last step, measured and analytic. On a machine with fewer
 # cores than ranks the figures measure oversubscription more than the layout: they are for
 # comparing layouts on one machine, not a speed claim. Builds first if needed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-[ -x build/llamatron ] || scripts/build.sh >/dev/null
-cfg=$(mktemp --suffix=.yaml)
-trap 'rm -f "$cfg"' EXIT
+source "$(dirname "$0")/lib.sh"
 cat >"$cfg" <<'YAML'
 model: {vocab_size: 8192, dim: 512, n_layers: 8, n_heads: 8, n_kv_heads: 2, ffn_dim: 1408, max_seq_len: 256}
 optimizer: {lr: 1.0e-3}
@@ -17,7 +13,6 @@ train: {steps: ${STEPS:-4}, micro_batch_size: 1, seq_length: 256, threads: 1, gl
 logging: {log_comm: true}
 YAML
 sed -i "s/\${STEPS:-4}/${STEPS:-4}/" "$cfg"
-root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
 for layout in "1 1 1" "2 1 1" "1 2 1" "1 1 2" "2 2 2" "4 1 2" "1 4 2" "2 4 1" "8 1 1" "1 1 8"; do
   set -- $layout
   tp=$1 pp=$2 dp=$3

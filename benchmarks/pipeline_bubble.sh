@@ -10,22 +10,17 @@
 # a forward and hand-overs cost nothing.
 # With fewer cores than ranks the ranks also wait for a core, which the formula does not know: the
 # figures compare v = 1 with v = 2 on one machine, they are not a speed claim.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-[ -x build/llamatron ] || scripts/build.sh >/dev/null
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cat >"$work/cfg.yaml" <<'YAML'
+source "$(dirname "$0")/lib.sh"
+cat >"$cfg" <<'YAML'
 model: {vocab_size: 256, dim: 512, n_layers: 8, n_heads: 8, n_kv_heads: 2, ffn_dim: 1408, max_seq_len: 256}
 optimizer: {lr: 1.0e-3}
 schedule: {warmup_steps: 0}
 train: {steps: 7, micro_batch_size: 4, seq_length: 256, threads: 1, grad_accum_steps: 8}
 YAML
-root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
 echo "this machine: $(nproc) CPU(s)"
 for p in 2 4; do
 for v in 1 2; do
-  mpirun "${root[@]}" --oversubscribe -np $p build/llamatron train "$work/cfg.yaml" --set parallel.pipeline_parallel=$p \
+  mpirun "${root[@]}" --oversubscribe -np $p build/llamatron train "$cfg" --set parallel.pipeline_parallel=$p \
     --set parallel.virtual_pipeline=$v --set logging.trace_file="$work/trace.json" --set logging.trace_steps=2,3,4,5,6,7 >"$work/out" 2>&1
   step=$(grep '\] step ' "$work/out" | tail -n +2 | grep -o '| [0-9.]* ms' | tr -d '| ms' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] " ms" }')
   /usr/bin/python3 - "$work/trace.json" "$p" "$v" "$step" <<'PY'

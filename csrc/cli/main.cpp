@@ -146,11 +146,8 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
                grid.dp(),
                12.0 * static_cast<double>(trainer.optimizer().shard().size()) / (1 << 20), grid.dp());
   spdlog::info("placement: {}", describe_placement(trainer.hosts(), grid.tp(), grid.pp(), grid.dp()));
-  if (const GroupSpread tp = group_spread(trainer.hosts(), grid.tp(), grid.pp(), grid.dp()).front(); tp.spanning > 0)
-    spdlog::warn("warning: {} of {} tensor-parallel groups span hosts: their per-layer all-reduces cross the network. Launch the "
-                 "ranks of a host consecutively (mpirun --map-by slot, or ppr:K:node with K a multiple of "
-                 "parallel.tensor_parallel; not --map-by node); parallel.require_tp_in_node=true makes this an error",
-                 tp.spanning, tp.groups);
+  if (const std::string spread = tp_spread_problem(trainer.hosts(), grid.tp(), grid.pp(), grid.dp()); !spread.empty())
+    spdlog::warn("warning: {}; parallel.require_tp_in_node=true makes this an error", spread);
   spdlog::info("data: {}", trainer.data().describe());
   if (trainer.validation()) spdlog::info("validation: {}", trainer.validation()->describe());
   auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());

@@ -21,8 +21,11 @@ void receive(Communicator& group, int peer, const Tensor& t) {
   group.send_recv_async({{Transfer::Recv, peer, t.raw(), t.numel(), t.dtype()}}).wait();
 }
 
-trace::Args op_args(const PipelineOp& op) {
-  return {trace::arg("micro_batch", static_cast<double>(op.micro_batch)), trace::arg("chunk", static_cast<double>(op.chunk))};
+// The trace span of one forward or backward: "forward mb 3", with " chunk 1" when interleaved.
+trace::Span op_span(const PipelineOp& op, int chunks) {
+  const char* kind = op.forward ? "forward" : "backward";
+  return trace::Span(kind, std::string(kind) + " mb " + std::to_string(op.micro_batch) + (chunks > 1 ? " chunk " + std::to_string(op.chunk) : ""),
+                     {trace::arg("micro_batch", static_cast<double>(op.micro_batch)), trace::arg("chunk", static_cast<double>(op.chunk))});
 }
 
 }  // namespace
@@ -57,10 +60,10 @@ int64_t pipeline_in_flight(int p, int stage, int v, int64_t M, int chunk) {
 // Activation slots, one pool for all chunks (each slot holds one chunk's layers): a forward takes
 // the lowest free one and its backward frees it, by which time the next stage has received its
 // output (its gradient came back), so the wait on that send before the slot is reused is over at
-// once. The model double-buffers the
-// residual gradient, the buffers swapping at every backward: backward j receives into and
-// computes in buffer j % 2, so it first waits for the send that left from that buffer (backward
-// j - 2's, if that one sent: with chunks, some backwards of a stage send and others do not).
+// once. The model double-buffers the residual gradient, the buffers swapping at every backward:
+// backward j receives into and computes in buffer j % 2, so it first waits for the send that left
+// from that buffer (backward j - 2's, if that one sent: with chunks, some backwards of a stage send
+// and others do not).
 double train_1f1b(LlamaModel& model, Communicator& pp, Communicator& pp_grads, int64_t M,
                   const std::function<const int32_t*(int64_t)>& tokens, int64_t B, int64_t T, float loss_scale) {
   const int p = pp.size(), r = pp.rank(), v = model.shard().chunks;
@@ -81,8 +84,7 @@ double train_1f1b(LlamaModel& model, Communicator& pp, Communicator& pp_grads, i
       output_sent[s].wait();
       if (virtual_stage > 0) receive(pp, prev, model.stage_input(s, B, T));
       {
-        const trace::Span span("forward", "forward mb " + std::to_string(op.micro_batch) + (v > 1 ? " chunk " + std::to_string(c) : ""),
-                               op_args(op));
+        const trace::Span span = op_span(op, v);
         loss += model.forward_stage(s, tokens(op.micro_batch), B, T, loss_scale, c);
       }
       if (virtual_stage < last) output_sent[s] = send_async(pp, next, model.stage_output(s));
@@ -92,8 +94,7 @@ double train_1f1b(LlamaModel& model, Communicator& pp, Communicator& pp_grads, i
       sent.wait();
       if (virtual_stage < last) receive(pp_grads, next, model.output_grad());
       {
-        const trace::Span span("backward", "backward mb " + std::to_string(op.micro_batch) + (v > 1 ? " chunk " + std::to_string(c) : ""),
-                               op_args(op));
+        const trace::Span span = op_span(op, v);
         model.backward_stage(s, op.micro_batch == M - 1, c);
       }
       if (virtual_stage > 0) sent = send_async(pp_grads, prev, model.input_grad());

@@ -64,6 +64,14 @@ std::vector<GroupSpread> group_spread(const HostMap& m, int tp, int pp, int dp) 
   return out;
 }
 
+std::string tp_spread_problem(const HostMap& m, int tp, int pp, int dp) {
+  const GroupSpread s = group_spread(m, tp, pp, dp).front();
+  if (s.spanning == 0) return "";
+  return std::to_string(s.spanning) + " of " + std::to_string(s.groups) +
+         " tensor-parallel groups span hosts, so their per-layer collectives cross the network: launch the ranks of a host "
+         "consecutively (mpirun --map-by slot, or ppr:K:node with K a multiple of parallel.tensor_parallel; not --map-by node)";
+}
+
 std::string describe_placement(const HostMap& m, int tp, int pp, int dp) {
   std::string text = std::to_string(m.hosts.size()) + " host(s):";
   for (size_t h = 0; h < m.hosts.size(); ++h) text += " " + m.hosts[h] + " (" + std::to_string(m.ranks_on[h]) + " ranks)";

@@ -32,11 +32,9 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     device_group = [](std::unique_ptr<Communicator> g) { return backend_for(Device::CUDA).device_group(std::move(g)); };
   grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel, device_group);
   hosts_ = gather_hosts(world);
-  if (const GroupSpread tp = group_spread(hosts_, grid_->tp(), grid_->pp(), grid_->dp()).front();
-      cfg_.parallel.require_tp_in_node && tp.spanning > 0)
-    throw Error("parallel.require_tp_in_node: " + std::to_string(tp.spanning) + " of " + std::to_string(tp.groups) +
-                " tensor-parallel groups span hosts: launch the ranks of a host consecutively (mpirun --map-by slot, or "
-                "ppr:K:node with K a multiple of parallel.tensor_parallel), or set parallel.require_tp_in_node=false");
+  if (const std::string spread = tp_spread_problem(hosts_, grid_->tp(), grid_->pp(), grid_->dp());
+      cfg_.parallel.require_tp_in_node && !spread.empty())
+    throw Error("parallel.require_tp_in_node: " + spread + ", or set parallel.require_tp_in_node=false");
   if (const int64_t global = cfg_.train.global_batch_size; global > 0) {
     const int64_t per_micro = cfg_.train.micro_batch_size * grid_->dp();
     if (global % per_micro != 0)

@@ -26,6 +26,9 @@ struct GroupSpread {
 };
 std::vector<GroupSpread> group_spread(const HostMap& hosts, int tp, int pp, int dp);
 
+// "K of N tensor-parallel groups span hosts: <how to launch instead>" when some do; "" otherwise.
+std::string tp_spread_problem(const HostMap& hosts, int tp, int pp, int dp);
+
 // The map rank 0 logs: hosts and their ranks, then each kind's groups and how many span hosts.
 std::string describe_placement(const HostMap& hosts, int tp, int pp, int dp);
 
