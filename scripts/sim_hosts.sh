@@ -8,6 +8,7 @@
 #   . scripts/sim_hosts.sh
 #   sim_hosts_up 2 100mbit [SLOTS]     # hosts lt-host-0, lt-host-1; SLOTS per host in the hostfile (1)
 #   sim_hosts_mpirun -np 2 --map-by ppr:1:node hostname   # prints lt-host-0 and lt-host-1
+#   sim_hosts_mca; sim_hosts_run_on0 scripts/launch.sh -n 2 -H "$(sim_hosts_hostfile)" cfg.yaml -- "${SIM_HOSTS_MCA[@]}"
 #   sim_hosts_set_rate 400mbit         # reshape every link ("off": unshaped)
 #   sim_hosts_exec 1 ip addr           # a command on host 1 (index or name)
 #   sim_hosts_measure_mbit 0 1 20      # TCP throughput host 0 -> host 1 over 20 MB, in Mbit/s
@@ -31,8 +32,11 @@
 # mpirun (Open MPI 4.x) runs on host 0, so its out-of-band address is reachable from the others;
 # it starts the orted of every other host through this script as its rsh agent
 # (plm_rsh_agent="sim_hosts.sh agent"): the agent gets "HOST COMMAND..." as ssh would and runs the
-# command with /bin/sh in HOST's namespaces. MCA settings (sim_hosts_mpirun): plm rsh, the agent,
-# no tree spawn; oob_tcp_if_include and btl_tcp_if_include = 198.18.0.0/24, pml ob1 (so UCX or
+# command with /bin/sh in HOST's namespaces, and like `ssh -o ServerAliveInterval=1
+# -o ServerAliveCountMax=3` it ends with 255 when HOST stops answering (its link is down), so mpirun
+# learns the host is gone. MCA settings (sim_hosts_mca): plm rsh, the agent, no tree spawn, the
+# orteds attached to their agent (orte_leave_session_attached: not daemonised, so a lost agent is
+# a lost daemon); oob_tcp_if_include and btl_tcp_if_include = 198.18.0.0/24, pml ob1 (so UCX or
 # libfabric never pick their own interfaces), btl tcp,vader,self (ranks on one host talk through
 # shared memory, as GPUs of one node would through NVLink; SIM_HOSTS_BTL to change it). Root runs
 # get OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM)=1.
@@ -242,20 +246,30 @@ sim_hosts_exec() {
   _sim_hosts_fg ip netns exec "$ns" unshare --uts -- /bin/sh -c 'hostname "$0" && exec "$@"' "$ns" "$@"
 }
 
+# sim_hosts_mca: sets the array SIM_HOSTS_MCA to the mpirun options the simulated hosts need (the
+# MCA settings in the header): what a launcher is given after its `--` (scripts/launch.sh).
+sim_hosts_mca() {
+  SIM_HOSTS_MCA=(--mca plm rsh --mca plm_rsh_agent "$SIM_HOSTS_SELF agent" --mca plm_rsh_no_tree_spawn 1
+    --mca orte_leave_session_attached 1 --mca oob_tcp_if_include "$SIM_HOSTS_SUBNET"
+    --mca pml ob1 --mca btl "${SIM_HOSTS_BTL:-tcp,vader,self}" --mca btl_tcp_if_include "$SIM_HOSTS_SUBNET")
+}
+
+# sim_hosts_run_on0 CMD...: CMD on host 0 with what mpirun there needs in its environment (root's
+# permission, a shell for the agent, this set of hosts).
+sim_hosts_run_on0() {
+  sim_hosts_exec 0 env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SHELL=/bin/sh SIM_HOSTS_PREFIX="$SIM_HOSTS_PREFIX" "$@"
+}
+
+# sim_hosts_hostfile: the path of the hostfile of all hosts.
+sim_hosts_hostfile() { echo "$(_sim_hosts_state)/hostfile"; }
+
 # sim_hosts_mpirun ARGS...: mpirun on host 0 with the hostfile of all hosts; ARGS as for mpirun
 # (e.g. -np 4 --map-by ppr:2:node prog). The MCA settings are in the header.
 sim_hosts_mpirun() {
-  local state root=()
   _sim_hosts_need_root || return
-  state=$(_sim_hosts_state)
-  [[ -s $state/hostfile ]] || { _sim_hosts_err "no simulated hosts (sim_hosts_up first)"; return 1; }
-  root=(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
-  sim_hosts_exec 0 env "${root[@]}" SHELL=/bin/sh SIM_HOSTS_PREFIX="$SIM_HOSTS_PREFIX" \
-    mpirun --hostfile "$state/hostfile" \
-    --mca plm rsh --mca plm_rsh_agent "$SIM_HOSTS_SELF agent" --mca plm_rsh_no_tree_spawn 1 \
-    --mca oob_tcp_if_include "$SIM_HOSTS_SUBNET" \
-    --mca pml ob1 --mca btl "${SIM_HOSTS_BTL:-tcp,vader,self}" --mca btl_tcp_if_include "$SIM_HOSTS_SUBNET" \
-    "$@"
+  [[ -s $(sim_hosts_hostfile) ]] || { _sim_hosts_err "no simulated hosts (sim_hosts_up first)"; return 1; }
+  sim_hosts_mca
+  sim_hosts_run_on0 mpirun --hostfile "$(sim_hosts_hostfile)" "${SIM_HOSTS_MCA[@]}" "$@"
 }
 
 # sim_hosts_measure_mbit FROM TO [MB]: plain TCP throughput FROM -> TO in Mbit/s (python3), timed
@@ -309,7 +323,25 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
       host=${1:?agent HOST COMMAND}; shift
       ns=$(_sim_hosts_ns "$host") || exit 255  # 255: what ssh returns when it cannot connect
       # shellcheck disable=SC2016
-      exec ip netns exec "$ns" unshare --uts -- /bin/sh -c 'hostname "$0" && exec /bin/sh -c "$1"' "$ns" "$*" ;;
+      ip netns exec "$ns" unshare --uts -- /bin/sh -c 'hostname "$0" && exec /bin/sh -c "$1"' "$ns" "$*" &
+      child=$!
+      trap 'kill "$child" 2>/dev/null' TERM INT HUP
+      # ssh -o ServerAliveInterval=1 -o ServerAliveCountMax=3: from mpirun's host, a TCP probe to
+      # HOST each second (a refused connection is an answer); three unanswered in a row end the
+      # "session" with 255, as ssh ends when its connection is lost, so mpirun learns that the
+      # host is gone instead of waiting on it forever.
+      addr=198.18.0.$((${ns#"$SIM_HOSTS_PREFIX"} + 1)) misses=0
+      while kill -0 "$child" 2>/dev/null; do
+        sleep 1 & wait $!
+        timeout 1 bash -c ": </dev/tcp/$addr/9" 2>/dev/null
+        if (($? == 124)); then misses=$((misses + 1)); else misses=0; fi
+        if ((misses >= ${SIM_HOSTS_ALIVE_COUNT:-3})); then
+          echo "sim_hosts agent: connection to $ns lost (no answer for $misses s)" >&2
+          kill -KILL "$child" 2>/dev/null
+          exit 255
+        fi
+      done
+      wait "$child" ;;
     with)
       [[ ${3:-} == -- ]] || { echo "usage: $0 with N RATE -- CMD..." >&2; exit 1; }
       n=$1 rate=$2; shift 3

@@ -22,6 +22,11 @@ struct PlanHardware {
 int cmd_plan(const std::string& config_path, const std::vector<std::string>& overrides, PlanOptions opts, const std::string& gpu,
              int top, const PlanHardware& hw);
 
+// `llamatron resize CONFIG --from-ranks N --hosts HOST:SLOTS,...`: the layout an elastic restart
+// continues with (elastic.h), printed as "np N", "host NAME SLOTS" and "set KEY=VALUE" lines.
+int cmd_resize(const std::string& config_path, const std::vector<std::string>& overrides, int from_ranks,
+               const std::vector<std::string>& hosts);
+
 }  // namespace llamatron
 
 namespace llamatron {

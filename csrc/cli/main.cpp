@@ -202,11 +202,18 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
       const auto want = step_comm_bytes(trainer.config(), {grid.tp(), grid.pp(), grid.dp(), grid.pp_rank(),
                                                            trainer.optimizer().shard().size()});
       std::string line;
-      for (const auto& [key, bytes] : grid.comm_stats().bytes)
-        line += fmt::format(" | {} {:.3f} MB (analytic {:.3f})", key, bytes / 1e6, want.count(key) ? want.at(key) / 1e6 : 0.0);
+      const CommStats& stats = grid.comm_stats();
+      for (const auto& [key, bytes] : stats.bytes) {
+        const double inter = stats.inter_host.count(key) ? stats.inter_host.at(key) : 0.0;
+        line += fmt::format(" | {} {:.3f} MB (analytic {:.3f}; intra-host {:.3f}, inter-host {:.3f})", key, bytes / 1e6,
+                            want.count(key) ? want.at(key) / 1e6 : 0.0, (bytes - inter) / 1e6, inter / 1e6);
+      }
       spdlog::info("comm  {:>5}/{}{}", s.step, cfg.train.steps, line.empty() ? " | none (one process)" : line);
       grid.comm_stats().reset();
     }
+    if (!s.stragglers.empty())
+      spdlog::warn("warning: straggler(s) in steps up to {}: {}; train.straggler_factor is {:g}", s.step, s.stragglers,
+                   cfg.train.straggler_factor);
     if (s.valid_loss >= 0)
       spdlog::info("valid  {:>5}/{} | loss {:.4f} | perplexity {:.2f}", s.step, cfg.train.steps, s.valid_loss, std::exp(s.valid_loss));
     bar.draw(s.step, s.loss, s.tokens_per_s);
@@ -406,6 +413,14 @@ int main(int argc, char** argv) {
   plan->add_option("--network-gbps", plan_hw.network_gbs, "inter-node bandwidth per GPU in GB/s instead of the GPU table's");
   plan->add_option("--gpus-per-node", plan_hw.per_node, "GPUs (ranks) per node instead of the GPU table's 8");
   plan->add_option("--layout", plan_hw.layout, "estimate this layout only: TP,PP,DP (at the config's micro-batch and recompute)")->delimiter(',');
+  int resize_from = 0;
+  std::vector<std::string> resize_hosts;
+  CLI::App* resize = app.add_subcommand("resize", "the layout a run continues with on fewer hosts (scripts/launch.sh --elastic): same "
+                                                  "TP and PP, TP inside hosts, fewer DP ranks, the same global batch");
+  resize->add_option("config", config_path, "the run's YAML config")->required();
+  resize->add_option("--set", overrides, "the run's config overrides (repeatable)");
+  resize->add_option("--from-ranks", resize_from, "the ranks the run trained on")->required();
+  resize->add_option("--hosts", resize_hosts, "the hosts left, HOST:SLOTS (comma-separated)")->required()->delimiter(',');
   CLI::App* info = app.add_subcommand("info", "print the backends and devices this build sees");
   std::string ckpt, out_dir, tokens_text, hf_dtype = "bf16";
   CLI::App* export_hf = app.add_subcommand("export-hf", "a checkpoint as a Hugging Face LLaMA (config.json + model.safetensors)");
@@ -456,6 +471,7 @@ int main(int argc, char** argv) {
   try {
     if (train->parsed()) return llamatron::cmd_train(config_path, overrides);
     if (info->parsed()) return llamatron::cmd_info();
+    if (resize->parsed()) return llamatron::cmd_resize(config_path, overrides, resize_from, resize_hosts);
     if (plan->parsed()) return llamatron::cmd_plan(config_path, overrides, plan_opts, plan_gpu, plan_top, plan_hw);
     if (inspect->parsed()) return llamatron::cmd_data_inspect(inspect_path);
     if (export_hf->parsed()) return llamatron::cmd_export_hf(ckpt, out_dir, hf_dtype);

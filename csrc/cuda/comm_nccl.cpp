@@ -5,10 +5,13 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "llamatron/errors.h"
 #include "llamatron/trace.h"
+#include "llamatron/watchdog.h"
 
 #define LT_NCCL(call) ::llamatron::cuda::check_nccl((call), #call, __FILE__, __LINE__)
 #define LT_CUDA_CALL(call) ::llamatron::cuda::check_cuda((call), #call, __FILE__, __LINE__)
@@ -52,16 +55,25 @@ bool equal(const std::vector<int64_t>& counts) {
 
 // A collective on the group's communication stream: waiting makes the compute stream wait for its
 // event (the host goes on).
+using Event = std::shared_ptr<CUevent_st>;  // destroyed when the work and the watchdog are done with it (safe once waits are enqueued)
+
 class NcclWork final : public PendingWork {
  public:
-  NcclWork(cudaEvent_t done, cudaStream_t compute) : done_(done), compute_(compute) {}
-  ~NcclWork() override { cudaEventDestroy(done_); }  // safe once the waits on it are enqueued
-  void wait() override { LT_CUDA_CALL(cudaStreamWaitEvent(compute_, done_, 0)); }
+  NcclWork(Event done, cudaStream_t compute) : done_(std::move(done)), compute_(compute) {}
+  void wait() override { LT_CUDA_CALL(cudaStreamWaitEvent(compute_, done_.get(), 0)); }
   double completed_us() const override { return 0; }  // known on the GPU only
 
  private:
-  cudaEvent_t done_;
+  Event done_;
   cudaStream_t compute_;
+};
+
+// The communicator as the watchdog's thread sees it: polled for asynchronous errors (a peer gone,
+// a network failure: NCCL reports them here instead of hanging), aborted when a deadline passes,
+// so no kernel keeps waiting on a peer that is gone; null once destroyed or aborted.
+struct LiveComm {
+  std::mutex mu;
+  ncclComm_t comm = nullptr;
 };
 
 // Each group has its own communication stream (ARCHITECTURE.md; docs/parallelism.md "Overlap"): a
@@ -77,12 +89,20 @@ class NcclCommunicator final : public Communicator {
     static_assert(sizeof(id) % 4 == 0, "the unique id travels as int32 words");
     host_->broadcast(&id, sizeof(id) / 4, DType::I32, 0);
     LT_NCCL(ncclCommInitRank(&comm_, host_->size(), id, host_->rank()));
+    live_->comm = comm_;
+    watchdog::on_expiry([live = live_] {
+      std::lock_guard<std::mutex> lock(live->mu);
+      if (live->comm) ncclCommAbort(live->comm);
+      live->comm = nullptr;
+    });
     // Non-blocking: no implicit synchronisation with the legacy default stream the kernels use.
     LT_CUDA_CALL(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
   ~NcclCommunicator() override {
     cudaStreamSynchronize(stream_);
-    ncclCommDestroy(comm_);
+    std::lock_guard<std::mutex> lock(live_->mu);
+    if (live_->comm) ncclCommDestroy(comm_);
+    live_->comm = nullptr;
     cudaStreamDestroy(stream_);
   }
   int rank() const override { return host_->rank(); }
@@ -162,13 +182,28 @@ class NcclCommunicator final : public Communicator {
     enqueue();
     if (timeline) trace::device_event(what, "comm", row_, begin, timeline->mark(stream_));
     LT_CUDA_CALL(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    const Event event(done, [](cudaEvent_t e) { cudaEventDestroy(e); });
     LT_CUDA_CALL(cudaEventRecord(done, stream_));
-    return Handle(std::make_unique<NcclWork>(done, compute_));
+    // The host never blocks on a collective here: the watchdog polls its event (and the
+    // communicator's asynchronous error) against the deadline instead.
+    watchdog::watch_async(
+        [event, live = live_] {
+          std::lock_guard<std::mutex> lock(live->mu);
+          if (!live->comm) return true;
+          ncclResult_t async = ncclSuccess;
+          if (ncclCommGetAsyncError(live->comm, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress)
+            throw Error(std::string("NCCL reports ") + ncclGetErrorString(async));
+          return cudaEventQuery(event.get()) == cudaSuccess;
+        },
+        [what, n = size(), r = rank()] { return std::string("NCCL ") + what + " (rank " + std::to_string(r) + " of a group of " +
+                                                std::to_string(n) + ")"; });
+    return Handle(std::make_unique<NcclWork>(event, compute_));
   }
   std::unique_ptr<Communicator> host_;
   cudaStream_t compute_;
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
+  std::shared_ptr<LiveComm> live_ = std::make_shared<LiveComm>();
   std::string row_ = "stream comm " + std::to_string(++groups_made_);  // its row in a trace
   static inline int groups_made_ = 0;
 };

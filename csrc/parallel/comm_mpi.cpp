@@ -18,6 +18,7 @@
 
 #include "llamatron/comm.h"
 #include "llamatron/errors.h"
+#include "llamatron/watchdog.h"
 
 namespace llamatron {
 namespace {
@@ -127,6 +128,7 @@ struct MpiOp {
   std::function<void(std::vector<MPI_Request>&)> step;
   std::function<void()> finish;
   std::vector<MPI_Request> requests;
+  std::string what;  // for the watchdog: "all_reduce on a group of 8 ranks"
   // Guarded by the progress engine's mutex:
   bool done = false;
   std::string error;
@@ -169,6 +171,8 @@ class ProgressEngine {
   }
 
   void wait(MpiOp& op) {
+    // Every wait has a deadline, also those on groups no counting wrapper names (the world's).
+    const watchdog::Watch deadline([&op] { return "MPI " + (op.what.empty() ? std::string("operation") : op.what); });
     if (!threaded_) {
       while (!op.done) {
         const int rc = MPI_Waitall(static_cast<int>(op.requests.size()), op.requests.data(), MPI_STATUSES_IGNORE);
@@ -233,6 +237,12 @@ class ProgressEngine {
   }
 
   void init() {
+    // Open MPI's non-blocking all-reduce (the TP all-reduces) picks the binomial tree for in-place
+    // buffers, which sends log2(p) times the data through the root's link: on simulated hosts at
+    // 100 Mbit/s, 4 MiB took 671 ms over 2 hosts and 1680 ms over 4 where the ring took 338 and 551
+    // (docs/launching.md, "All-reduce algorithm"). The ring, unless the user chose one (an
+    // OMPI_MCA_ variable, which mpirun --mca also sets, wins).
+    ::setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
     int provided = 0;
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     int rank = 0;
@@ -362,8 +372,9 @@ class MpiWork final : public PendingWork {
 };
 
 // An op of one round: `post` issues its calls once.
-Handle issue(std::function<void(std::vector<MPI_Request>&)> post, std::function<void()> finish = {}) {
+Handle issue(std::string what, std::function<void(std::vector<MPI_Request>&)> post, std::function<void()> finish = {}) {
   auto op = std::make_shared<MpiOp>();
+  op->what = std::move(what);
   op->step = [post = std::move(post), first = true](std::vector<MPI_Request>& r) mutable {
     if (first) post(r);
     first = false;
@@ -421,6 +432,7 @@ class MpiCommunicator final : public Communicator {
   Handle all_reduce_async(void* buf, int64_t n, DType t, ReduceOp op) override {
     const int c = count(n);
     return issue(
+        what("all_reduce"),
         [=, this](std::vector<MPI_Request>& r) {
           r.resize(1);
           check(MPI_Iallreduce(MPI_IN_PLACE, buf, c, mpi_type(t), mpi_op(op, t), comm_, &r[0]), "MPI_Iallreduce");
@@ -431,6 +443,7 @@ class MpiCommunicator final : public Communicator {
     const int c = count(n);
     const int size = size_;
     issue(
+        what("all_reduce"),
         [=, this](std::vector<MPI_Request>& r) {
           r.resize(1);
           check(MPI_Iallreduce(MPI_IN_PLACE, v, c, MPI_DOUBLE, op == ReduceOp::Max ? MPI_MAX : MPI_SUM, comm_, &r[0]), "MPI_Iallreduce");
@@ -453,6 +466,7 @@ class MpiCommunicator final : public Communicator {
     ring->acc.resize(bytes);  // the partial sums: the caller's send buffer stays as it was
     ring->incoming.resize(static_cast<size_t>(*std::max_element(counts.begin(), counts.end())) * dtype_size(t));
     auto op_ = std::make_shared<MpiOp>();
+    op_->what = what("reduce_scatter");
     op_->step = [=, this](std::vector<MPI_Request>& r) {
       const int p = size_, me = rank_;
       if (ring->round == 0) std::memcpy(ring->acc.data(), send, bytes);
@@ -477,6 +491,7 @@ class MpiCommunicator final : public Communicator {
     LT_CHECK(static_cast<int>(counts.size()) == size_, "all_gather needs one count per rank");
     auto ring = std::make_shared<Ring>(counts, t, next_tag());
     auto op_ = std::make_shared<MpiOp>();
+    op_->what = what("all_gather");
     op_->step = [=, this](std::vector<MPI_Request>& r) {
       const int p = size_, me = rank_;
       char* out = static_cast<char*>(recv);
@@ -493,19 +508,19 @@ class MpiCommunicator final : public Communicator {
   }
   void broadcast(void* buf, int64_t n, DType t, int root) override {
     const int c = count(n);
-    issue([=, this](std::vector<MPI_Request>& r) {
+    issue(what("broadcast"), [=, this](std::vector<MPI_Request>& r) {
       r.resize(1);
       check(MPI_Ibcast(buf, c, mpi_type(t), root, comm_, &r[0]), "MPI_Ibcast");
     }).wait();
   }
   Handle send_recv_async(const std::vector<Transfer>& transfers) override {
-    return issue([=, this](std::vector<MPI_Request>& r) {
+    return issue(what("send/recv"), [=, this](std::vector<MPI_Request>& r) {
       for (const Transfer& x : transfers)
         post_pieces(r, x.kind == Transfer::Send ? Direction::Send : Direction::Recv, x.buf, x.n, x.dtype, x.peer, 0, comm_);
     });
   }
   void barrier() override {
-    issue([this](std::vector<MPI_Request>& r) {
+    issue(what("barrier"), [this](std::vector<MPI_Request>& r) {
       r.resize(1);
       check(MPI_Ibarrier(comm_, &r[0]), "MPI_Ibarrier");
     }).wait();
@@ -517,6 +532,9 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  std::string what(const char* op) const {
+    return std::string(op) + " on a group of " + std::to_string(size_) + " ranks (rank " + std::to_string(rank_) + " of it)";
+  }
   std::function<void()> average(ReduceOp op, void* buf, int64_t n, DType t) const {
     if (op != ReduceOp::Avg) return {};
     LT_CHECK(t == DType::F32, "ReduceOp::Avg needs fp32");

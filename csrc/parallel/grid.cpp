@@ -1,6 +1,7 @@
 #include "llamatron/grid.h"
 
 #include <string>
+#include <vector>
 
 #include "llamatron/errors.h"
 
@@ -21,17 +22,24 @@ ProcessGrid::ProcessGrid(Communicator& world, const ParallelConfig& layout,
     throw Error("the world has " + std::to_string(n) + " process(es), not a multiple of " + layout_text +
                 "the rest): launch a multiple of " + std::to_string(model_parallel) + " processes or change parallel.*");
   }
-  const auto group = [&](const char* name, int color, int key) {
+  // Each group with the world ranks of its members, in group-rank order.
+  const auto group = [&](const char* name, int color, int key, int n, const std::function<int(int)>& member) {
     std::unique_ptr<Communicator> g = world.split(color, key);
-    return counting(device_group ? device_group(std::move(g)) : std::move(g), &stats_, name);
+    std::vector<int> members(n);
+    for (int i = 0; i < n; ++i) members[i] = member(i);
+    return counting(device_group ? device_group(std::move(g)) : std::move(g), &stats_, name, std::move(members));
   };
-  tp_group_ = group("tp", dp_rank() + dp_ * pp_rank(), tp_rank());
-  dp_group_ = group("dp", tp_rank() + tp_ * pp_rank(), dp_rank());
-  pp_group_ = group("pp", tp_rank() + tp_ * dp_rank(), pp_rank());
+  const int t = tp_rank(), d = dp_rank(), s = pp_rank();
+  const auto tp_members = [&](int i) { return rank_of(i, d, s); };
+  const auto dp_members = [&](int i) { return rank_of(t, i, s); };
+  const auto pp_members = [&](int i) { return rank_of(t, d, i); };
+  tp_group_ = group("tp", d + dp_ * s, t, tp_, tp_members);
+  dp_group_ = group("dp", t + tp_ * s, d, dp_, dp_members);
+  pp_group_ = group("pp", t + tp_ * d, s, pp_, pp_members);
   // The backward's gradients travel on a group of their own: each link of each group then carries
   // one kind of message, in the same order at both ends, whatever interleaved 1F1B makes of it.
-  if (pp_ > 1) pp_grad_group_ = group("pp", tp_rank() + tp_ * dp_rank(), pp_rank());
-  mp_group_ = group("mp", dp_rank(), tp_rank() + tp_ * pp_rank());
+  if (pp_ > 1) pp_grad_group_ = group("pp", t + tp_ * d, s, pp_, pp_members);
+  mp_group_ = group("mp", d, t + tp_ * s, tp_ * pp_, [&](int i) { return rank_of(i % tp_, d, i / tp_); });
 }
 
 }  // namespace llamatron

@@ -167,6 +167,9 @@ void RunConfig::validate() const {
        "checkpoint.init_from must be hf:DIR (a Hugging Face LLaMA directory), got '" + checkpoint.init_from + "'");
   need(train.max_bad_steps >= 1 && train.anomaly_window >= 1 && train.spike_factor > 1,
        "train.max_bad_steps and train.anomaly_window must be >= 1 and train.spike_factor > 1");
+  need(train.straggler_factor == 0 || train.straggler_factor > 1,
+       "train.straggler_factor must be > 1 (a rank that much slower than the median is named) or 0 (off)");
+  need(parallel.comm_timeout_s >= 0, "parallel.comm_timeout_s must be >= 0 (seconds a wait on a collective may take; 0: no deadline)");
   need(train.anomaly_action == "log" || train.anomaly_action == "skip" || train.anomaly_action == "stop",
        "train.anomaly_action must be log, skip or stop, got '" + train.anomaly_action + "'");
   need(train.eval_every >= 0 && train.eval_batches >= 1, "train.eval_every must be >= 0 and train.eval_batches >= 1");
@@ -307,6 +310,7 @@ const std::map<std::string, Field>& fields() {
       field("parallel.bucket_size_mb", &R::parallel, &ParallelConfig::bucket_size_mb),
       field("parallel.sequence_parallel", &R::parallel, &ParallelConfig::sequence_parallel),
       field("parallel.require_tp_in_node", &R::parallel, &ParallelConfig::require_tp_in_node),
+      field("parallel.comm_timeout_s", &R::parallel, &ParallelConfig::comm_timeout_s),
       field("checkpoint.dir", &R::checkpoint, &CheckpointConfig::dir),
       field("checkpoint.every", &R::checkpoint, &CheckpointConfig::every),
       field("checkpoint.keep_last", &R::checkpoint, &CheckpointConfig::keep_last),
@@ -347,6 +351,7 @@ const std::map<std::string, Field>& fields() {
       field("train.max_bad_steps", &R::train, &TrainConfig::max_bad_steps),
       field("train.anomaly_window", &R::train, &TrainConfig::anomaly_window),
       field("train.spike_factor", &R::train, &TrainConfig::spike_factor),
+      field("train.straggler_factor", &R::train, &TrainConfig::straggler_factor),
       field("train.anomaly_action", &R::train, &TrainConfig::anomaly_action),
       field("train.deterministic", &R::train, &TrainConfig::deterministic),
       field("train.recompute", &R::train, &TrainConfig::recompute),

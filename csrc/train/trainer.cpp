@@ -21,8 +21,14 @@
 #include "llamatron/pipeline.h"
 #include "llamatron/planner.h"
 #include "llamatron/trace.h"
+#include "llamatron/watchdog.h"
 
 namespace llamatron {
+namespace {
+// The watchdog's deadline for the set-up and the first step, over parallel.comm_timeout_s: they
+// connect every pair of ranks, allocate every buffer and (on GPUs) load every kernel.
+constexpr double kFirstStepTimeoutFactor = 5;
+}  // namespace
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   cfg_.validate();
@@ -32,6 +38,8 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     device_group = [](std::unique_ptr<Communicator> g) { return backend_for(Device::CUDA).device_group(std::move(g)); };
   grid_ = std::make_unique<ProcessGrid>(world, cfg_.parallel, device_group);
   hosts_ = gather_hosts(world);
+  grid_->comm_stats().host_of = hosts_.host_of;  // inter-host bytes, and hosts in the watchdog's messages
+  watchdog::configure(cfg_.parallel.comm_timeout_s, kFirstStepTimeoutFactor);
   if (const std::string spread = tp_spread_problem(hosts_, grid_->tp(), grid_->pp(), grid_->dp());
       cfg_.parallel.require_tp_in_node && !spread.empty())
     throw Error("parallel.require_tp_in_node: " + spread + ", or set parallel.require_tp_in_node=false");
@@ -238,12 +246,27 @@ int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t mi
   return static_cast<int64_t>(counted);
 }
 
+std::string Trainer::check_stragglers() {
+  Communicator& world = grid_->world();
+  const RankTimes mine = interval_;
+  interval_ = {};
+  if (world.size() == 1 || cfg_.train.straggler_factor <= 0) return "";
+  const float sent[2] = {static_cast<float>(mine.compute_ms), static_cast<float>(mine.wait_ms)};
+  std::vector<float> all(2 * static_cast<size_t>(world.size()));
+  world.all_gather(sent, all.data(), 2, DType::F32);
+  std::vector<RankTimes> times(world.size());
+  std::vector<int> stage(world.size());
+  for (int r = 0; r < world.size(); ++r) times[r] = {all[2 * r], all[2 * r + 1]}, stage[r] = r / (grid_->tp() * grid_->dp());
+  return find_stragglers(times, stage, hosts_.host_of, cfg_.train.straggler_factor);
+}
+
 void Trainer::settle() { optim_->shard_mut().wait_params(); }
 
 Trainer::~Trainer() = default;
 
 StepStats Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
+  watchdog::set_step(step_ + 1);
   const std::vector<int64_t>& traced = cfg_.logging.trace_steps;
   const bool tracing = !cfg_.logging.trace_file.empty() && std::find(traced.begin(), traced.end(), step_ + 1) != traced.end();
   if (tracing) trace::start(step_ + 1, grid_->world(), cfg_.train.device == "cuda");
@@ -285,6 +308,8 @@ StepStats Trainer::step() {
   s.exposed_comm_ms = (grid_->comm_stats().exposed_us - exposed0) / 1e3;
   if (tracing) trace::stop();
   s.tokens_per_s = M * G * T / (s.step_ms / 1e3);
+  interval_.compute_ms += s.step_ms - s.exposed_comm_ms, interval_.wait_ms += s.exposed_comm_ms;
+  if (step_ % cfg_.logging.log_every == 0 || step_ == cfg_.train.steps) s.stragglers = check_stragglers();
   if (cfg_.train.eval_every > 0 && (step_ % cfg_.train.eval_every == 0 || step_ == cfg_.train.steps))
     s.valid_loss = evaluate(*valid_, cfg_.train.eval_batches);
   if (tracing && step_ == traced_last_) trace::write(cfg_.logging.trace_file, grid_->world());

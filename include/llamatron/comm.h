@@ -104,15 +104,23 @@ class Communicator {
 // of S bytes over p ranks sends 2 (p - 1) / p * S; reduce-scatter and all-gather (p - 1) * chunk;
 // a send its size): the layout's communication cost, whatever the library does underneath.
 struct CommStats {
-  std::map<std::string, double> bytes;  // "dp.reduce_scatter" -> bytes since reset
-  double exposed_us = 0;                // time spent waiting on the groups' collectives since reset
-  void reset() { bytes.clear(), exposed_us = 0; }
+  std::map<std::string, double> bytes;       // "dp.reduce_scatter" -> bytes since reset
+  std::map<std::string, double> inter_host;  // the part of them sent to a rank on another host
+  double exposed_us = 0;                     // time spent waiting on the groups' collectives since reset
+  // World rank -> host (topology.h; empty until known): what is inter-host, and where a group's
+  // ranks are in the watchdog's message.
+  std::vector<std::string> host_of;
+  void reset() { bytes.clear(), inter_host.clear(), exposed_us = 0; }
   double total(const std::string& group_prefix) const;
 };
 // A communicator that counts into `stats` under `name` and forwards to `inner`; its splits count
-// under name + "." + the split's name ("sub"). It also times every wait (stats->exposed_us) and,
-// while a trace records, puts each collective and each wait in it.
-std::unique_ptr<Communicator> counting(std::unique_ptr<Communicator> inner, CommStats* stats, std::string name);
+// under name + "." + the split's name ("sub"). members[r] is the world rank of group rank r (empty:
+// unknown). It also times every wait (stats->exposed_us), puts every wait under the watchdog
+// (watchdog.h) and, while a trace records, puts each collective and each wait in it. The ring
+// collectives send to the next rank of the group, point-to-point transfers to their peer: bytes to
+// a rank on another host are counted in stats->inter_host as well.
+std::unique_ptr<Communicator> counting(std::unique_ptr<Communicator> inner, CommStats* stats, std::string name,
+                                       std::vector<int> members = {});
 
 // The world: every process of the mpirun job (MPI is initialised on first use and finalised at
 // exit), or a world of one for a process started on its own.

@@ -105,6 +105,10 @@ struct TrainConfig {
   // in the backward; flash attention never stores its scores anyway) | full (each layer keeps only
   // its input and recomputes its forward in the backward).
   std::string recompute = "none";
+  // Each log interval, a rank whose compute time (the step minus its waits on communication) is
+  // above straggler_factor x the median of its pipeline stage's ranks is named, with its host, in a
+  // warning (0: off).
+  double straggler_factor = 1.3;
 };
 
 // The 3D layout (Megatron's order: TP fastest, then DP, then PP; docs/parallelism.md). The world
@@ -128,6 +132,9 @@ struct ParallelConfig {
   // A TP group spread over hosts is a warning (the map at start says where every rank runs); with
   // this, an error on every rank.
   bool require_tp_in_node = false;
+  // The watchdog (watchdog.h): a wait on a collective or a pipeline transfer longer than this ends
+  // the job with a message naming it; the set-up and the first step get 5x as long. 0: no deadline.
+  double comm_timeout_s = 300;
 };
 
 // Checkpoints (docs/formats.md): one directory per step under `dir`, written atomically.

@@ -9,6 +9,7 @@
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/grid.h"
+#include "llamatron/stragglers.h"
 #include "llamatron/model.h"
 #include "llamatron/optim.h"
 #include "llamatron/topology.h"
@@ -25,6 +26,7 @@ struct StepStats {
   std::string anomaly;      // why, when this step was not normal ("" otherwise)
   int64_t bad_steps = 0, skipped_steps = 0;  // totals so far: NaN/Inf steps, skipped updates
   double valid_loss = -1;   // mean validation loss when this step evaluated (train.eval_every), else -1
+  std::string stragglers;   // at the end of a log interval: the ranks much slower than their peers (stragglers.h), or ""
 };
 
 // SIGTERM and SIGINT then ask a running Trainer::run to save and stop cleanly; outside it (set-up,
@@ -90,6 +92,9 @@ class Trainer {
   int64_t read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const;
   // The stability guards on this step's loss and norm: marks it skipped or throws (train.*).
   void guard(StepStats& s);
+  // At the end of a log interval: every rank's compute and wait times over it, gathered, and the
+  // stragglers among them (train.straggler_factor). Collective over the world.
+  std::string check_stragglers();
   RunConfig cfg_;
   std::unique_ptr<ProcessGrid> grid_;
   HostMap hosts_;
@@ -102,6 +107,7 @@ class Trainer {
   double inject_ = 1.0;
   int64_t bad_in_a_row_ = 0, bad_steps_ = 0, skipped_steps_ = 0;
   std::vector<double> recent_loss_, recent_norm_;  // the last anomaly_window accepted steps
+  RankTimes interval_;  // this rank's times since the last straggler check
   std::unique_ptr<CheckpointDirLock> dir_lock_;  // held from set-up to the end (one run per checkpoint.dir)
   std::unique_ptr<AsyncCheckpointer> async_ = std::make_unique<AsyncCheckpointer>();
   std::string resumed_from_;

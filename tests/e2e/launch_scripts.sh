@@ -21,10 +21,15 @@ printf '#!/bin/sh\necho "srun $* | OMP_NUM_THREADS=$OMP_NUM_THREADS NCCL_DEBUG=$
 printf '#!/bin/sh\necho llamatron\n' >"$W/submit/build/llamatron"
 chmod +x "$W/bin/mpirun" "$W/bin/srun" "$W/submit/build/llamatron"
 
-out=$(PATH="$W/bin:$PATH" LLAMATRON_BIN="$W/submit/build/llamatron" NCCL_SOCKET_IFNAME=eth0 \
-      bash "$SRC/scripts/launch.sh" -n 16 -H hosts.txt cfg.yaml --set train.steps=5 2>&1)
-check "launch.sh: 16 ranks over the hostfile, NCCL_* forwarded, train arguments passed" \
-  'echo "$out" | grep -q -- "-np 16" && echo "$out" | grep -q -- "--hostfile hosts.txt" && echo "$out" | grep -q -- "-x NCCL_SOCKET_IFNAME" && echo "$out" | grep -q "llamatron train cfg.yaml --set train.steps=5$"' "$out"
+printf 'node1 slots=8\nnode2 slots=8\n' >"$W/hosts.txt"
+out=$(cd "$W" && env -u LD_LIBRARY_PATH PATH="$W/bin:$PATH" LLAMATRON_BIN="$W/submit/build/llamatron" NCCL_SOCKET_IFNAME=eth0 \
+      bash "$SRC/scripts/launch.sh" -n 16 -H hosts.txt cfg.yaml --set train.steps=5 -- --map-by ppr:8:node --mca btl_tcp_if_include eth0 2>&1)
+check "launch.sh: 16 ranks over the hostfile, NCCL_* forwarded, train arguments passed, mpirun options after --" \
+  'echo "$out" | grep -q -- "-np 16" && echo "$out" | grep -q -- "--hostfile hosts.txt" && echo "$out" | grep -q -- "-x NCCL_SOCKET_IFNAME" && echo "$out" | grep -q -- "--map-by ppr:8:node --mca btl_tcp_if_include eth0 .*llamatron train cfg.yaml --set train.steps=5$"' "$out"
+check "launch.sh: LD_LIBRARY_PATH unset is not exported (mpirun would warn)" '! echo "$out" | grep -q LD_LIBRARY_PATH' "$out"
+check "launch.sh with a hostfile: ssh keep-alives for a lost host" 'echo "$out" | grep -q "plm_rsh_args -o ServerAliveInterval=10"' "$out"
+out=$(cd "$W" && bash "$SRC/scripts/launch.sh" -n 4 -H missing.txt cfg.yaml 2>&1); rc=$?
+check "launch.sh with a missing hostfile: one line, exit 1" '[ $rc -eq 1 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "hostfile missing.txt not found"' "$out"
 out=$(bash "$SRC/scripts/launch.sh" 2>&1); rc=$?
 check "launch.sh without arguments: usage, exit 1" '[ $rc -eq 1 ] && echo "$out" | grep -q usage'
 
