@@ -533,7 +533,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   std::string what(const char* op) const {
-    return std::string(op) + " on a group of " + std::to_string(size_) + " ranks (rank " + std::to_string(rank_) + " of it)";
+    return std::string(op) + " over " + std::to_string(size_) + " ranks (rank " + std::to_string(rank_) + " of them)";
   }
   std::function<void()> average(ReduceOp op, void* buf, int64_t n, DType t) const {
     if (op != ReduceOp::Avg) return {};

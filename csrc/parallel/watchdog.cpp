@@ -44,6 +44,10 @@ class Dog {
     if (first_step_ < 0 && step > 0) first_step_ = step;
     step_ = step;
   }
+  void set_job(std::string hosts) {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = std::move(hosts);
+  }
   uint64_t add(std::function<std::string()> describe, std::function<bool()> done) {
     std::lock_guard<std::mutex> lock(mu_);
     if (timeout_s_ <= 0) return 0;
@@ -108,6 +112,7 @@ class Dog {
     } catch (const std::exception& ex) {
       what = std::string("(describing it failed: ") + ex.what() + ")";
     }
+    if (!job_.empty() && what.find(" on ") == std::string::npos) what += " (the job: " + job_ + ")";
     const std::string when = step_ > 0 ? "in step " + std::to_string(step_) : "before the first step";
     if (failure.empty())
       std::fprintf(stderr,
@@ -137,6 +142,7 @@ class Dog {
   std::vector<std::function<void()>> hooks_;
   double timeout_s_ = 0, factor_ = 1;
   int64_t step_ = 0, first_step_ = -1;
+  std::string job_;
   uint64_t next_id_ = 0;
 };
 
@@ -144,6 +150,7 @@ class Dog {
 
 void configure(double timeout_s, double first_step_factor) { Dog::get().configure(timeout_s, first_step_factor); }
 void set_step(int64_t step) { Dog::get().set_step(step); }
+void set_job(std::string hosts) { Dog::get().set_job(std::move(hosts)); }
 void on_expiry(std::function<void()> hook) { Dog::get().hook(std::move(hook)); }
 Watch::Watch(std::function<std::string()> describe) : id_(Dog::get().add(std::move(describe), {})) {}
 Watch::~Watch() { Dog::get().remove(id_); }

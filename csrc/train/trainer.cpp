@@ -40,6 +40,11 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   hosts_ = gather_hosts(world);
   grid_->comm_stats().host_of = hosts_.host_of;  // inter-host bytes, and hosts in the watchdog's messages
   watchdog::configure(cfg_.parallel.comm_timeout_s, kFirstStepTimeoutFactor);
+  {
+    std::string where = std::to_string(hosts_.hosts.size()) + " host(s):";
+    for (size_t h = 0; h < hosts_.hosts.size(); ++h) where += " " + hosts_.hosts[h] + " (" + std::to_string(hosts_.ranks_on[h]) + " ranks)";
+    watchdog::set_job(where);
+  }
   if (const std::string spread = tp_spread_problem(hosts_, grid_->tp(), grid_->pp(), grid_->dp());
       cfg_.parallel.require_tp_in_node && !spread.empty())
     throw Error("parallel.require_tp_in_node: " + spread + ", or set parallel.require_tp_in_node=false");

@@ -20,6 +20,9 @@ constexpr int kExitCode = 75;
 void configure(double timeout_s, double first_step_factor);
 // The step the trainer is in (0: set-up), for the message and for the deadline of the first step.
 void set_step(int64_t step);
+// Where the job's ranks run (the placement map's hosts), added to the message of a wait whose group
+// is not named with its hosts (the world's, at the MPI level).
+void set_job(std::string hosts);
 // Runs before the job ends on a passed deadline (NCCL: abort the communicators, so no kernel waits
 // on a peer that is gone).
 void on_expiry(std::function<void()> hook);
