@@ -190,7 +190,7 @@ for ((attempt = 0; ; attempt++)); do
           host) hosts+=("$a"); slots+=("$b") ;;
           set) extra+=(--set "$a") ;;
         esac
-      done <<<"$plan"
+      done < <(printf '%s\n' "$plan")
       say "elastic: dropped ${dropped[*]}; continuing with $run_np rank(s) on ${hosts[*]} (${extra[*]})"
     fi
   fi

@@ -44,9 +44,9 @@ rc=$?
 
 # The second attempt: what it resumed from, and the steps it trained.
 second=$(sed -n '/\] resumed from /,$p' "$W/run.out")  # the supervisor's lines are on stderr
-resumed=$(grep -m1 -oE 'resumed from .*step_([0-9]+) at step [0-9]+ \(data position [0-9]+\)' <<<"$second")
-at=$(grep -oE 'at step [0-9]+' <<<"$resumed" | grep -oE '[0-9]+$')
-steps=$(grep -oE '\] step +[0-9]+/' <<<"$second" | grep -oE '[0-9]+' | tr '\n' ' ')
+resumed=$(echo "$second" | grep -m1 -oE 'resumed from .*step_([0-9]+) at step [0-9]+ \(data position [0-9]+\)')
+at=$(echo "$resumed" | grep -oE 'at step [0-9]+' | grep -oE '[0-9]+$')
+steps=$(echo "$second" | grep -oE '\] step +[0-9]+/' | grep -oE '[0-9]+' | tr '\n' ' ')
 want=$( [[ -n $at ]] && seq $((at + 1)) 15 | tr '\n' ' ')
 if [[ -n $victims ]] && grep -q "launch.sh: elastic: dropped ${SIM_HOSTS_PREFIX}2; continuing with 6 rank(s) on ${SIM_HOSTS_PREFIX}0 ${SIM_HOSTS_PREFIX}1 ${SIM_HOSTS_PREFIX}3" "$W/run.err"; then
   pass "host 2 killed: the supervisor names the cause, drops host 2 and relaunches on the other 3 ($(grep -m1 -o 'attempt 1 failed: .*' "$W/run.err"))"
@@ -54,7 +54,7 @@ else
   fail "host 2 killed" "victims '$victims'; $(grep 'launch.sh' "$W/run.err" | head -5)"
 fi
 if ((rc == 0)) && [[ -n $at ]] && ((at >= 6)) && [[ $resumed == *"(data position $((at * 12)))" && $steps == "$want" ]] &&
-   grep -q 'placement: 3 host(s)' <<<"$second" && grep -q 'tensor_parallel 2 x pipeline_parallel 1 x data_parallel 3' <<<"$second"; then
+   echo "$second" | grep -q 'placement: 3 host(s)' && echo "$second" | grep -q 'tensor_parallel 2 x pipeline_parallel 1 x data_parallel 3'; then
   pass "the relaunch resumes at step $at, data position $((at * 12)), as tp2 x dp3, and trains steps $((at + 1))-15 once each"
 else
   fail "resume on 3 hosts" "exit $rc; '$resumed'; steps '$steps' (want '$want'); $(tail -c 300 "$W/run.err")"
