@@ -7,7 +7,13 @@
 
 #include <spdlog/sinks/sink.h>
 
+#include "llamatron/dedup.h"
 #include "llamatron/planner.h"
+#include "llamatron/text_filter.h"
+
+namespace CLI {
+class App;
+}
 
 namespace llamatron {
 
@@ -26,6 +32,12 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
 // continues with (elastic.h), printed as "np N", "host NAME SLOTS" and "set KEY=VALUE" lines.
 int cmd_resize(const std::string& config_path, const std::vector<std::string>& overrides, int from_ranks,
                const std::vector<std::string>& hosts);
+
+// `llamatron data filter` / `data dedup` (data_text.cpp): their options, then the commands.
+void add_data_filter(CLI::App& data, FilterRun& run, CLI::App*& cmd);
+void add_data_dedup(CLI::App& data, DedupRun& run, CLI::App*& cmd);
+int cmd_data_filter(const FilterRun& run);
+int cmd_data_dedup(const DedupRun& run);
 
 }  // namespace llamatron
 

@@ -444,7 +444,7 @@ int main(int argc, char** argv) {
   generate->add_option("--temperature", gen.temperature, "0: greedy (default 0.8)");
   generate->add_option("--top-k", gen.top_k, "sample among the k most likely (default 0: all)");
   generate->add_option("--seed", gen.seed, "sampling seed (default 1)");
-  CLI::App* data = app.add_subcommand("data", "inspect or prepare token data");
+  CLI::App* data = app.add_subcommand("data", "raw text -> filter -> dedup -> token shards; inspect token data");
   data->require_subcommand(1);
   std::string inspect_path;
   CLI::App* inspect = data->add_subcommand("inspect", "format, dtype, token and document counts, first tokens");
@@ -459,6 +459,12 @@ int main(int argc, char** argv) {
   prepare->add_option("--format", prep_format, "llmc, megatron or both (default llmc)")->check(CLI::IsMember({"llmc", "megatron", "both"}));
   prepare->add_option("--shard-tokens", prep.shard_tokens, "tokens per llm.c shard (default 100M)");
   prepare->add_option("--threads", prep.threads, "files tokenized in parallel (default: all cores)");
+  llamatron::FilterRun filter_run;
+  llamatron::DedupRun dedup_run;
+  CLI::App* filter = nullptr;
+  CLI::App* dedup = nullptr;
+  llamatron::add_data_filter(*data, filter_run, filter);
+  llamatron::add_data_dedup(*data, dedup_run, dedup);
   spdlog::set_pattern("[%H:%M:%S] %v");
   try {
     app.parse(argc, argv);
@@ -474,6 +480,8 @@ int main(int argc, char** argv) {
     if (resize->parsed()) return llamatron::cmd_resize(config_path, overrides, resize_from, resize_hosts);
     if (plan->parsed()) return llamatron::cmd_plan(config_path, overrides, plan_opts, plan_gpu, plan_top, plan_hw);
     if (inspect->parsed()) return llamatron::cmd_data_inspect(inspect_path);
+    if (filter->parsed()) return llamatron::cmd_data_filter(filter_run);
+    if (dedup->parsed()) return llamatron::cmd_data_dedup(dedup_run);
     if (export_hf->parsed()) return llamatron::cmd_export_hf(ckpt, out_dir, hf_dtype);
     if (import_hf->parsed()) return llamatron::cmd_import_hf(ckpt, out_dir);
     if (logits->parsed()) return llamatron::cmd_logits(ckpt, tokens_text, out_dir);
