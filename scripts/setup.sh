@@ -13,6 +13,7 @@ packages=(
   clang libclang-rt-dev       # libFuzzer with ASan + UBSan: the fuzz targets of the file parsers (tests/fuzz)
   python3 python3-torch python3-numpy  # the PyTorch reference the tests compare against
   libicu-dev libxxhash-dev libzstd-dev zlib1g-dev  # data filter / dedup: Unicode, XXH3, .gz and .zst inputs
+  zstd                        # tests: .jsonl.zst inputs
   python3-venv                # a venv for tools/prepare_hf.py (tokenizers, from PyPI)
   python3-matplotlib          # tools/plot_metrics.py: the loss curve PNG
   iproute2                    # ip / tc: the simulated hosts of tests/multinode (network namespaces)

@@ -74,7 +74,8 @@ check "eval_every without validation data is an error" 'grep -q "no validation d
 # ---- Hugging Face tokenizer.json through tools/prepare_hf.py -------------------------------------
 if PY=$(tools_venv "$W"); then
   "$PY" "$SRC/tests/tools/test_prepare_hf.py" >"$W/hf_test.out" 2>&1
-  check "tools/prepare_hf.py unit tests" '[ $? -eq 0 ]' "$(tail -15 "$W/hf_test.out")"
+  rc=$?
+  check "tools/prepare_hf.py unit tests" '[ $rc -eq 0 ]' "$(tail -15 "$W/hf_test.out")"
   "$PY" - "$W" "$W"/raw/doc*.txt <<'PY'
 import sys
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
