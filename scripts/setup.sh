@@ -12,7 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-dev       # libFuzzer with ASan + UBSan: the fuzz targets of the file parsers (tests/fuzz)
   python3 python3-torch python3-numpy  # the PyTorch reference the tests compare against
-  libicu-dev libxxhash-dev libzstd-dev zlib1g-dev  # data filter / dedup: Unicode, XXH3, .gz and .zst inputs
+  libicu-dev libxxhash-dev libzstd-dev zlib1g-dev libsimdjson-dev  # data filter / dedup: Unicode, XXH3, .gz and .zst inputs, JSON lines
   zstd                        # tests: .jsonl.zst inputs
   python3-venv                # a venv for tools/prepare_hf.py (tokenizers, from PyPI)
   python3-matplotlib          # tools/plot_metrics.py: the loss curve PNG

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -122,7 +123,9 @@ void check_corpus_inputs(const std::vector<std::string>& inputs) {
   }
 }
 
-CorpusReader::CorpusReader(std::vector<std::string> inputs) : inputs_(std::move(inputs)) { check_corpus_inputs(inputs_); }
+CorpusReader::CorpusReader(std::vector<std::string> inputs, bool parse_json) : inputs_(std::move(inputs)), parse_json_(parse_json) {
+  check_corpus_inputs(inputs_);
+}
 CorpusReader::~CorpusReader() = default;
 
 bool CorpusReader::next_line(std::string& line) {
@@ -132,9 +135,9 @@ bool CorpusReader::next_line(std::string& line) {
     if (nl != std::string::npos || s.eof_) {
       const size_t end = nl == std::string::npos ? s.buf_.size() : nl, from = s.pos_;
       if (end == from && nl == std::string::npos) return false;
-      line.assign(s.buf_, from, end - from);
+      const size_t cr = end > from && s.buf_[end - 1] == '\r';  // a CRLF file's lines end without the CR
+      line.assign(s.buf_, from, end - from - cr);
       s.pos_ = nl == std::string::npos ? end : nl + 1;
-      bytes_ += static_cast<int64_t>(s.pos_ - from);
       ++line_;
       return true;
     }
@@ -143,43 +146,62 @@ bool CorpusReader::next_line(std::string& line) {
   }
 }
 
-bool CorpusReader::next(Document& doc) {
-  for (;;) {
-    if (file_ >= inputs_.size()) return false;
+namespace {
+
+// A .jsonl line -> doc (line and file already set): UTF-8 repaired if need be, then the "text" field.
+// Returns "" or the error.
+std::string parse_line(Document& doc, bool parse_json) {
+  doc.invalid_utf8 = !simdjson::validate_utf8(doc.json.data(), doc.json.size());
+  if (doc.invalid_utf8) doc.json = utf8_repair(doc.json);  // JSON must be UTF-8: repaired first, the filter decides
+  if (!parse_json) return "";
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  simdjson::dom::object obj;
+  if (parser.parse(doc.json).get(root) != simdjson::SUCCESS || root.get(obj) != simdjson::SUCCESS)
+    return doc.source() + ": not a JSON object: each line of a .jsonl file is one {\"text\": ...} document";
+  std::string_view text;
+  if (obj["text"].get(text) != simdjson::SUCCESS)
+    return doc.source() + ": no string \"text\" field: each line of a .jsonl file is one {\"text\": ...} document";
+  doc.text.assign(text);
+  return "";
+}
+
+}  // namespace
+
+size_t CorpusReader::next_batch(std::vector<Document>& docs) {
+  size_t n = 0;
+  std::vector<size_t> json;  // the documents read as lines, parsed below
+  while (n < docs.size() && file_ < inputs_.size()) {
     const std::string& path = inputs_[file_];
     const Kind kind = kind_of(path);
+    Document& doc = docs[n];
     if (kind == Kind::Text) {
       ++file_;
       doc.text = read_small_file(path, "input file", uint64_t{16} << 30);
-      bytes_ += static_cast<int64_t>(doc.text.size());
       if (doc.text.empty()) continue;  // an empty file is no document
       doc.json.clear(), doc.file = path, doc.line = 1;
-      doc.invalid_utf8 = !utf8_valid(doc.text);
+      doc.invalid_utf8 = !simdjson::validate_utf8(doc.text.data(), doc.text.size());
       if (doc.invalid_utf8) doc.text = utf8_repair(doc.text);
-      return true;
+      ++n;
+      continue;
     }
     if (!stream_) stream_ = std::make_unique<Stream>(path, kind), line_ = 0;
-    std::string line;
-    while (next_line(line)) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      doc.invalid_utf8 = !utf8_valid(line);  // JSON must be UTF-8: repaired first, the filter decides
-      if (doc.invalid_utf8) line = utf8_repair(line);
-      nlohmann::json j;
-      const std::string where = path + ":" + std::to_string(line_);
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception&) {
-        throw Error(where + ": not a JSON object: each line of a .jsonl file is one {\"text\": ...} document");
-      }
-      if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
-        throw Error(where + ": no string \"text\" field: each line of a .jsonl file is one {\"text\": ...} document");
-      doc.text = j["text"].get<std::string>();
-      doc.json = std::move(line), doc.file = path, doc.line = line_;
-      return true;
+    if (!next_line(doc.json)) {
+      stream_.reset();
+      ++file_;
+      continue;
     }
-    stream_.reset();
-    ++file_;
+    if (doc.json.find_first_not_of(" \t\r") == std::string::npos) continue;
+    doc.file = path, doc.line = line_;
+    doc.text.clear();
+    json.push_back(n++);
   }
+  std::vector<std::string> errors(json.size());
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t i = 0; i < json.size(); ++i) errors[i] = parse_line(docs[json[i]], parse_json_);
+  for (const std::string& e : errors)  // the first bad line in input order
+    if (!e.empty()) throw Error(e);
+  return n;
 }
 
 struct ShardFile {

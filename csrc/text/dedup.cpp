@@ -273,16 +273,19 @@ DedupResult dedup_corpus(const DedupRun& run, Communicator& world) {
     std::vector<uint32_t> sigs(kBatch * np);
     std::vector<XXH128_hash_t> exact(kBatch);
     std::vector<char> has_sig(kBatch);
+    std::vector<Document> read(kBatch);
     for (bool more = true; more;) {
-      size_t n = 0;
       fail_together(world, "", [&] {
         ids.clear();
-        for (Document d; n < kBatch && (more = reader.next(d)); ++n) {
+        const size_t n = reader.next_batch(read);
+        more = n > 0;
+        for (size_t k = 0; k < n; ++k) {
+          Document& d = read[k];
           const uint64_t id = lengths.size();
           if (id >= UINT32_MAX) throw Error("dedup: more than 4294967295 documents: split the corpus");
           lengths.push_back(static_cast<uint32_t>(std::min<size_t>(d.text.size(), UINT32_MAX)));
           r.bytes += static_cast<int64_t>(d.text.size());
-          if (owner_of_doc(id, p) == me) batch[ids.size()] = std::move(d), ids.push_back(id);
+          if (owner_of_doc(id, p) == me) std::swap(batch[ids.size()], d), ids.push_back(id);
         }
       });
       const auto m = static_cast<int64_t>(ids.size());
@@ -385,19 +388,22 @@ DedupResult dedup_corpus(const DedupRun& run, Communicator& world) {
     if (me != 0) return;
     std::unique_ptr<CheckedFile> dup;
     if (run.write_duplicates) dup = std::make_unique<CheckedFile>(writer->extra_path("duplicates.jsonl"), CheckedFile::Truncate, "duplicates.jsonl");
-    CorpusReader reader(run.inputs);
+    CorpusReader reader(run.inputs, /*parse_json=*/false);  // kept lines are copied, not parsed again
     std::string lines;
+    std::vector<Document> batch(kBatch);
     uint32_t i = 0;
-    for (Document d; reader.next(d); ++i) {
-      const uint32_t kept = rep[clusters.find(i)];
-      if (kept == i) {
-        writer->write(d);
-        ++r.kept, r.kept_bytes += static_cast<int64_t>(d.text.size());
-      } else if (dup) {
-        lines += nlohmann::json{{"doc", i}, {"source", d.source()}, {"duplicate_of", kept}}.dump() + "\n";
-        if (lines.size() > (1 << 20)) dup->write(lines), lines.clear();
+    for (size_t n; (n = reader.next_batch(batch)) > 0;)
+      for (size_t k = 0; k < n; ++k, ++i) {
+        const Document& d = batch[k];
+        const uint32_t kept = rep[clusters.find(i)];
+        if (kept == i) {
+          writer->write(d);
+          ++r.kept, r.kept_bytes += lengths[i];
+        } else if (dup) {
+          lines += nlohmann::json{{"doc", i}, {"source", d.source()}, {"duplicate_of", kept}}.dump() + "\n";
+          if (lines.size() > (1 << 20)) dup->write(lines), lines.clear();
+        }
       }
-    }
     if (dup) dup->write(lines), dup->close(true);
     if (run.write_pairs) {
       std::string tsv;

@@ -152,9 +152,7 @@ FilterResult filter_corpus(const FilterRun& run) {
   constexpr size_t kBatch = 2048;  // documents judged together: bounds memory, keeps both cores busy
   std::vector<Document> batch(kBatch);
   std::vector<Verdict> verdicts(kBatch);
-  for (bool more = true; more;) {
-    size_t n = 0;
-    while (n < kBatch && (more = reader.next(batch[n]))) ++n;
+  for (size_t n; (n = reader.next_batch(batch)) > 0;) {
 #pragma omp parallel for schedule(dynamic, 16)
     for (size_t i = 0; i < n; ++i) verdicts[i] = judge(text_stats(batch[i].text), batch[i].invalid_utf8, run.rules);
     for (size_t i = 0; i < n; ++i) {

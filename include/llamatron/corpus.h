@@ -21,25 +21,27 @@ struct Document {
   std::string source() const { return file + ":" + std::to_string(line); }
 };
 
-// Reads the inputs in order. Every error names the file (and line): a missing or unreadable file,
-// a corrupt .gz or .zst stream, a line that is not a JSON object or has no string "text" field.
+// Reads the inputs in order, a batch at a time: lines are split off serially, their JSON parsed
+// (simdjson) and UTF-8 checked in parallel. Every error names the file (and line): a missing or
+// unreadable file, a corrupt .gz or .zst stream, a line that is not a JSON object or has no string
+// "text" field. With parse_json = false (a second pass over inputs already read), a .jsonl line's text
+// is not extracted: doc.text stays empty, doc.json is the (repaired) line.
 class CorpusReader {
  public:
-  explicit CorpusReader(std::vector<std::string> inputs);
+  explicit CorpusReader(std::vector<std::string> inputs, bool parse_json = true);
   ~CorpusReader();
   CorpusReader(const CorpusReader&) = delete;
   CorpusReader& operator=(const CorpusReader&) = delete;
-  // The next document; false after the last one.
-  bool next(Document& doc);
-  // Bytes read from the inputs so far (after decompression).
-  int64_t bytes_read() const { return bytes_; }
+  // Fills docs[0..n) with the next n <= docs.size() documents; 0 after the last one.
+  size_t next_batch(std::vector<Document>& docs);
 
  private:
   class Stream;
   bool next_line(std::string& line);
   std::vector<std::string> inputs_;
+  bool parse_json_;
   size_t file_ = 0;
-  int64_t line_ = 0, bytes_ = 0;
+  int64_t line_ = 0;
   std::unique_ptr<Stream> stream_;
 };
 
