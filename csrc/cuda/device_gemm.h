@@ -20,5 +20,8 @@ class DeviceGemm {
 std::unique_ptr<DeviceGemm> make_emulated_gemm();
 // nullptr with `why` set when this build or machine has no cuBLASLt-capable GPU.
 std::unique_ptr<DeviceGemm> make_cublaslt_gemm(rt::Runtime& runtime, std::string* why);
+// Why cuBLASLt cannot be opened and every entry point found (it is loaded on first use, not
+// linked); empty when it can.
+std::string cublaslt_missing();
 
 }  // namespace llamatron::cuda

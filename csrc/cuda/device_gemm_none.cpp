@@ -8,4 +8,6 @@ std::unique_ptr<DeviceGemm> make_cublaslt_gemm(rt::Runtime&, std::string* why) {
   return nullptr;
 }
 
+std::string cublaslt_missing() { return "this build has no CUDA"; }
+
 }  // namespace llamatron::cuda

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <exception>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -173,6 +174,18 @@ class Clusters {
 };
 
 constexpr size_t kBatch = 4096;      // documents read between exchanges
+constexpr size_t kTask = 8;          // documents hashed by one OpenMP task
+
+// A batch of documents on its way through pass 1: read, then hashed, then sent to its buckets.
+struct Batch {
+  explicit Batch(int num_perm) : in(kBatch), docs(kBatch), sigs(kBatch * num_perm), exact(kBatch), has_sig(kBatch) {}
+  std::vector<Document> in, docs;  // as read; this rank's documents of them
+  size_t read = 0;                 // documents read (on every rank alike)
+  std::vector<uint64_t> ids;       // docs[i] is document ids[i]
+  std::vector<uint32_t> sigs;
+  std::vector<XXH128_hash_t> exact;
+  std::vector<char> has_sig;
+};
 constexpr size_t kFullBucket = 64;   // above this, a bucket's members pair with its first and their predecessor only
 
 // Every pair of a bucket, or in a bucket of more than kFullBucket members (a template copied many
@@ -265,52 +278,71 @@ DedupResult dedup_corpus(const DedupRun& run, Communicator& world) {
   });
 
   // Pass 1: signatures and bucket entries of this rank's documents, entries sent to their buckets' ranks.
+  // A pipeline of batches: while OpenMP tasks hash batch t, the main thread (the one that talks
+  // MPI) sends batch t - 1's entries and reads batch t + 1, then joins the hashing.
   std::vector<uint32_t> lengths;  // bytes of every document (every rank reads every input)
   {
     CorpusReader reader(run.inputs);
-    std::vector<Document> batch(kBatch);
-    std::vector<uint64_t> ids;
-    std::vector<uint32_t> sigs(kBatch * np);
-    std::vector<XXH128_hash_t> exact(kBatch);
-    std::vector<char> has_sig(kBatch);
-    std::vector<Document> read(kBatch);
-    for (bool more = true; more;) {
+    Batch slots[2] = {Batch(np), Batch(np)};
+    const auto read_batch = [&](Batch& b) {  // the same batches on every rank: each reads every input
       fail_together(world, "", [&] {
-        ids.clear();
-        const size_t n = reader.next_batch(read);
-        more = n > 0;
-        for (size_t k = 0; k < n; ++k) {
-          Document& d = read[k];
+        b.ids.clear();
+        b.read = reader.next_batch(b.in);
+        for (size_t k = 0; k < b.read; ++k) {
+          Document& d = b.in[k];
           const uint64_t id = lengths.size();
           if (id >= UINT32_MAX) throw Error("dedup: more than 4294967295 documents: split the corpus");
           lengths.push_back(static_cast<uint32_t>(std::min<size_t>(d.text.size(), UINT32_MAX)));
           r.bytes += static_cast<int64_t>(d.text.size());
-          if (owner_of_doc(id, p) == me) std::swap(batch[ids.size()], d), ids.push_back(id);
+          if (owner_of_doc(id, p) == me) std::swap(b.docs[b.ids.size()], d), b.ids.push_back(id);
         }
       });
-      const auto m = static_cast<int64_t>(ids.size());
-#pragma omp parallel for schedule(dynamic, 8)
-      for (int64_t i = 0; i < m; ++i) {
-        const std::string norm = normalize_text(batch[i].text);
-        exact[i] = XXH3_128bits(norm.data(), norm.size());
-        has_sig[i] = !run.exact_only && hasher.signature(norm, &sigs[i * np]);
+    };
+    const auto hash_batch = [&](Batch& b, size_t from, size_t to) {
+      for (size_t i = from; i < to; ++i) {
+        const std::string norm = normalize_text(b.docs[i].text);
+        b.exact[i] = XXH3_128bits(norm.data(), norm.size());
+        b.has_sig[i] = !run.exact_only && hasher.signature(norm, &b.sigs[i * np]);
       }
+    };
+    const auto send_entries = [&](const Batch& b) {
       std::vector<std::vector<Entry>> out(p);
-      for (int64_t i = 0; i < m; ++i) {
-        const Entry e{exact[i].high64 | (uint64_t{1} << 63), exact[i].low64, ids[i]};
+      for (size_t i = 0; i < b.ids.size(); ++i) {
+        const Entry e{b.exact[i].high64 | (uint64_t{1} << 63), b.exact[i].low64, b.ids[i]};
         out[owner_of_bucket(e, p)].push_back(e);
-        if (!has_sig[i]) continue;
-        for (int b = 0; b < lsh.bands; ++b) {
-          const Entry be{static_cast<uint64_t>(b), band_key(&sigs[i * np], b, lsh.rows), ids[i]};
+        if (!b.has_sig[i]) continue;
+        for (int band = 0; band < lsh.bands; ++band) {
+          const Entry be{static_cast<uint64_t>(band), band_key(&b.sigs[i * np], band, lsh.rows), b.ids[i]};
           out[owner_of_bucket(be, p)].push_back(be);
         }
       }
       const std::vector<Entry> in = all_to_all(world, out);
       fail_together(world, "", [&] {
         for (const Entry& e : in) scratch->add(e);
-        for (int64_t i = 0; i < m; ++i)
-          if (has_sig[i]) scratch->add_signature(ids[i], &sigs[i * np]);
+        for (size_t i = 0; i < b.ids.size(); ++i)
+          if (b.has_sig[i]) scratch->add_signature(b.ids[i], &b.sigs[i * np]);
       });
+    };
+    read_batch(slots[0]);
+    for (int t = 0;; ++t) {
+      Batch &now = slots[t % 2], &other = slots[(t + 1) % 2];  // other: batch t - 1, then t + 1
+      std::exception_ptr error;                               // thrown by every rank alike (fail_together)
+#pragma omp parallel
+#pragma omp masked
+      {
+        for (size_t from = 0; from < now.ids.size(); from += kTask) {
+#pragma omp task firstprivate(from)
+          hash_batch(now, from, std::min(from + kTask, now.ids.size()));
+        }
+        try {
+          if (t > 0) send_entries(other);
+          if (now.read > 0) read_batch(other);
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      if (error) std::rethrow_exception(error);
+      if (now.read == 0) break;
     }
   }
   r.documents = static_cast<int64_t>(lengths.size());

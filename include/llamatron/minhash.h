@@ -12,19 +12,20 @@ namespace llamatron {
 // Exact duplicates are equal normalised texts; shingles are n consecutive words of it.
 std::string normalize_text(std::string_view text);
 
-// num_perm hash functions h_k(x) = high 32 bits of (a_k x + b_k) mod 2^64 (a_k odd: multiply-shift,
-// Dietzfelbinger et al. 1997) over x = XXH3-64 of each shingle's bytes; the signature keeps each h_k's
-// minimum. A text of fewer than n words is one shingle; an empty text has none (no signature).
+// num_perm hash functions h_k(x) = bits 32..63 of (a_k x + b_k) mod 2^64 with random 64-bit a_k, b_k
+// (multiply-add-shift, strongly universal for 32-bit keys: Dietzfelbinger 1996) over x = the low 32
+// bits of XXH3-64 of each shingle's bytes (datasketch also hashes shingles to 32 bits); the signature
+// keeps each h_k's minimum. A text of fewer than n words is one shingle; an empty text has none (no signature).
 class MinHasher {
  public:
   MinHasher(int num_perm, int ngram, uint64_t seed);
-  int num_perm() const { return static_cast<int>(a_.size()); }
+  int num_perm() const { return static_cast<int>(alo_.size()); }
   // Fills sig[0..num_perm); false when the text has no shingle.
   bool signature(std::string_view normalized, uint32_t* sig) const;
 
  private:
   int ngram_;
-  std::vector<uint64_t> a_, b_;
+  std::vector<uint32_t> alo_, ahi_, blo_, bhi_;  // a_k and b_k in 32-bit halves
 };
 
 // The share of equal entries: the estimate of the two sets' Jaccard similarity.

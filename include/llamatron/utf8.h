@@ -15,10 +15,12 @@ bool utf8_valid(std::string_view s);
 // Every ill-formed subsequence replaced by U+FFFD.
 std::string utf8_repair(std::string_view s);
 void utf8_append(std::string& out, char32_t c);
+// Writes the 1 to 4 bytes of c at o; returns the byte after them.
+char* utf8_put(char* o, char32_t c);
 
 // Unicode's White_Space property (PropList.txt), spelled out so that words are split the same way
 // everywhere (the filter's word count, dedup's normalisation, the tests' Python reference).
-inline bool is_white_space(char32_t c) {
+constexpr bool is_white_space(char32_t c) {
   if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D);
   return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
          c == 0x205F || c == 0x3000;

@@ -104,5 +104,11 @@ TEST(DeviceGemm, CublasLtSaysWhyItIsUnavailableOnTheEmulatedRuntime) {
   EXPECT_FALSE(why.empty());
 }
 
+#ifdef LLAMATRON_HAVE_CUDA
+// cuBLASLt is opened at run time, not linked: a build with the toolkit must find it and every entry
+// point it calls, GPU or not.
+TEST(DeviceGemm, CublasLtOpensWithEveryEntryPoint) { EXPECT_EQ(cublaslt_missing(), ""); }
+#endif
+
 }  // namespace
 }  // namespace llamatron::cuda

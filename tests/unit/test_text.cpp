@@ -13,6 +13,8 @@
 #include "llamatron/corpus.h"
 #include "llamatron/minhash.h"
 #include "llamatron/utf8.h"
+#include "llamatron/random.h"
+#include "text/min_hashes.h"
 
 namespace llamatron {
 namespace {
@@ -55,6 +57,16 @@ TEST(Normalize, LowerCasesAndCollapsesUnicodeWhiteSpace) {
   EXPECT_EQ(normalize_text(" \n\t "), "");
 }
 
+TEST(Normalize, GrowsWhereLowerCaseOrRepairIsLonger) {
+  // U+023A (2 bytes) lower-cases to U+2C65 (3 bytes); a lone 0xFF byte becomes U+FFFD (3 bytes):
+  // outputs longer than their inputs, by as much as 3x, must still come out whole.
+  std::string in, want;
+  for (int i = 0; i < 1000; ++i) in += "\xC8\xBA", want += "\xE2\xB1\xA5";
+  in += " ", want += " ";
+  for (int i = 0; i < 1000; ++i) in += "\xFF", want += "\xEF\xBF\xBD";
+  EXPECT_EQ(normalize_text(in), want);
+}
+
 // A text of n distinct words w_{from}, ..., w_{from+n-1}: its 1-word shingles are exactly that set.
 std::string words(int from, int n) {
   std::string s;
@@ -95,6 +107,33 @@ TEST(MinHash, ShinglesAreConsecutiveWordRuns) {
   ASSERT_TRUE(h.signature("a b", b.data()));
   EXPECT_EQ(b, c);
   EXPECT_DOUBLE_EQ(estimated_jaccard(a.data(), a.data(), k), 1.0);
+}
+
+TEST(MinHash, KernelsComputeTheHashFamilyInFull64BitArithmetic) {
+  // h_k(x) = bits 32..63 of (a_k x + b_k) mod 2^64, written here with 64-bit integers; both kernels
+  // (the 32-bit-lane rewrite of it) must give every minimum exactly, for num_perm not a multiple of 8 too.
+  Rng rng(3);
+  for (int n : {1, 7, 8, 64, 100, 128, 131}) {
+    std::vector<uint64_t> a(n), b(n);
+    std::vector<uint32_t> alo(n), ahi(n), blo(n), bhi(n), xs(257);
+    for (int k = 0; k < n; ++k) {
+      a[k] = rng.next(), b[k] = rng.next();
+      alo[k] = static_cast<uint32_t>(a[k]), ahi[k] = static_cast<uint32_t>(a[k] >> 32);
+      blo[k] = static_cast<uint32_t>(b[k]), bhi[k] = static_cast<uint32_t>(b[k] >> 32);
+    }
+    for (auto& x : xs) x = static_cast<uint32_t>(rng.next());
+    xs[0] = 0, xs[1] = UINT32_MAX;
+    std::vector<uint32_t> want(n, UINT32_MAX);
+    for (uint32_t x : xs)
+      for (int k = 0; k < n; ++k) want[k] = std::min(want[k], static_cast<uint32_t>((a[k] * x + b[k]) >> 32));
+    const MinHashConstants c{alo.data(), ahi.data(), blo.data(), bhi.data(), n};
+    std::vector<uint32_t> generic(n, UINT32_MAX), avx2(n, UINT32_MAX);
+    min_hashes_generic(xs.data(), xs.size(), c, generic.data());
+    EXPECT_EQ(generic, want) << n;
+    if (!cpu_has_avx2()) continue;  // the portable kernel is the one this CPU runs
+    min_hashes_avx2(xs.data(), xs.size(), c, avx2.data());
+    EXPECT_EQ(avx2, want) << n;
+  }
 }
 
 TEST(Lsh, BandsShareABucketExactlyWhenTheirRowsAreEqual) {
