@@ -178,15 +178,15 @@ constexpr size_t kTask = 8;          // documents hashed by one OpenMP task
 
 // A batch of documents on its way through pass 1: read, then hashed, then sent to its buckets.
 struct Batch {
-  explicit Batch(int num_perm) : in(kBatch), docs(kBatch), sigs(kBatch * num_perm), exact(kBatch), has_sig(kBatch) {}
-  std::vector<Document> in, docs;  // as read; this rank's documents of them
-  size_t read = 0;                 // documents read (on every rank alike)
-  std::vector<uint64_t> ids;       // docs[i] is document ids[i]
+  explicit Batch(int num_perm) : docs(kBatch), sigs(kBatch * num_perm), exact(kBatch), has_sig(kBatch) {}
+  std::vector<Document> docs;  // as read; only this rank's keep their text
+  size_t read = 0;             // documents read (on every rank alike)
+  std::vector<uint64_t> ids;   // this rank's: document ids[i] is docs[at[i]]
+  std::vector<size_t> at;
   std::vector<uint32_t> sigs;
   std::vector<XXH128_hash_t> exact;
   std::vector<char> has_sig;
-};
-constexpr size_t kFullBucket = 64;   // above this, a bucket's members pair with its first and their predecessor only
+};constexpr size_t kFullBucket = 64;   // above this, a bucket's members pair with its first and their predecessor only
 
 // Every pair of a bucket, or in a bucket of more than kFullBucket members (a template copied many
 // times) each member with the first and with its predecessor: the pairs that connect it.
@@ -286,21 +286,24 @@ DedupResult dedup_corpus(const DedupRun& run, Communicator& world) {
     Batch slots[2] = {Batch(np), Batch(np)};
     const auto read_batch = [&](Batch& b) {  // the same batches on every rank: each reads every input
       fail_together(world, "", [&] {
-        b.ids.clear();
-        b.read = reader.next_batch(b.in);
+        b.ids.clear(), b.at.clear();
+        b.read = reader.next_batch(b.docs);
         for (size_t k = 0; k < b.read; ++k) {
-          Document& d = b.in[k];
+          Document& d = b.docs[k];
           const uint64_t id = lengths.size();
           if (id >= UINT32_MAX) throw Error("dedup: more than 4294967295 documents: split the corpus");
           lengths.push_back(static_cast<uint32_t>(std::min<size_t>(d.text.size(), UINT32_MAX)));
           r.bytes += static_cast<int64_t>(d.text.size());
-          if (owner_of_doc(id, p) == me) std::swap(b.docs[b.ids.size()], d), b.ids.push_back(id);
+          // What is not hashed here is freed now: the memory in flight is two batches' texts.
+          std::string().swap(d.json);
+          if (owner_of_doc(id, p) == me) b.at.push_back(k), b.ids.push_back(id);
+          else std::string().swap(d.text);
         }
       });
     };
     const auto hash_batch = [&](Batch& b, size_t from, size_t to) {
       for (size_t i = from; i < to; ++i) {
-        const std::string norm = normalize_text(b.docs[i].text);
+        const std::string norm = normalize_text(b.docs[b.at[i]].text);
         b.exact[i] = XXH3_128bits(norm.data(), norm.size());
         b.has_sig[i] = !run.exact_only && hasher.signature(norm, &b.sigs[i * np]);
       }
