@@ -111,6 +111,15 @@ check "...and that earlier output is untouched" 'diff -r "$W/d1" "$W/d1_before" 
 rc=$?
 check "dedup under mpirun: a bad line is one error, no crash" \
   '[ $rc -ne 0 ] && [ "$(grep -c "broken.jsonl:2: not a JSON object" "$W/np_err.out")" -eq 1 ] && [ -z "$(crash_sign "$W/np_err.out")" ]' "$(cat "$W/np_err.out")"
+# A bad line past the first batch (4096 documents) is read while an earlier batch is being hashed.
+{ for i in 1 2 3 4 5; do cat "$CORPUS"; done; echo '{"text": "broken'; head -10 "$CORPUS"; } >"$W/bad/late.jsonl"  # 5000 good lines first
+for np in 1 2; do
+  "$MPIEXEC" -np $np "$BIN" data dedup "$W/bad/late.jsonl" --out "$W/bad_late$np" >"$W/late.out" 2>&1
+  rc=$?
+  check "dedup (-np $np): a bad line read during hashing is one error naming file:line, nothing written" \
+    '[ $rc -ne 0 ] && [ "$(grep -c "late.jsonl:5001: not a JSON object" "$W/late.out")" -eq 1 ] && [ -z "$(crash_sign "$W/late.out")" ] && [ -z "$(ls -A "$W/bad_late$np" 2>/dev/null)" ]' \
+    "$(cat "$W/late.out")"
+done
 expect_error "dedup: --bands without --rows" "--bands and --rows go together" -- data dedup "$CORPUS" --out "$W/x" --bands 4
 expect_error "dedup: bands x rows above --num-perm" "exceeds --num-perm" -- data dedup "$CORPUS" --out "$W/x" --bands 20 --rows 10
 expect_error "dedup: a threshold outside (0, 1)" "--threshold must be in (0, 1)" -- data dedup "$CORPUS" --out "$W/x" --threshold 1.5
