@@ -121,6 +121,7 @@ void log_memory(const RunConfig& c, const ProcessGrid& grid, Device device) {
 }
 
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
+  install_stop_signals();  // before any thread starts
   const RunConfig cfg = load_config(config_path, overrides);
   std::unique_ptr<DeviceBackend> cuda;  // registered for Device::CUDA while it lives
   if (cfg.train.device == "cuda") {
@@ -130,7 +131,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     cuda->set_deterministic(cfg.train.deterministic);
   }
   if (launched_by_mpi() && world().rank() != 0) spdlog::set_level(spdlog::level::off);  // rank 0 speaks for the job
-  install_stop_signals(!launched_by_mpi() || world().rank() == 0);
+  stop_signals_speak(!launched_by_mpi() || world().rank() == 0);
   Trainer trainer(cfg, world());
   const ProcessGrid& grid = trainer.grid();
   if (!trainer.resumed_from().empty())

@@ -11,7 +11,10 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include "llamatron/backend.h"
@@ -127,24 +130,34 @@ namespace {
 // the step, save and return; anywhere else (set-up, a data or checkpoint read, after the loop),
 // and at a second signal, there is nothing a save could add to the last checkpoint, so the process
 // says so and exits at once with 128 + the signal, as a shell reports a process a signal ended.
+//
+// No thread ever runs a handler: the signals are blocked in every thread (the mask is inherited)
+// and one thread takes them with sigwait. A handler runs on the stack of whichever thread the
+// signal interrupts, and oneDNN's JIT f32 GEMM kernels (before oneDNN 3.12, Debian's 2.x) point
+// rsp into the heap while they run: the kernel's signal frame then overwrites heap memory
+// (oneDNN issue #4845), which glibc later reports as "corrupted size vs. prev_size".
 std::atomic<int> g_stop_signal{0};
 std::atomic<bool> g_in_step_loop{false};
-bool g_speaks = true;
+std::atomic<bool> g_speaks{true};
 
-extern "C" void on_stop_signal(int sig) {
-  if (g_in_step_loop.load() && g_stop_signal.load() == 0) {
-    g_stop_signal = sig;
-    return;
+void take_stop_signals(sigset_t set) {
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (g_in_step_loop.load() && g_stop_signal.load() == 0) {
+      g_stop_signal = sig;
+      continue;
+    }
+    static const char before[] = "llamatron: stopped by a signal outside the training steps (set-up or a read): nothing to save\n";
+    static const char again[] = "llamatron: stopped by a second signal before the step finished: not saved; the last checkpoint is intact\n";
+    static const char after[] = "llamatron: stopped by a second signal after the stop was handled\n";
+    if (g_speaks.load()) {
+      const char* say = g_stop_signal.load() == 0 ? before : g_in_step_loop.load() ? again : after;
+      const ssize_t ignored = ::write(2, say, std::strlen(say));
+      (void)ignored;
+    }
+    ::_exit(128 + sig);
   }
-  static const char before[] = "llamatron: stopped by a signal outside the training steps (set-up or a read): nothing to save\n";
-  static const char again[] = "llamatron: stopped by a second signal before the step finished: not saved; the last checkpoint is intact\n";
-  static const char after[] = "llamatron: stopped by a second signal after the stop was handled\n";
-  if (g_speaks) {
-    const char* say = g_stop_signal.load() == 0 ? before : g_in_step_loop.load() ? again : after;
-    const ssize_t ignored = ::write(2, say, std::strlen(say));
-    (void)ignored;
-  }
-  ::_exit(128 + sig);
 }
 
 // The loop's scope: signals are requests inside it.
@@ -155,15 +168,19 @@ struct StepLoopScope {
 
 }  // namespace
 
-void install_stop_signals(bool speaks) {
-  g_speaks = speaks;
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+void install_stop_signals() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) throw Error("cannot block SIGTERM / SIGINT for the stop-signal thread");
+    std::thread(take_stop_signals, set).detach();
+  });
 }
+
+void stop_signals_speak(bool speaks) { g_speaks = speaks; }
 
 void check_resources(const RunConfig& c, const ProcessGrid& grid) {
   Communicator& world = grid.world();

@@ -30,9 +30,11 @@ struct StepStats {
 };
 
 // SIGTERM and SIGINT then ask a running Trainer::run to save and stop cleanly; outside it (set-up,
-// a stuck read) or at a second signal, the process exits at once (128 + signal), printing why when
-// `speaks` (rank 0).
-void install_stop_signals(bool speaks = true);
+// a stuck read) or at a second signal, the process exits at once (128 + signal), printing why
+// unless stop_signals_speak(false) (ranks other than 0). Call it first, before anything starts a
+// thread (OpenMP, MPI, CUDA): they inherit the blocked signals, and one thread of its own takes them.
+void install_stop_signals();
+void stop_signals_speak(bool speaks);
 
 // Before any large allocation: the memory this layout needs on its fullest rank (the planner's
 // accounting) against the GPU's or the machine's, and train.threads against its CPUs. Collective;

@@ -47,6 +47,18 @@ rm -rf "$W/ckpt"
 "$BIN" train "$W/run.yaml" --set checkpoint.every=0 >"$W/term.out" 2>&1 &
 pid=$!
 sleep 2.5
+# No thread may run a handler for them (oneDNN's JIT GEMMs point rsp into the heap, where a signal
+# frame would land): no thread catches SIGINT or SIGTERM (SigCgt bits 1 and 14), and every thread
+# blocks them (SigBlk) but the one waiting for them in sigwait (which unblocks them while it waits).
+unsafe="" waiting=0
+for t in /proc/"$pid"/task/*; do
+  blk=$(awk '/^SigBlk/ {print $2}' "$t/status") cgt=$(awk '/^SigCgt/ {print $2}' "$t/status")
+  if (( (0x$blk & 0x4002) != 0x4002 )) && grep -q sigtimedwait "$t/wchan"; then waiting=$((waiting + 1)); continue; fi
+  (( (0x$blk & 0x4002) == 0x4002 && (0x$cgt & 0x4002) == 0 )) || unsafe+=" thread ${t##*/}: SigBlk=$blk SigCgt=$cgt"
+done
+threads=$(ls /proc/"$pid"/task | wc -l)
+if [ -z "$unsafe" ] && (( waiting == 1 && threads > 2 )); then pass "SIGTERM / SIGINT: blocked in all $threads threads, taken by one sigwait, never by a handler"
+else fail "stop signals reach a thread's handler" "$threads threads, $waiting in sigwait:$unsafe"; fi
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
