@@ -83,23 +83,29 @@ trap '[[ -n $job ]] && kill -TERM "$job" 2>/dev/null; exit 143' TERM
 trap '[[ -n $job ]] && kill -INT "$job" 2>/dev/null; exit 130' INT
 say() { echo "$me: $*" >&2; }
 
-# run_job LOG MPIRUN-ARGS...: mpirun, its stderr also in LOG. When a rank's watchdog has ended the
-# job (a "watchdog:" line), mpirun normally ends the others within seconds, but one whose remote
-# daemon sits behind a dead link can wait on it for as long as TCP retries (~15 min): after 15 s it
-# is stopped (TERM, then KILL 3 s later) and the status is the watchdog's, 75. Else mpirun's status.
+# run_job LOG MPIRUN-ARGS...: mpirun, its stderr also in LOG. When the job has ended, because a
+# rank's watchdog ended it (a "watchdog:" line) or because a rank failed and mpirun aborted the job
+# (a peer's connection to a lost host refused, say), mpirun normally ends the others within seconds,
+# but one whose remote daemon sits behind a dead link can wait on it for as long as TCP retries
+# (~15 min): after 15 s it is stopped (TERM, then KILL 3 s later) and the status is the watchdog's,
+# 75, or 1 (a rank failed). Else mpirun's status.
 run_job() {
-  local log=$1 i rc=0 stopped=0
+  local log=$1 i rc=0 stopped="" why
   shift
   : >"$log"
   mpirun "$@" 2> >(tee -a "$log" >&2) &
   job=$!
   while kill -0 "$job" 2>/dev/null; do
-    if grep -q 'llamatron: error: watchdog:' "$log"; then
+    why=""
+    if grep -q 'llamatron: error: watchdog:' "$log"; then why="the watchdog ended the job"
+    elif grep -q 'the job has been aborted' "$log"; then why="it aborted the job"
+    fi
+    if [[ -n $why ]]; then
       for ((i = 0; i < 150; i++)); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
       if kill -0 "$job" 2>/dev/null; then
-        say "mpirun still waits 15 s after the watchdog ended the job (a host behind a dead link): stopping it"
+        say "mpirun still waits 15 s after $why (a host behind a dead link): stopping it"
         kill -TERM "$job" 2>/dev/null; sleep 3; kill -KILL "$job" 2>/dev/null
-        stopped=1
+        stopped=$why
       fi
       break
     fi
@@ -107,7 +113,8 @@ run_job() {
   done
   wait "$job" || rc=$?
   job=""
-  ((stopped)) && rc=75  # the watchdog's status (watchdog.h)
+  [[ $stopped == "the watchdog"* ]] && rc=75  # the watchdog's status (watchdog.h)
+  [[ $stopped == "it aborted"* ]] && rc=1
   return "$rc"
 }
 
