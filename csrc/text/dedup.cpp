@@ -186,7 +186,9 @@ struct Batch {
   std::vector<uint32_t> sigs;
   std::vector<XXH128_hash_t> exact;
   std::vector<char> has_sig;
-};constexpr size_t kFullBucket = 64;   // above this, a bucket's members pair with its first and their predecessor only
+};
+
+constexpr size_t kFullBucket = 64;   // above this, a bucket's members pair with its first and their predecessor only
 
 // Every pair of a bucket, or in a bucket of more than kFullBucket members (a template copied many
 // times) each member with the first and with its predecessor: the pairs that connect it.

@@ -19,7 +19,7 @@
 namespace llamatron {
 
 std::string normalize_text(std::string_view text) {
-  // Through a pointer and without a branch per ASCII byte (most of any text; this loop was a third of
+  // Through a pointer and without a branch per ASCII byte (most of any text; this loop was a fifth of
   // dedup's time): the byte goes out lower-cased, white space as ' ', and the pointer advances unless
   // it is white space at the start or after white space. ASCII writes at most the bytes it reads; a
   // longer character (a lower case of more bytes, U+FFFD for one invalid byte) makes room first.
