@@ -3,7 +3,8 @@
 
 usage: plot_metrics.py METRICS.jsonl [--out loss.png] [--title TEXT] [--smooth N]
 
-Panels: loss (with valid_loss points and skipped steps as red x), learning rate, grad norm, tokens/s.
+Panels: loss (with valid_loss points and skipped steps as red x), learning rate, grad norm (and the
+gradient noise scale on a second axis when the run logged one, logging.gns), tokens/s.
 A file may hold several appended runs (a resumed run re-does steps): for each step the last line wins.
 """
 import argparse
@@ -112,6 +113,12 @@ def main():
     if pos.size and pos.max() > 100 * pos.min():  # spikes would flatten everything else on a linear axis
         ax[1, 0].set_yscale("log")
     ax[1, 0].set(title="grad norm", xlabel="step")
+    gns = col("gns")
+    if np.isfinite(gns).any():  # logging.gns: the noise scale on a second axis of the same panel
+        twin = ax[1, 0].twinx()
+        twin.plot(steps, gns, color="tab:orange", lw=1)
+        twin.set_ylabel("gradient noise scale B_simple (sequences)", color="tab:orange")
+        ax[1, 0].set(title="grad norm and gradient noise scale")
     ax[1, 1].plot(steps, col("tokens_per_s"))
     ax[1, 1].set(title="tokens/s", xlabel="step")
     for a in ax.flat:
@@ -131,7 +138,8 @@ def main():
         if os.path.exists(tmp):
             os.unlink(tmp)
         fail(f"cannot write {args.out}: {e.strerror}")
-    print(f"plot_metrics: {len(recs)} steps ({steps[0]}..{steps[-1]}) -> {args.out}")
+    extra = f", gradient noise scale last {gns[np.isfinite(gns)][-1]:.4g}" if np.isfinite(gns).any() else ""
+    print(f"plot_metrics: {len(recs)} steps ({steps[0]}..{steps[-1]}) -> {args.out}{extra}")
 
 
 if __name__ == "__main__":

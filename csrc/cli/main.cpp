@@ -17,8 +17,10 @@
 #include <sstream>
 
 #include "llamatron/backend.h"
+#include "llamatron/batch_ramp.h"
 #include "llamatron/checkpoint.h"
 #include "llamatron/safetensors.h"
+#include "llamatron/tensorboard.h"
 #include "llamatron/comm.h"
 #include "llamatron/comm_volume.h"
 #include "llamatron/config.h"
@@ -40,6 +42,19 @@ namespace llamatron {
 namespace {
 
 double mib(double bytes) { return bytes / (1 << 20); }
+
+// The TensorBoard scalars of a metrics record: every value in it but the step, under its JSONL key
+// (NaN where the JSONL says null, 1 or 0 for true or false).
+std::vector<std::pair<std::string, double>> tensorboard_scalars(const nlohmann::json& record) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [key, v] : record.items()) {
+    if (key == "step") continue;
+    if (v.is_boolean()) out.emplace_back(key, v.get<bool>() ? 1.0 : 0.0);
+    else if (v.is_number()) out.emplace_back(key, v.get<double>());
+    else if (v.is_null()) out.emplace_back(key, std::nan(""));
+  }
+  return out;
+}
 
 // Work only rank 0 does (its log files): an Error there is that rank's alone.
 template <typename F>
@@ -158,6 +173,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   const TrainConfig& t = trainer.config().train;  // resolved: the micro-batch count may follow from global_batch_size
   spdlog::info("batch: {} x {} tokens x {} micro-batch(es) x {} data-parallel rank(s) = {} tokens per step", t.micro_batch_size,
                t.seq_length, t.grad_accum_steps, grid.dp(), t.micro_batch_size * t.seq_length * t.grad_accum_steps * grid.dp());
+  if (const BatchRamp& ramp = trainer.batch_ramp(); ramp.on())
+    spdlog::info("batch ramp-up: {}: micro-batches per step {} -> {}; the LR schedule counts steps", ramp.describe(),
+                 ramp.sizes().front() / (t.micro_batch_size * grid.dp()), t.grad_accum_steps);
   // MFU (FACTS.md): model FLOPs per token 6 N + 12 L C T over the device's peak.
   const double flops_per_token = 6.0 * static_cast<double>(cfg.model.num_params()) +
                                  12.0 * cfg.model.n_layers * cfg.model.dim * cfg.train.seq_length;
@@ -174,33 +192,43 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
                   grid.rank() == 0 && (cfg.logging.progress == "always" || (cfg.logging.progress == "auto" && tty)));
   reset_memory_peaks(device);  // set-up transients (weights drawn on the host, a loaded checkpoint) are not the step's
   const int64_t first_step = trainer.progress().step;
+  std::unique_ptr<TensorBoardWriter> tensorboard;  // rank 0's, as the metrics file
+  if (!cfg.logging.tensorboard_dir.empty() && grid.rank() == 0)
+    rank0_only([&] { tensorboard = std::make_unique<TensorBoardWriter>(cfg.logging.tensorboard_dir); });
   trainer.run([&](const StepStats& s) {
     last = s;
-    if (metrics) {
+    const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
+    if (metrics || tensorboard) {
+      const MemoryCounts mem = memory_counts(device);
       nlohmann::json j = {{"step", s.step}, {"tokens", s.tokens_seen}, {"epoch", s.epoch}, {"loss", s.loss},
                           {"perplexity", std::exp(s.loss)}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                           {"tokens_per_s", s.tokens_per_s}, {"step_ms", s.step_ms}, {"exposed_comm_ms", s.exposed_comm_ms},
-                          {"skipped", s.skipped},
+                          {"mem_mib", mib(mem.total)}, {"mem_peak_mib", mib(mem.total_peak)},
+                          {"global_batch_size", s.global_batch_size}, {"skipped", s.skipped},
                           {"bad_steps", s.bad_steps}, {"skipped_steps", s.skipped_steps}};
-      if (s.valid_loss >= 0) j["valid_loss"] = s.valid_loss;
-      rank0_only([&] { metrics->write(j.dump() + "\n"); });
+      if (peak > 0) j["mfu"] = tflops / peak;
+      if (s.valid_loss >= 0) j["valid_loss"] = s.valid_loss, j["valid_perplexity"] = std::exp(s.valid_loss);
+      if (cfg.logging.gns) j["gns"] = s.gns, j["gns_rank_grad_sq"] = s.gns_rank_grad_sq;  // NaN: null in the JSONL
+      if (metrics) rank0_only([&] { metrics->write(j.dump() + "\n"); });
+      if (tensorboard) rank0_only([&] { tensorboard->write_scalars(s.step, tensorboard_scalars(j)); });
     }
     if (s.step % cfg.logging.log_every == 0 || s.step == cfg.train.steps || s.step == 1) {
-      const double tflops = s.tokens_per_s / devices * flops_per_token / 1e12;
-      spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | "
+      spdlog::info("step {:>5}/{} | epoch {} | tokens {:>10} | batch {} | lr {:.3e} | loss {:.4f} | ppl {:.2f} | grad norm {:.3f} | "
                    "{:.0f} tok/s ({:.0f}/device) | {:.3f} TFLOP/s/device | MFU {} | {:.1f} ms (exposed comm {:.1f} ms) | mem {:.1f}/{:.1f} MiB | "
-                   "skipped {} (NaN/Inf {})",
-                   s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s,
+                   "skipped {} (NaN/Inf {}){}",
+                   s.step, cfg.train.steps, s.epoch, s.tokens_seen, s.global_batch_size, s.lr, s.loss, std::exp(s.loss), s.grad_norm, s.tokens_per_s,
                    s.tokens_per_s / devices, tflops, peak > 0 ? fmt::format("{:.1f}%", 100 * tflops / peak) : std::string("n/a"),
                    s.step_ms, s.exposed_comm_ms, mib(memory_counts(device).total), mib(memory_counts(device).total_peak), s.skipped_steps,
-                   s.bad_steps);
+                   s.bad_steps, cfg.logging.gns ? fmt::format(" | gns {:.4g}", s.gns) : std::string());
     }
     if (s.step == first_step + 1) log_memory(trainer.config(), grid, device);
     if (!s.anomaly.empty())
       spdlog::warn("step {}: {}{} ({} NaN/Inf step(s), {} skipped so far)", s.step, s.anomaly, s.skipped ? ": update skipped" : "",
                    s.bad_steps, s.skipped_steps);
     if (cfg.logging.log_comm) {  // rank 0's bytes per group this step, and what the layout should send
-      const auto want = step_comm_bytes(trainer.config(), {grid.tp(), grid.pp(), grid.dp(), grid.pp_rank(),
+      RunConfig now = trainer.config();  // this step's micro-batches (fewer during the batch ramp-up)
+      now.train.grad_accum_steps = s.global_batch_size / (now.train.micro_batch_size * grid.dp());
+      const auto want = step_comm_bytes(now, {grid.tp(), grid.pp(), grid.dp(), grid.pp_rank(),
                                                            trainer.optimizer().shard().size()});
       std::string line;
       const CommStats& stats = grid.comm_stats();
@@ -221,6 +249,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   });
   bar.clear();
   if (metrics) rank0_only([&] { metrics->close(true); });
+  if (tensorboard) rank0_only([&] { tensorboard->close(); });
   if (trainer.stopped_by_signal())
     spdlog::info("stopped by signal {} after step {}{}", trainer.stopped_by_signal(), trainer.progress().step,
                  cfg.checkpoint.dir.empty() ? " (no checkpoint.dir: nothing saved)" : ", checkpoint saved");

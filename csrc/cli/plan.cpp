@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "llamatron/batch_ramp.h"
 #include "llamatron/config.h"
 #include "llamatron/errors.h"
 
@@ -48,6 +49,9 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
               o.gpus, o.gpu.name.c_str(), o.gpu.memory_gib, o.gpu.bf16_tflops, o.gpu.usd_per_gpu_hour,
               static_cast<long long>(first.micro_batch * first.micro_batches * first.dp), static_cast<long long>(c.train.seq_length),
               budget, o.tokens > 0 ? "" : " (Chinchilla: 20 per parameter)");
+  if (const BatchRamp ramp(c.train, first.micro_batch * first.micro_batches * first.dp); ramp.on())
+    std::printf("batch ramp-up: %s; the table is at the full batch, and lists only layouts whose micro-batches divide every "
+                "size of the ramp\n", ramp.describe().c_str());
   std::printf("Estimates, not measurements: GEMMs at %.0f%% of peak, collectives at link speed (ZeRO-1's partly hidden "
               "by overlap), %.1f GiB per GPU reserved for the CUDA context and workspaces (docs/planner.md).\n\n",
               100 * o.gemm_efficiency, o.reserve_gib);

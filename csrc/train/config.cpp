@@ -12,6 +12,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "llamatron/batch_ramp.h"
 #include "llamatron/checked.h"
 #include "llamatron/errors.h"
 #include "llamatron/file_io.h"
@@ -82,6 +83,7 @@ void RunConfig::validate() const {
   need(train.steps >= 0 && train.micro_batch_size > 0 && train.seq_length > 0 && train.grad_accum_steps > 0,
        "train.steps must be >= 0 and train.micro_batch_size, train.seq_length, train.grad_accum_steps positive");
   need(train.global_batch_size >= 0, "train.global_batch_size must be >= 0 (0: batch_size x grad_accum_steps x data-parallel ranks)");
+  if (train.global_batch_size > 0) BatchRamp(train, train.global_batch_size);  // its own errors; the trainer checks it per layout
   need(train.threads >= 0, "train.threads must be >= 0 (0: OMP_NUM_THREADS or all cores), got " + std::to_string(train.threads));
   need(train.seq_length <= model.max_seq_len, "train.seq_length (" + std::to_string(train.seq_length) +
                                                ") exceeds model.max_seq_len (" + std::to_string(model.max_seq_len) + ")");
@@ -178,6 +180,7 @@ void RunConfig::validate() const {
   need(logging.log_every >= 1, "logging.log_every must be >= 1");
   need(parallel.bucket_size_mb >= 0 && parallel.bucket_size_mb <= 1 << 20,
        "parallel.bucket_size_mb must be in [0, 1048576] (0: automatic)");
+  need(logging.gns_ema >= 0 && logging.gns_ema < 1, "logging.gns_ema must be in [0, 1) (the EMA factor of the gradient noise scale; 0: no smoothing)");
   for (int64_t s : logging.trace_steps)
     need(s >= 1, "logging.trace_steps lists 1-based step numbers, got " + std::to_string(s));
   need(logging.progress == "auto" || logging.progress == "always" || logging.progress == "never",
@@ -342,6 +345,7 @@ const std::map<std::string, Field>& fields() {
       field("train.seq_length", &R::train, &TrainConfig::seq_length),
       field("train.grad_accum_steps", &R::train, &TrainConfig::grad_accum_steps),
       field("train.global_batch_size", &R::train, &TrainConfig::global_batch_size),
+      field("train.rampup_batch_size", &R::train, &TrainConfig::rampup_batch_size),
       field("train.precision", &R::train, &TrainConfig::precision),
       field("train.seed", &R::train, &TrainConfig::seed),
       field("train.threads", &R::train, &TrainConfig::threads),
@@ -357,6 +361,9 @@ const std::map<std::string, Field>& fields() {
       field("train.recompute", &R::train, &TrainConfig::recompute),
       field("logging.log_every", &R::logging, &LoggingConfig::log_every),
       field("logging.metrics_file", &R::logging, &LoggingConfig::metrics_file),
+      field("logging.tensorboard_dir", &R::logging, &LoggingConfig::tensorboard_dir),
+      field("logging.gns", &R::logging, &LoggingConfig::gns),
+      field("logging.gns_ema", &R::logging, &LoggingConfig::gns_ema),
       field("logging.log_comm", &R::logging, &LoggingConfig::log_comm),
       field("logging.cpu_peak_tflops", &R::logging, &LoggingConfig::cpu_peak_tflops),
       field("logging.progress", &R::logging, &LoggingConfig::progress),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "llamatron/batch_ramp.h"
 #include "llamatron/errors.h"
 
 namespace llamatron {
@@ -21,6 +22,7 @@ ElasticLayout elastic_layout(const RunConfig& cfg, int from_ranks, const std::ve
     if (global % (micro * dp) != 0) continue;
     const int64_t accum = global / (micro * dp);
     if (p.virtual_pipeline > 1 && accum % pp != 0) continue;
+    if (BatchRamp(cfg.train, global).first_unfit(micro * dp, p.virtual_pipeline > 1 ? pp : 1) > 0) continue;  // every ramp size too
     ElasticLayout out;
     out.ranks = static_cast<int>(dp * model_parallel);
     out.data_parallel = dp, out.grad_accum_steps = accum, out.global_batch_size = global;

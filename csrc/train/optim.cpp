@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "llamatron/backend.h"
+#include "llamatron/errors.h"
 #include "llamatron/memory.h"
 #include "ops/cpu/cpu_ops.h"
 
@@ -11,6 +12,9 @@ namespace llamatron {
 
 namespace {
 bool decayed(const ParamSpec& s, const OptimConfig& c) { return !s.is_norm && (!s.is_embedding || c.decay_embeddings); }
+double sum_squares(const Tensor& part) {
+  return part.device() != Device::CPU ? backend_for(part.device()).sum_squares(part) : cpu::sum_squares(part.data<float>(), part.numel());
+}
 }  // namespace
 
 AdamW::AdamW(ParamStore& params, const OptimConfig& cfg, const OptimizerGroups& groups)
@@ -18,6 +22,7 @@ AdamW::AdamW(ParamStore& params, const OptimConfig& cfg, const OptimizerGroups& 
       m_(counted_as(MemCategory::Optimizer, [&] { return Tensor::zeros({zero_.size()}, DType::F32, params.device()); })),
       v_(counted_as(MemCategory::Optimizer, [&] { return Tensor::zeros({zero_.size()}, DType::F32, params.device()); })) {
   if (groups.dp) norm_groups_.push_back(groups.dp);
+  model_parallel_from_ = norm_groups_.size();
   norm_groups_.insert(norm_groups_.end(), groups.model_parallel.begin(), groups.model_parallel.end());
   const int64_t lo = zero_.begin(), hi = lo + zero_.size();
   for (const ParamSpec& s : params_.specs()) {
@@ -34,11 +39,20 @@ double AdamW::grad_norm() const {
   double sum = 0;
   for (const Piece& p : pieces_) {
     if (!p.counted_in_norm) continue;
-    const Tensor part = g.view(p.begin, {p.end - p.begin});
-    sum += g.device() != Device::CPU ? backend_for(g.device()).sum_squares(part) : cpu::sum_squares(part.data<float>(), part.numel());
+    sum += sum_squares(g.view(p.begin, {p.end - p.begin}));
   }
   for (Communicator* c : norm_groups_) c->all_reduce(&sum, 1, ReduceOp::Sum);
   return std::sqrt(sum);
+}
+
+double AdamW::replica_grad_sq() const {
+  LT_CHECK(zero_.group().size() > 1, "replica_grad_sq needs the unreduced gradient: with one DP rank the buffer is the sum");
+  const Tensor& g = params_.grads_flat();
+  double sum = 0;
+  for (const ParamSpec& s : params_.specs())
+    if (s.counted_in_norm) sum += sum_squares(g.view(s.offset, {s.numel()}));
+  for (size_t i = model_parallel_from_; i < norm_groups_.size(); ++i) norm_groups_[i]->all_reduce(&sum, 1, ReduceOp::Sum);
+  return sum;
 }
 
 double AdamW::step(double lr) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "llamatron/batch_ramp.h"
 #include "llamatron/errors.h"
 #include "llamatron/model.h"
 #include "llamatron/params.h"
@@ -170,6 +171,7 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
   const ModelConfig& m = base.model;
   const int64_t global = base.train.global_batch_size > 0 ? base.train.global_batch_size
                                                           : base.train.micro_batch_size * base.train.grad_accum_steps * o.gpus;
+  const BatchRamp ramp(base.train, global);  // each size of a ramp-up must also divide into the layout's micro-batches
   std::vector<LayoutPlan> out;
   // One candidate: planned (the fullest stage decides), timed, kept.
   const auto consider = [&](int tp, int pp, int dp, int64_t mb, const char* rc, bool sp, int v) {
@@ -202,7 +204,7 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
       if (global % dp) continue;
       const std::vector<int64_t> sizes = one ? std::vector<int64_t>{base.train.micro_batch_size} : std::vector<int64_t>{1, 2, 4, 8, 16};
       for (int64_t mb : sizes) {
-        if ((global / dp) % mb) continue;
+        if ((global / dp) % mb || ramp.first_unfit(dp * mb, 1) > 0) continue;
         const int64_t M = global / (dp * mb);
         for (const char* rc : {"none", "selective", "full"})
           for (const bool sp : {false, true})
@@ -213,7 +215,7 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
                           v != (pp > 1 ? base.parallel.virtual_pipeline : 1)))
                 continue;
               if (sp && (tp == 1 || base.train.seq_length % tp)) continue;
-              if (v > 1 && (pp == 1 || m.n_layers % (pp * v) || M % pp)) continue;
+              if (v > 1 && (pp == 1 || m.n_layers % (pp * v) || M % pp || ramp.first_unfit(dp * mb, pp) > 0)) continue;
               consider(tp, pp, dp, mb, rc, sp, v);
             }
       }

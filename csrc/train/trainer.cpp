@@ -70,6 +70,21 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     throw Error("parallel.virtual_pipeline (" + std::to_string(v) + ") needs a micro-batch count (train.grad_accum_steps, here " +
                 std::to_string(cfg_.train.grad_accum_steps) + ") that is a multiple of parallel.pipeline_parallel (" + std::to_string(pp) +
                 "): the interleaved schedule runs them in groups of pp");
+  {  // every size of the ramp must be whole micro-batches (in groups of pp when interleaved)
+    const int64_t per_micro = cfg_.train.micro_batch_size * grid_->dp();
+    ramp_ = BatchRamp(cfg_.train, per_micro * cfg_.train.grad_accum_steps);
+    const int64_t group = cfg_.parallel.virtual_pipeline > 1 ? grid_->pp() : 1;
+    if (const int64_t bad = ramp_.first_unfit(per_micro, group); bad > 0)
+      throw Error("train.rampup_batch_size passes through a global batch of " + std::to_string(bad) + " sequences, which is not " +
+                  (bad % per_micro ? "a multiple of train.micro_batch_size x data-parallel ranks (" + std::to_string(per_micro) + ")"
+                                   : std::to_string(bad / per_micro) + " micro-batch(es) in groups of parallel.pipeline_parallel (" +
+                                         std::to_string(group) + ", interleaved)") +
+                  ": change the start or the increment so that every size is");
+  }
+  if (cfg_.logging.gns && grid_->dp() < 2)
+    throw Error("logging.gns needs at least 2 data-parallel ranks (here " + std::to_string(grid_->dp()) +
+                "): the noise scale compares each rank's gradient with the global batch's; run with more ranks or set logging.gns=false");
+  noise_ = NoiseScale(cfg_.logging.gns_ema);
   check_resources(cfg_, *grid_);  // before any large allocation
   if (cfg_.train.threads > 0) omp_set_num_threads(static_cast<int>(cfg_.train.threads));
   if (!cfg_.checkpoint.dir.empty()) dir_lock_ = std::make_unique<CheckpointDirLock>(cfg_.checkpoint.dir, grid_->world());
@@ -254,7 +269,8 @@ void Trainer::guard(StepStats& s) {
     recent_loss_.erase(recent_loss_.begin()), recent_norm_.erase(recent_norm_.begin());
 }
 
-int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const {
+int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens,
+                            int64_t* local) const {
   const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length, G = B * grid_->dp();
   tokens.resize(static_cast<size_t>(micro_batches * B * (T + 1)));
   double counted = 0;
@@ -264,6 +280,7 @@ int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t mi
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 1; t <= T; ++t) counted += rows[b * (T + 1) + t] != kIgnoreIndex;
   }
+  if (local) *local = static_cast<int64_t>(counted);
   grid_->dp_group().all_reduce(&counted, 1, ReduceOp::Sum);
   return static_cast<int64_t>(counted);
 }
@@ -294,13 +311,15 @@ StepStats Trainer::step() {
   if (tracing) trace::start(step_ + 1, grid_->world(), cfg_.train.device == "cuda");
   const double exposed0 = grid_->comm_stats().exposed_us;
   const trace::Span step_span("step", "step " + std::to_string(step_ + 1));
-  const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length, M = cfg_.train.grad_accum_steps;
+  const int64_t B = cfg_.train.micro_batch_size, T = cfg_.train.seq_length;
   const int64_t G = B * grid_->dp();  // sequences per global micro-batch
+  const int64_t M = ramp_.global_batch_at(position_) / G;  // train.grad_accum_steps, or fewer during the ramp-up
   // The step trains samples [position, position + M * G) of the stream (the same samples one
   // process would train with G-sequence micro-batches); this rank reads only its rows. The loss
   // is the mean over all counted targets of the step, so each micro-batch's gradient is scaled by
   // 1 / (targets in the whole global step).
-  const int64_t counted = read_local(*data_, position_, M, tokens_);
+  int64_t counted_here = 0;
+  const int64_t counted = read_local(*data_, position_, M, tokens_, &counted_here);
   const float scale = static_cast<float>(inject_) * (counted > 0 ? 1.0f / static_cast<float>(counted) : 0.0f);
 
   model_->params().zero_grads();
@@ -312,10 +331,22 @@ StepStats Trainer::step() {
   loss_sum *= inject_;
   inject_ = 1.0;
   StepStats s;
+  s.global_batch_size = M * G;
   s.lr = lr_at(cfg_.optimizer.lr, cfg_.schedule, step_, cfg_.train.steps);
   s.loss = counted > 0 ? loss_sum / counted : 0.0;
   s.grad_norm = optim_->reduce_gradients();
   guard(s);  // every rank sees the same loss and norm (all-reduced), so all decide alike
+  if (cfg_.logging.gns) {
+    // This rank's gradient is (1 / all targets) x the sum over its own targets: scaled to the mean
+    // over its own, it is a small batch's gradient; the DP sum, the global batch's.
+    const double to_mean = counted_here > 0 ? static_cast<double>(counted) / static_cast<double>(counted_here) : 0.0;
+    double small_sq = optim_->replica_grad_sq() * to_mean * to_mean;
+    grid_->dp_group().all_reduce(&small_sq, 1, ReduceOp::Sum);
+    s.gns_rank_grad_sq = small_sq / grid_->dp();
+    const double big_sq = s.grad_norm * s.grad_norm;
+    if (!s.skipped)  // a NaN or skipped step does not enter the EMAs
+      s.gns = noise_.update(s.gns_rank_grad_sq, static_cast<double>(M * B), big_sq, static_cast<double>(M * G));
+  }
   if (!s.skipped) {
     const trace::Span span("optimizer", "optimizer");
     optim_->apply(s.lr, s.grad_norm);

@@ -54,6 +54,11 @@ struct ScheduleConfig {
 struct LoggingConfig {
   int64_t log_every = 1;
   std::string metrics_file;       // rank 0 appends one JSON object per step (JSONL) here ("": none)
+  std::string tensorboard_dir;    // rank 0 writes TensorBoard event files here: the JSONL's scalars ("": none)
+  // The gradient noise scale B_simple (noise_scale.h) each step, from each data-parallel rank's
+  // gradient and the global one (needs data_parallel >= 2), smoothed by an EMA with this factor.
+  bool gns = false;
+  double gns_ema = 0.95;
   bool log_comm = false;          // log each step's bytes per group (rank 0), measured and analytic
   double cpu_peak_tflops = 0;     // the CPU's peak, for MFU on the CPU backend (0: MFU n/a)
   std::string progress = "auto";  // auto: a progress bar with ETA on a terminal | always | never (plain lines)
@@ -85,6 +90,9 @@ struct TrainConfig {
   bool grad_accum_given = false;  // set by parse_config when the config names grad_accum_steps (not a key)
   int64_t global_batch_size = 0;  // sequences per step over all DP ranks; when set, grad_accum_steps =
                                   // global_batch_size / (micro_batch_size * data_parallel) (Megatron's rule)
+  // [start, increment, ramp_samples]: the global batch grows from start to global_batch_size over the
+  // first ramp_samples samples (Megatron's --rampup-batch-size; batch_ramp.h); []: off.
+  std::vector<int64_t> rampup_batch_size;
   std::string precision = "bf16"; // bf16 (bf16 params/activations, fp32 master) | fp32 (exact mode)
   uint64_t seed = 0;
   int64_t threads = 0;            // 0: OMP_NUM_THREADS or all cores

@@ -24,7 +24,8 @@ struct ElasticLayout {
 // For a run of `cfg` that trained on `from_ranks` ranks: the largest layout on `hosts` that keeps
 // tensor_parallel and pipeline_parallel, puts a multiple of tensor_parallel ranks on every host used
 // (TP groups never span hosts), and keeps the global batch (divisible by micro_batch_size x DP, and
-// by pipeline_parallel micro-batches when interleaved). An Error saying why when none exists.
+// by pipeline_parallel micro-batches when interleaved; every size of the
+// batch ramp-up too). An Error saying why when none exists.
 ElasticLayout elastic_layout(const RunConfig& cfg, int from_ranks, const std::vector<HostSlots>& hosts);
 
 }  // namespace llamatron

@@ -31,6 +31,11 @@ class AdamW {
   // was, Adam's step count included).
   double reduce_gradients();
   void apply(double lr, double grad_norm);
+  // After reduce_gradients with more than one DP rank: the squared L2 norm of this rank's own
+  // gradient, before the DP sum (the reduce-scatter leaves it in the flat buffer), over the whole
+  // model (summed over the model-parallel groups; a replicated parameter once). Collective over
+  // the model-parallel groups. The gradient noise scale's small-batch norm (noise_scale.h).
+  double replica_grad_sq() const;
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t steps) { step_ = steps; }  // resuming: Adam's bias correction continues
   const Zero1& shard() const { return zero_; }
@@ -48,7 +53,8 @@ class AdamW {
   ParamStore& params_;
   OptimConfig cfg_;
   Zero1 zero_;
-  std::vector<Communicator*> norm_groups_;  // DP first, then the model-parallel groups
+  std::vector<Communicator*> norm_groups_;  // DP first (when there is one), then the model-parallel groups
+  size_t model_parallel_from_ = 0;          // norm_groups_[model_parallel_from_..] are the model-parallel ones
   std::vector<Piece> pieces_;
   Tensor m_, v_;
   int64_t step_ = 0;

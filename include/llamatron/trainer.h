@@ -1,16 +1,19 @@
 // The training loop on this rank of the process grid: micro-batches with gradient accumulation,
 // clipping, AdamW (ZeRO-1 over the data-parallel group), the LR schedule, one log record per step.
 #pragma once
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "llamatron/batch_ramp.h"
 #include "llamatron/checkpoint.h"
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/grid.h"
 #include "llamatron/stragglers.h"
 #include "llamatron/model.h"
+#include "llamatron/noise_scale.h"
 #include "llamatron/optim.h"
 #include "llamatron/topology.h"
 
@@ -19,12 +22,16 @@ namespace llamatron {
 struct StepStats {
   int64_t step = 0;         // 1-based
   int64_t tokens_seen = 0;  // input tokens consumed so far
+  int64_t global_batch_size = 0;  // sequences this step trained (smaller during train.rampup_batch_size)
   double lr = 0, loss = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
   double exposed_comm_ms = 0;  // of step_ms, the time this rank waited on communication (the part not hidden)
   int64_t epoch = 0;        // passes over the training data completed
   bool skipped = false;     // no update this step (NaN/Inf, or an anomaly with action skip)
   std::string anomaly;      // why, when this step was not normal ("" otherwise)
   int64_t bad_steps = 0, skipped_steps = 0;  // totals so far: NaN/Inf steps, skipped updates
+  // logging.gns: the mean over DP ranks of |G_rank|² (each rank's gradient as the mean over its own
+  // samples) and the noise scale B_simple in sequences after this step (NaN until defined); else NaN.
+  double gns_rank_grad_sq = std::nan(""), gns = std::nan("");
   double valid_loss = -1;   // mean validation loss when this step evaluated (train.eval_every), else -1
   std::string stragglers;   // at the end of a log interval: the ranks much slower than their peers (stragglers.h), or ""
 };
@@ -51,7 +58,7 @@ class Trainer {
   // parallel.overlap_param_gather): after it every parameter is current. Checkpoints, evaluation
   // through forward and the end of run() do it themselves.
   void settle();
-  StepStats step();  // one optimizer step over grad_accum_steps micro-batches
+  StepStats step();  // one optimizer step over grad_accum_steps micro-batches (fewer during the batch ramp-up)
   // Runs up to cfg.train.steps steps, calling on_step after each; saves checkpoints every
   // checkpoint.every steps and at the end, and on SIGTERM / SIGINT (install_stop_signals) saves
   // and returns after the current step.
@@ -83,6 +90,7 @@ class Trainer {
   }
   TokenSource& data() { return *data_; }
   const RunConfig& config() const { return cfg_; }
+  const BatchRamp& batch_ramp() const { return ramp_; }
   const ProcessGrid& grid() const { return *grid_; }
   const HostMap& hosts() const { return hosts_; }  // where every rank runs
   const AdamW& optimizer() const { return *optim_; }
@@ -90,8 +98,10 @@ class Trainer {
  private:
   // Reads this DP rank's rows of `micro_batches` global micro-batches (B * dp samples each,
   // starting at sample `first`): rows [dp_rank * B, (dp_rank + 1) * B) of each; returns the count
-  // of targets of all the global micro-batches (summed over the DP group).
-  int64_t read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens) const;
+  // of targets of all the global micro-batches (summed over the DP group); `local`, when given, gets
+  // this rank's own count.
+  int64_t read_local(const TokenSource& source, int64_t first, int64_t micro_batches, std::vector<int32_t>& tokens,
+                     int64_t* local = nullptr) const;
   // The stability guards on this step's loss and norm: marks it skipped or throws (train.*).
   void guard(StepStats& s);
   // At the end of a log interval: every rank's compute and wait times over it, gathered, and the
@@ -104,6 +114,8 @@ class Trainer {
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<TokenSource> data_, valid_;
   std::vector<int32_t> tokens_;
+  NoiseScale noise_;  // logging.gns (its smoothing restarts when a run resumes)
+  BatchRamp ramp_;  // the global batch of each step (constant unless train.rampup_batch_size)
   int64_t step_ = 0, tokens_seen_ = 0, position_ = 0;
   int stopped_by_signal_ = 0;
   double inject_ = 1.0;

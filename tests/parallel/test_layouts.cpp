@@ -173,6 +173,25 @@ TEST(Pipeline, ExplicitLayerSplitMatchesOneProcess) {
   });
 }
 
+// A batch ramp-up (train.rampup_batch_size [8, 8, 20] towards 16: batches 8, 8, 8, then 16) on
+// tp 2 SP x pp 2 v 2 x dp 2 trains what one process does: 2 micro-batches per step (one group of pp),
+// then 4.
+TEST(BatchRamp, MatchesOneProcess_tp2sp_pp2v2_dp2) {
+  const Layout l{2, 2, 2, true, 2, 2};
+  on_first_ranks(8, [&](Communicator& job) {
+    RunConfig one = test_config(l.alone(), l.batch * l.dp), par = test_config(l, l.batch);
+    one.train.rampup_batch_size = par.train.rampup_batch_size = {8, 8, 20};
+    Trainer ref(one, self_group()), tr(par, job);
+    for (int step = 1; step <= 5; ++step) {
+      const StepStats r = ref.step(), p = tr.step();
+      EXPECT_EQ(p.global_batch_size, step <= 3 ? 8 : 16) << "step " << step;
+      EXPECT_EQ(r.global_batch_size, p.global_batch_size) << "step " << step;
+      EXPECT_NEAR(p.loss, r.loss, 1e-5 * r.loss) << "step " << step;
+      EXPECT_NEAR(p.grad_norm, r.grad_norm, 1e-5 * r.grad_norm) << "step " << step;
+    }
+  });
+}
+
 // The bytes each group sends in a step, counted on the communicators, equal the layout's analytic
 // volume (comm_volume.h) key by key: no collective more or less than the layout needs.
 TEST_P(Layouts, SendTheAnalyticVolume) {

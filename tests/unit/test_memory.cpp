@@ -154,6 +154,32 @@ TEST(Planner, LayoutsAreValidAndRanked) {
   EXPECT_THROW(gpu_spec("h100"), Error);
 }
 
+// With a batch ramp-up of [8, 8, ...] towards 256 on 16 GPUs, a layout is offered only when every
+// size is whole micro-batches: DP 16 (8 sequences cannot divide over it) and 8-sequence
+// micro-batches on DP 2 are gone, the rest of the table is the full batch's.
+TEST(Planner, OffersOnlyLayoutsEveryRampSizeDividesInto) {
+  RunConfig c;
+  c.model.vocab_size = 32000, c.model.dim = 2048, c.model.n_layers = 16, c.model.n_heads = 16, c.model.n_kv_heads = 4;
+  c.model.ffn_dim = 5632, c.model.max_seq_len = 4096;
+  c.train.seq_length = 4096, c.train.global_batch_size = 256;
+  PlanOptions o;
+  o.gpus = 16, o.gpu = gpu_spec("h100-80gb");
+  const std::vector<LayoutPlan> all = plan_layouts(c, o);
+  c.train.rampup_batch_size = {8, 8, 1000};
+  const std::vector<LayoutPlan> ramped = plan_layouts(c, o);
+  size_t kept = 0;
+  for (const LayoutPlan& l : all) {
+    const bool fit = 8 % (l.dp * l.micro_batch) == 0 && (l.virtual_pipeline == 1 || (8 / (l.dp * l.micro_batch)) % l.pp == 0);
+    kept += fit;
+  }
+  EXPECT_EQ(ramped.size(), kept);
+  EXPECT_LT(ramped.size(), all.size());
+  for (const LayoutPlan& l : ramped) {
+    EXPECT_EQ(8 % (l.dp * l.micro_batch), 0) << "tp" << l.tp << " pp" << l.pp << " dp" << l.dp << " mb" << l.micro_batch;
+    EXPECT_EQ(l.micro_batch * l.micro_batches * l.dp, 256);
+  }
+}
+
 }  // namespace
 // The planner's overlap model (planner.h, DpOverlap) on cases worked by hand: 4 buckets, a last
 // backward of 1 s and a first forward of 0.5 s.

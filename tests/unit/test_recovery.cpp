@@ -43,6 +43,15 @@ TEST(Elastic, KeepsTensorParallelGroupsInsideHosts) {
   for (const HostSlots& h : l.hosts) EXPECT_EQ(h.slots % 2, 0) << h.host;
 }
 
+TEST(Elastic, EverySizeOfABatchRampFitsTheNewLayout) {
+  // 12 over dp 3 would do, but the ramp's first size of 2 does not divide over 3 ranks: dp 2.
+  RunConfig c = tp2_global12();
+  c.train.rampup_batch_size = {2, 2, 100};
+  const ElasticLayout l = elastic_layout(c, 8, {{"a", 2}, {"b", 2}, {"d", 2}});
+  EXPECT_EQ(l.data_parallel, 2);
+  EXPECT_EQ(l.grad_accum_steps, 6);
+}
+
 TEST(Elastic, GlobalBatchFromGradientAccumulationWhenNotGiven) {
   RunConfig c = tp2_global12();
   c.train.global_batch_size = 0, c.train.grad_accum_steps = 3, c.train.micro_batch_size = 2;  // 2 x 3 x dp 4 = 24
