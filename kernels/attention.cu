@@ -488,6 +488,48 @@ __global__ void __launch_bounds__(kThreads)
   store_rows<D>(dq, qa, m0 + warp * 16, t, dq_acc, scaled);
 }
 
+// Decode: thread i scores key j0 + i of each tile of kDecodeThreads keys (a dot over D with the
+// query, which sits in shared memory); the block's max and sum give the online softmax, the tile's
+// probabilities go through shared memory, and thread i < D accumulates output dimension i.
+// In bf16 the probabilities are rounded before P V, as the forward's tensor-core products take them.
+constexpr int kDecodeThreads = 128;
+
+template <int D>
+__global__ void __launch_bounds__(kDecodeThreads) attention_decode_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* o,
+                                                                           int tk, int h, int kv, float scale) {
+  __shared__ float qs[D];
+  __shared__ float p[kDecodeThreads];
+  const int seq = blockIdx.x / h, head = blockIdx.x % h, kvh = head / (h / kv), i = threadIdx.x;
+  const int64_t row = static_cast<int64_t>(seq) * h + head;
+  for (int c = i; c < D; c += kDecodeThreads) qs[c] = __bfloat162float(q[row * D + c]);
+  __syncthreads();
+  float m = -INFINITY, l = 0.f, acc = 0.f;
+  for (int j0 = 0; j0 < tk; j0 += kDecodeThreads) {
+    const int j = j0 + i, n = min(kDecodeThreads, tk - j0);
+    float s = -INFINITY;
+    if (j < tk) {
+      const bf16* kr = k + ((static_cast<int64_t>(seq) * tk + j) * kv + kvh) * D;
+      float dot = 0.f;
+      for (int c = 0; c < D; ++c) dot += qs[c] * __bfloat162float(kr[c]);
+      s = dot * scale;
+    }
+    const float mx = fmaxf(m, block_max(s));  // finite: key 0 is in the first tile
+    const float pj = j < tk ? __bfloat162float(__float2bfloat16(__expf(s - mx))) : 0.f;
+    const float alpha = __expf(m - mx);
+    l = l * alpha + block_sum(j < tk ? __expf(s - mx) : 0.f);
+    p[i] = pj;
+    __syncthreads();
+    if (i < D) {
+      acc *= alpha;
+      const bf16* vt = v + (static_cast<int64_t>(seq) * tk + j0) * kv * D + static_cast<int64_t>(kvh) * D + i;
+      for (int c = 0; c < n; ++c) acc += p[c] * __bfloat162float(vt[static_cast<int64_t>(c) * kv * D]);
+    }
+    __syncthreads();  // p is rewritten by the next tile
+    m = mx;
+  }
+  if (i < D) o[row * D + i] = __float2bfloat16(acc / l);
+}
+
 void check(const AttentionDims& dims, std::initializer_list<const void*> ptrs) {
   const std::string why = attention_unsupported(dims);
   if (!why.empty()) throw std::invalid_argument(why);
@@ -531,6 +573,17 @@ void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, flo
   with_head_dim(dims.d, [&](auto dc) {
     if (tiles == ForwardTiles::k32RowsPerWarp) run(dc, std::integral_constant<int, 2>{});
     else run(dc, std::integral_constant<int, 1>{});
+  });
+}
+
+void attention_decode(const bf16* q, const bf16* k, const bf16* v, bf16* o, int b, int tk, int h, int kv, int d,
+                      cudaStream_t stream) {
+  const std::string why = attention_unsupported({b, tk, h, kv, d});
+  if (!why.empty()) throw std::invalid_argument(why);
+  with_head_dim(d, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    launch(LT_KERNEL(attention_decode_kernel<D>), dim3(static_cast<unsigned>(b * h)), dim3(kDecodeThreads), 0, stream, q, k, v, o, tk, h,
+           kv, softmax_scale(D));
   });
 }
 

@@ -24,6 +24,12 @@ enum class ForwardTiles { k16RowsPerWarp, k32RowsPerWarp };
 void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const AttentionDims& dims,
                        cudaStream_t stream, ForwardTiles tiles = ForwardTiles::k32RowsPerWarp);
 
+// Generation with a KV cache: one query per sequence, q, o [B, 1, H, D], against k, v [B, tk, KV, D]
+// (the query is position tk - 1: every key is visible). One CTA per (sequence, head), online
+// softmax over tiles of keys; memory-bound, so plain fp32 FMAs rather than tensor cores.
+void attention_decode(const bf16* q, const bf16* k, const bf16* v, bf16* o, int b, int tk, int h, int kv, int d,
+                      cudaStream_t stream);
+
 // Device scratch the backward needs: D = rowsum(dO * O) [B, H, T] and, unless deterministic, the fp32
 // dQ accumulator [B, T, H, D]. O(B*H*T*D) at most, never T x T.
 size_t attention_backward_workspace_bytes(const AttentionDims& dims, bool deterministic);

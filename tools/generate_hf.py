@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Generate text from a llamatron checkpoint with a Hugging Face tokenizer.json.
 
-Encodes --prompt (no special tokens added), runs `llamatron generate CKPT --tokens ...`, cuts the
-continuation at the tokenizer's EOS (if it has one), and prints the decoded prompt + continuation.
+Encodes --prompt (no special tokens added), runs `llamatron generate CKPT --tokens ... --eos ID`
+(which keeps a KV cache and stops at the tokenizer's EOS, if it has one), and prints the decoded
+prompt + continuation.
 """
 import argparse
 import os
@@ -57,13 +58,13 @@ def model_vocab_size(ckpt):
     return int(match.group(1)) if match else None
 
 
-def run_llamatron(args, ids):
+def run_llamatron(args, ids, eos=None):
     binary = args.bin or os.environ.get("LLAMATRON_BIN") or DEFAULT_BIN
     if not os.access(binary, os.X_OK):
         raise InputError(f"{binary}: no llamatron binary there (give --bin or set LLAMATRON_BIN)")
     cmd = [binary, "generate", args.checkpoint, "--tokens", ",".join(map(str, ids))]
     for flag, value in (("--max-new", args.max_new), ("--temperature", args.temperature),
-                        ("--top-k", args.top_k), ("--seed", args.seed)):
+                        ("--top-k", args.top_k), ("--seed", args.seed), ("--eos", eos)):
         if value is not None:
             cmd += [flag, str(value)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -83,8 +84,10 @@ def run(args):
     if vocab is not None and max(ids) >= vocab:
         raise InputError(f"the prompt has token id {max(ids)} but the model's vocab_size is {vocab}: "
                          "is this the tokenizer the model was trained with?")
-    generated = run_llamatron(args, ids)
     eos = find_eos(tokenizer)
+    if eos is not None and vocab is not None and eos >= vocab:
+        eos = None  # a tokenizer's EOS beyond the model's vocabulary can never be generated
+    generated = run_llamatron(args, ids, eos)  # with its KV cache; it stops at EOS
     if eos in generated:  # the continuation ends at the tokenizer's EOS
         generated = generated[:generated.index(eos)]
     return tokenizer.decode(ids + generated)

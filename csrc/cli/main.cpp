@@ -6,6 +6,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -135,14 +137,20 @@ void log_memory(const RunConfig& c, const ProcessGrid& grid, Device device) {
                mib(without.total() - with.total()), 100 * (1 - with.total() / without.total()));
 }
 
+// The CUDA backend this binary links (registered while it lives), or an Error naming `what` and why not.
+std::unique_ptr<DeviceBackend> cuda_backend_or_error(const std::string& what) {
+  std::string why;
+  std::unique_ptr<DeviceBackend> cuda = make_linked_cuda_backend(&why);
+  if (!cuda) throw Error(what + ", but " + why);
+  return cuda;
+}
+
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
   install_stop_signals();  // before any thread starts
   const RunConfig cfg = load_config(config_path, overrides);
   std::unique_ptr<DeviceBackend> cuda;  // registered for Device::CUDA while it lives
   if (cfg.train.device == "cuda") {
-    std::string why;
-    cuda = make_linked_cuda_backend(&why);
-    if (!cuda) throw Error("train.device=cuda, but " + why);
+    cuda = cuda_backend_or_error("train.device=cuda");
     cuda->set_deterministic(cfg.train.deterministic);
   }
   if (launched_by_mpi() && world().rank() != 0) spdlog::set_level(spdlog::level::off);  // rank 0 speaks for the job
@@ -175,7 +183,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
                t.seq_length, t.grad_accum_steps, grid.dp(), t.micro_batch_size * t.seq_length * t.grad_accum_steps * grid.dp());
   if (const BatchRamp& ramp = trainer.batch_ramp(); ramp.on())
     spdlog::info("batch ramp-up: {}: micro-batches per step {} -> {}; the LR schedule counts steps", ramp.describe(),
-                 ramp.sizes().front() / (t.micro_batch_size * grid.dp()), t.grad_accum_steps);
+                 ramp.first_size() / (t.micro_batch_size * grid.dp()), t.grad_accum_steps);
   // MFU (FACTS.md): model FLOPs per token 6 N + 12 L C T over the device's peak.
   const double flops_per_token = 6.0 * static_cast<double>(cfg.model.num_params()) +
                                  12.0 * cfg.model.n_layers * cfg.model.dim * cfg.train.seq_length;
@@ -289,19 +297,22 @@ std::string checkpoint_at(const std::string& path) {
   return find_checkpoint(c);
 }
 
-// The resolved config a checkpoint was saved with, on one process, loading that checkpoint.
-RunConfig config_of_checkpoint(const std::string& ckpt) {
+// The resolved config a checkpoint was saved with, on one process, loading that checkpoint; on the
+// CUDA backend (bf16) when device is "cuda".
+RunConfig config_of_checkpoint(const std::string& ckpt, const std::string& device = "cpu") {
   const std::string dir = checkpoint_at(ckpt);
   const std::string path = (std::filesystem::path(dir) / "config.yaml").string();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error("checkpoint " + dir + " has no config.yaml: not a llamatron checkpoint");
-  RunConfig c = parse_config(read_small_file(path, "checkpoint config", uint64_t{16} << 20), {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
+  std::vector<std::string> sets = {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
                                           "parallel.pipeline_layers=", "train.global_batch_size=0", "checkpoint.dir=", "checkpoint.init_from=",
                                           "checkpoint.resume=" + dir, "data.source=synthetic", "data.paths=", "data.weights=",
-                                          "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=cpu",
+                                          "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=" + device,
+                                          "train.rampup_batch_size=", "logging.gns=false", "logging.tensorboard_dir=",
                                           // one sequence on this machine, whatever the run that trained it used
-                                          "train.threads=0", "train.micro_batch_size=1", "train.grad_accum_steps=1", "train.eval_batches=1"});
-  return c;
+                                          "train.threads=0", "train.micro_batch_size=1", "train.grad_accum_steps=1", "train.eval_batches=1"};
+  if (device == "cuda") sets.push_back("train.precision=bf16");  // the CUDA backend computes in bf16 (the fp32 master, rounded)
+  return parse_config(read_small_file(path, "checkpoint config", uint64_t{16} << 20), sets);
 }
 
 int cmd_logits(const std::string& ckpt, const std::string& tokens_text, const std::string& out) {
@@ -323,62 +334,126 @@ int cmd_logits(const std::string& ckpt, const std::string& tokens_text, const st
 }
 
 // Sampling from a checkpoint's model: greedy (temperature 0), or softmax(logits / temperature)
-// over the top_k tokens. Each new token re-runs the prefix (no KV cache: for eyeballing a model).
+// over the top_k tokens. With a KV cache by default (the prompts once, then one token per step,
+// all prompts together); --no-cache re-runs each whole prefix per token (the reference path).
 struct GenerateOptions {
-  std::string prompt, tokens;
-  int64_t max_new = 64, top_k = 0;
+  std::vector<std::string> prompts, tokens;  // several: a batch, one output line each
+  int64_t max_new = 64, top_k = 0, eos = -1;  // eos -1: the byte-level EOS for --prompt, none for --tokens
   double temperature = 0.8;
   uint64_t seed = 1;
+  bool no_cache = false, timing = false;
+  std::string device = "cpu";  // cpu | cuda (the GPU, or the emulated device in llamatron-emu)
 };
 
+// The next token from one position's logits [V]. Each prompt has its own Rng (seed + its index),
+// so the cached and the recomputing paths draw the same numbers.
+int32_t pick_token(const float* logits, int64_t V, const GenerateOptions& o, Rng& rng) {
+  std::vector<std::pair<float, int32_t>> cand;
+  for (int32_t v = 0; v < V; ++v) cand.push_back({logits[v], v});
+  std::sort(cand.begin(), cand.end(), std::greater<>());
+  if (o.temperature <= 0) return cand[0].second;
+  const size_t k = o.top_k > 0 ? std::min<size_t>(o.top_k, cand.size()) : cand.size();
+  std::vector<double> p(k);
+  double total = 0;
+  for (size_t i = 0; i < k; ++i) total += p[i] = std::exp((cand[i].first - cand[0].first) / o.temperature);
+  double u = rng.uniform() * total;
+  size_t i = 0;
+  while (i + 1 < k && u >= p[i]) u -= p[i++];
+  return cand[i].second;
+}
+
 int cmd_generate(const std::string& ckpt, const GenerateOptions& o) {
-  Trainer t(config_of_checkpoint(ckpt));
+  std::unique_ptr<DeviceBackend> cuda;  // registered for Device::CUDA while it lives
+  if (o.device == "cuda") cuda = cuda_backend_or_error("generate --device cuda");
+  Trainer t(config_of_checkpoint(ckpt, o.device));
   const ModelConfig& m = t.config().model;
-  std::vector<int32_t> ids;
   const bool bytes = o.tokens.empty();  // the built-in byte-level tokenizer (ids 0-255, EOS 256)
+  std::vector<std::vector<int32_t>> prompts;
   if (bytes) {
     if (m.vocab_size < kByteVocab) throw Error("--prompt uses the byte-level tokenizer (vocab_size >= 257); give --tokens for this model");
-    for (unsigned char c : o.prompt) ids.push_back(c);
+    for (const std::string& text : o.prompts) prompts.emplace_back(text.begin(), text.end());
+    for (auto& ids : prompts)
+      for (int32_t& id : ids) id = static_cast<unsigned char>(id);
   } else {
-    ids = parse_token_ids(o.tokens, m.vocab_size);
+    if (!o.prompts.empty()) throw Error("give --prompt (byte-level text) or --tokens (ids), not both");
+    for (const std::string& list : o.tokens) prompts.push_back(parse_token_ids(list, m.vocab_size));
   }
-  if (ids.empty()) throw Error("give a non-empty --prompt (byte-level models) or --tokens");
-  Rng rng(o.seed);
-  t.model().keep_logits(true);
-  std::vector<int32_t> generated;
-  for (int64_t n = 0; n < o.max_new && static_cast<int64_t>(ids.size()) < m.max_seq_len; ++n) {
-    std::vector<int32_t> window = ids;
-    window.push_back(0);  // a target for the last position; the logits do not depend on it
-    t.model().forward_loss(window.data(), 1, static_cast<int64_t>(ids.size()));
-    Tensor logits = Tensor::empty(t.model().last_logits().shape(), DType::F32);
-    logits.copy_from(t.model().last_logits());
-    const float* last = logits.data<float>() + (logits.dim(0) - 1) * logits.dim(1);
-    std::vector<std::pair<float, int32_t>> cand;
-    for (int32_t v = 0; v < m.vocab_size; ++v) cand.push_back({last[v], v});
-    std::sort(cand.begin(), cand.end(), std::greater<>());
-    int32_t next = cand[0].second;
-    if (o.temperature > 0) {
-      const size_t k = o.top_k > 0 ? std::min<size_t>(o.top_k, cand.size()) : cand.size();
-      std::vector<double> p(k);
-      double total = 0;
-      for (size_t i = 0; i < k; ++i) total += p[i] = std::exp((cand[i].first - cand[0].first) / o.temperature);
-      double u = rng.uniform() * total;
-      size_t i = 0;
-      while (i + 1 < k && u >= p[i]) u -= p[i++];
-      next = cand[i].second;
+  if (prompts.empty()) throw Error("give a non-empty --prompt (byte-level models) or --tokens");
+  for (const auto& ids : prompts) {
+    if (ids.empty()) throw Error("give a non-empty --prompt (byte-level models) or --tokens");
+    if (static_cast<int64_t>(ids.size()) > m.max_seq_len)
+      throw Error("a prompt has " + std::to_string(ids.size()) + " tokens, more than the model's max_seq_len " + std::to_string(m.max_seq_len));
+  }
+  if (o.eos >= m.vocab_size) throw Error("--eos " + std::to_string(o.eos) + " is not a token id of this model (vocab_size " + std::to_string(m.vocab_size) + ")");
+  const int64_t eos = o.eos >= 0 ? o.eos : bytes ? kByteEos : -1, V = m.vocab_size, P = static_cast<int64_t>(prompts.size());
+  std::vector<std::vector<int32_t>> out(P);
+  std::vector<Rng> rngs;
+  for (int64_t i = 0; i < P; ++i) rngs.emplace_back(o.seed + static_cast<uint64_t>(i));
+  // A sequence goes on while it has budget and room: (prompt + generated) < max_seq_len.
+  const auto more = [&](int64_t i) {
+    return static_cast<int64_t>(out[i].size()) < o.max_new && static_cast<int64_t>(prompts[i].size() + out[i].size()) < m.max_seq_len;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  LlamaModel& model = t.model();
+  if (o.no_cache) {
+    model.keep_logits(true);
+    for (int64_t i = 0; i < P; ++i)
+      while (more(i)) {
+        std::vector<int32_t> window = prompts[i];
+        window.insert(window.end(), out[i].begin(), out[i].end());
+        const auto T = static_cast<int64_t>(window.size());
+        window.push_back(0);  // a target for the last position; the logits do not depend on it
+        model.forward_loss(window.data(), 1, T);
+        Tensor logits = Tensor::empty(model.last_logits().shape(), DType::F32);
+        logits.copy_from(model.last_logits());
+        const int32_t next = pick_token(logits.data<float>() + (T - 1) * logits.dim(1), V, o, rngs[i]);
+        if (next == eos) break;
+        out[i].push_back(next);
+      }
+  } else {
+    int64_t longest = 0;
+    for (const auto& ids : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(ids.size()));
+    KvCache cache = model.make_kv_cache(P, std::min(m.max_seq_len, longest + o.max_new));
+    std::vector<int64_t> rows;
+    std::vector<int32_t> next;
+    for (int64_t i = 0; i < P; ++i)
+      if (more(i)) {
+        const std::vector<float> logits = model.prefill(cache, i, prompts[i].data(), static_cast<int64_t>(prompts[i].size()));
+        rows.push_back(i), next.push_back(pick_token(logits.data(), V, o, rngs[i]));
+      }
+    while (!rows.empty()) {  // rows: the sequences whose next token is picked but not yet run
+      std::vector<int64_t> go;
+      std::vector<int32_t> feed;
+      for (size_t r = 0; r < rows.size(); ++r) {
+        const int64_t i = rows[r];
+        if (next[r] == eos) continue;
+        out[i].push_back(next[r]);
+        if (more(i)) go.push_back(i), feed.push_back(next[r]);
+      }
+      rows = go;
+      if (rows.empty()) break;
+      const std::vector<float> logits = model.decode(cache, rows, feed);
+      next.resize(rows.size());
+      for (size_t r = 0; r < rows.size(); ++r) next[r] = pick_token(logits.data() + r * V, V, o, rngs[rows[r]]);
     }
-    if (bytes && next == kByteEos) break;
-    ids.push_back(next);
-    generated.push_back(next);
   }
-  if (bytes) {
-    std::string text(o.prompt);
-    for (int32_t g : generated) text.push_back(static_cast<char>(g < 256 ? g : '?'));
-    std::printf("%s\n", text.c_str());
-  } else {
-    for (size_t i = 0; i < generated.size(); ++i) std::printf("%s%d", i ? "," : "", generated[i]);
-    std::printf("\n");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t made = 0;
+  for (int64_t i = 0; i < P; ++i) {
+    made += static_cast<int64_t>(out[i].size());
+    if (bytes) {
+      std::string text(o.prompts[i]);
+      for (int32_t g : out[i]) text.push_back(static_cast<char>(g < 256 ? g : '?'));
+      std::printf("%s\n", text.c_str());
+    } else {
+      for (size_t j = 0; j < out[i].size(); ++j) std::printf("%s%d", j ? "," : "", out[i][j]);
+      std::printf("\n");
+    }
   }
+  if (o.timing)
+    std::fprintf(stderr, "generate: %lld prompt(s), %lld new tokens in %.3f s: %.1f tokens/s (%s, %s)\n", static_cast<long long>(P),
+                 static_cast<long long>(made), seconds, static_cast<double>(made) / seconds,
+                 o.no_cache ? "recomputing the prefix" : "KV cache", o.device.c_str());
   return 0;
 }
 
@@ -467,12 +542,17 @@ int main(int argc, char** argv) {
   llamatron::GenerateOptions gen;
   CLI::App* generate = app.add_subcommand("generate", "sample from a checkpoint's model (greedy, temperature, top-k)");
   generate->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
-  generate->add_option("--prompt", gen.prompt, "text (byte-level models: vocab_size >= 257)");
-  generate->add_option("--tokens", gen.tokens, "comma-separated prompt token ids (any tokenizer); prints ids "
-                                               "(tools/generate_hf.py does this with a Hugging Face tokenizer)");
+  generate->add_option("--prompt", gen.prompts, "text (byte-level models: vocab_size >= 257); repeat it for a batch, one line each");
+  generate->add_option("--tokens", gen.tokens, "comma-separated prompt token ids (any tokenizer); prints ids, one line per "
+                                               "--tokens (tools/generate_hf.py does this with a Hugging Face tokenizer)");
   generate->add_option("--max-new", gen.max_new, "tokens to generate (default 64)");
   generate->add_option("--temperature", gen.temperature, "0: greedy (default 0.8)");
   generate->add_option("--top-k", gen.top_k, "sample among the k most likely (default 0: all)");
+  generate->add_option("--eos", gen.eos, "stop a sequence at this token id (default: 256 for --prompt, none for --tokens)");
+  generate->add_flag("--no-cache", gen.no_cache, "re-run the whole prefix for every token instead of keeping a KV cache");
+  generate->add_flag("--time", gen.timing, "print the generation speed (tokens/s) to stderr");
+  generate->add_option("--device", gen.device, "cpu (default) or cuda (the GPU; the emulated device in llamatron-emu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   generate->add_option("--seed", gen.seed, "sampling seed (default 1)");
   CLI::App* data = app.add_subcommand("data", "raw text -> filter -> dedup -> token shards; inspect token data");
   data->require_subcommand(1);

@@ -145,6 +145,13 @@ void CudaBackend::attention_fwd(const Tensor& q, const Tensor& k, const Tensor& 
   const kernels::AttentionDims d = attention_dims(q, k);
   kernels::attention_forward(bf(q), bf(k), bf(v), bf_mut(o), f32(lse), d, cs(stream_));
 }
+void CudaBackend::attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) {
+  const kernels::AttentionDims d{static_cast<int>(q.dim(0)), static_cast<int>(k.dim(1)), static_cast<int>(q.dim(2)),
+                                 static_cast<int>(k.dim(2)), static_cast<int>(q.dim(3))};
+  if (const std::string why = kernels::attention_unsupported(d); !why.empty())
+    throw Error(why + ": generate on the CPU backend (train.device=cpu)");
+  kernels::attention_decode(bf(q), bf(k), bf(v), bf_mut(o), d.b, d.t, d.h, d.kv, d.d, cs(stream_));
+}
 void CudaBackend::attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                                 const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t, int64_t) {
   const kernels::AttentionDims d = attention_dims(q, k);

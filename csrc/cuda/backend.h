@@ -44,6 +44,7 @@ class CudaBackend final : public DeviceBackend {
   void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) override;
   void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, int64_t block_q,
                      int64_t block_k) override;
+  void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) override;
   void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& dout,
                      const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) override;
   void swiglu_fwd(const Tensor& gate_up, const Tensor& y) override;

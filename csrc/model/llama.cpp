@@ -1,4 +1,5 @@
 #include "llamatron/model.h"
+#include "model/weights.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,20 +22,6 @@ Recompute parse_recompute(const std::string& name) {
   throw Error("train.recompute must be none, selective or full, got '" + name + "'");
 }
 
-// A weight and its gradient, side by side.
-struct Param {
-  Tensor w, g;
-};
-
-struct LlamaModel::WeightsLayer {
-  Param attn_norm, wq, wk, wv, wo, mlp_norm, wgate_up, wdown;  // wgate_up: [gate; up], [2F, C]
-};
-
-struct LlamaModel::Weights {
-  using Layer = WeightsLayer;
-  Param embed, final_norm, head;  // embed on the first stage, final_norm and head on the last
-  std::vector<Layer> layers;      // this stage's
-};
 
 // One layer's forward tensors, in the order they are made.
 struct LayerTensors {

@@ -168,6 +168,20 @@ void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   });
 }
 
+void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) {
+  OpTimer timer_("attention_decode_fwd");
+  DeviceBackend* be = backend_of({&q, &k, &v, &o});
+  LT_CHECK(q.ndim() == 4 && k.ndim() == 4 && q.dim(1) == 1, "attention_decode expects q [B,1,H,D] and k [B,tk,KV,D]");
+  LT_CHECK(k.dim(0) == q.dim(0) && k.dim(3) == q.dim(3) && k.dim(1) >= 1 && q.dim(2) % k.dim(2) == 0, "attention_decode q/k shapes");
+  same_shape(k, v, "attention_decode k/v");
+  same_shape(q, o, "attention_decode q/o");
+  if (be) return be->attention_decode_fwd(q, k, v, o);
+  dispatch_float(q, [&](auto t) {
+    using T = decltype(t);
+    cpu::attention_decode_fwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), q.dim(0), k.dim(1), q.dim(2), k.dim(2), q.dim(3));
+  });
+}
+
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_bwd");

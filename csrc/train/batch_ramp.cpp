@@ -1,6 +1,7 @@
 #include "llamatron/batch_ramp.h"
 
-#include <fmt/format.h>
+#include <algorithm>
+#include <cstdio>
 
 #include "llamatron/errors.h"
 
@@ -17,10 +18,10 @@ BatchRamp::BatchRamp(const TrainConfig& train, int64_t global) : global_(global)
   need(r.size() == 3, "has " + std::to_string(r.size()) + " entries, not 3");
   start_ = r[0], increment_ = r[1], samples_ = r[2];
   need(start_ > 0 && increment_ > 0 && samples_ > 0, "needs a positive start, increment and ramp_samples");
-  need(start_ <= global, fmt::format("starts at {} sequences, above the global batch of {}", start_, global));
-  need((global - start_) % increment_ == 0,
-       fmt::format("grows by {} from {}, which never reaches the global batch of {}: make global - start a multiple of the increment",
-                   increment_, start_, global));
+  const auto n = [](int64_t x) { return std::to_string(x); };
+  need(start_ <= global, "starts at " + n(start_) + " sequences, above the global batch of " + n(global));
+  need((global - start_) % increment_ == 0, "grows by " + n(increment_) + " from " + n(start_) + ", which never reaches the global batch of " +
+                                                n(global) + ": make global - start a multiple of the increment");
   if (on()) samples_per_increment_ = static_cast<double>(samples_) / static_cast<double>((global - start_) / increment_);
 }
 
@@ -39,15 +40,23 @@ std::vector<int64_t> BatchRamp::sizes() const {
 }
 
 int64_t BatchRamp::first_unfit(int64_t per_micro, int64_t group) const {
-  for (const int64_t b : sizes())
-    if (b % per_micro != 0 || (b / per_micro) % group != 0) return b;
-  return 0;
+  // A size fits when it is a multiple of per_micro * group. start + k * increment modulo that
+  // repeats with a period of at most per_micro * group steps: those and the full batch decide.
+  const int64_t whole = per_micro * group;
+  if (on()) {
+    const int64_t steps = (global_ - start_) / increment_;  // sizes start .. global - increment
+    for (int64_t k = 0; k < std::min(steps, whole); ++k)
+      if ((start_ + k * increment_) % whole != 0) return start_ + k * increment_;
+  }
+  return global_ % whole != 0 ? global_ : 0;
 }
 
 std::string BatchRamp::describe() const {
-  if (!on()) return fmt::format("{} sequences", global_);
-  return fmt::format("{} -> {} sequences (+{} every {:g} samples, over the first {} samples)", start_, global_, increment_,
-                     samples_per_increment_, samples_);
+  if (!on()) return std::to_string(global_) + " sequences";
+  char every[32];
+  std::snprintf(every, sizeof every, "%g", samples_per_increment_);
+  return std::to_string(start_) + " -> " + std::to_string(global_) + " sequences (+" + std::to_string(increment_) + " every " + every +
+         " samples, over the first " + std::to_string(samples_) + " samples)";
 }
 
 }  // namespace llamatron

@@ -43,6 +43,7 @@ class DeviceBackend {
   virtual void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                              const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q,
                              int64_t block_k) = 0;
+  virtual void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) = 0;
   virtual void swiglu_fwd(const Tensor& gate_up, const Tensor& y) = 0;
   virtual void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) = 0;
   virtual void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) = 0;

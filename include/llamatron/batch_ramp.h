@@ -22,7 +22,9 @@ class BatchRamp {
   bool on() const { return start_ > 0 && start_ < global_; }
   // Sequences in the step that begins after `consumed` samples (Megatron's update_num_microbatches).
   int64_t global_batch_at(int64_t consumed) const;
-  // Every size the ramp passes through, smallest first, the full batch last.
+  int64_t first_size() const { return on() ? start_ : global_; }
+  // Every size the ramp passes through, smallest first, the full batch last (as many as the ramp
+  // has increments: for tests and small ramps; first_unfit does not list them).
   std::vector<int64_t> sizes() const;
   // The first size that is not a whole number of micro-batches of `per_micro` sequences (micro
   // batch x DP), or a count of them that is not a multiple of `group` (pipeline stages, with the

@@ -63,6 +63,14 @@ struct ModelShard {
 // head; row-parallel (split columns): o, down; replicated: norms, and KV heads when tp > n_kv_heads.
 std::vector<ParamSpec> llama_param_specs(const ModelConfig& cfg, const ModelShard& shard = {});
 
+// Generation with a KV cache (LlamaModel::prefill / decode): per layer, the keys (after RoPE) and
+// values of every position so far of `batch` sequences, on the model's device.
+struct KvCache {
+  int64_t batch = 0, capacity = 0;  // sequences; positions each (at most model.max_seq_len)
+  std::vector<Tensor> k, v;         // per layer [batch, capacity, n_kv_heads, head_dim]
+  std::vector<int64_t> length;      // positions cached per sequence
+};
+
 class LlamaModel {
  public:
   // device: where parameters and activations live (CPU, or CUDA with a registered backend).
@@ -120,6 +128,15 @@ class LlamaModel {
   void set_gradient_hook(std::function<void(int64_t)> final_from) { grads_final_ = std::move(final_from); }
   void set_param_hook(std::function<void(int64_t, int64_t)> before_use) { params_needed_ = std::move(before_use); }
 
+  // Sampling without recomputing the prefix (the whole model in one process: pp = tp = 1). A cache
+  // for `batch` sequences of up to `capacity` positions; prefill runs sequence `row`'s prompt
+  // (`n` tokens, the row empty) through the model and decode one more token for each of `rows`,
+  // at its next position; both append their keys and values to the cache and return the logits of
+  // each sequence's last position, [rows, vocab_size] fp32 on the host.
+  KvCache make_kv_cache(int64_t batch, int64_t capacity) const;
+  std::vector<float> prefill(KvCache& cache, int64_t row, const int32_t* tokens, int64_t n);
+  std::vector<float> decode(KvCache& cache, const std::vector<int64_t>& rows, const std::vector<int32_t>& tokens);
+
   // When set, the logits [B*T, V] of the last forward are kept (tests; costs a copy).
   void keep_logits(bool keep) { keep_logits_ = keep; }
   const Tensor& last_logits() const { return kept_logits_; }
@@ -161,6 +178,10 @@ class LlamaModel {
     if (params_needed_) params_needed_(r.lo, r.hi);
   }
   void attention_block(const LayerTensors& x, const WeightsLayer& w) const;
+  // The cached path's layers and head (kv_cache.cpp): rows x [N, C] of the residual stream, their
+  // attention by `attend(layer, q, k, v, out)` on [.., H or KV, D] tensors after RoPE at `positions`.
+  struct CachedRows;
+  std::vector<float> cached_forward(KvCache& cache, const CachedRows& rows);
   void mlp_block_up(const LayerTensors& x, const WeightsLayer& w) const;
   ModelConfig cfg_;
   ModelShard shard_;

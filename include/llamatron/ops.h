@@ -34,6 +34,10 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q = 128,
                    int64_t block_k = 128);
 
+// Generation with a KV cache: one new query per sequence, q, o [B, 1, H, D], against the keys and
+// values [B, tk, KV, D] of all its positions so far (the query's own last): no mask is needed.
+void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o);
+
 // gate_up [rows, 2F] = [gate | up] per row (the fused projection's output) -> y [rows, F].
 void swiglu_fwd(const Tensor& gate_up, const Tensor& y);
 void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up);

@@ -115,6 +115,53 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionKernel, testing::ValuesIn(issue_shapes
          "_d" + std::to_string(c.d);
 });
 
+// Generation's decode kernel: the last position's query against all tk keys is the last row of
+// causal attention over the tk positions, so the CPU attention's last row (fp32 and bf16) is the
+// reference. Key counts around the kernel's 128-key tiles; GQA groups; d = 64 and 128.
+class AttentionDecodeKernel : public testing::TestWithParam<Case> {};
+
+TEST_P(AttentionDecodeKernel, MatchesTheLastRowOfCpuAttention) {
+  const Case c = GetParam();
+  const Inputs in(c);
+  const CpuRun<float> ref(in);
+  const CpuRun<bf16> cpu(in);
+  const auto last_rows = [&](const auto& x) {  // [B, T, H, D] -> [B, 1, H, D] at T - 1
+    std::vector<typename std::decay_t<decltype(x)>::value_type> out;
+    for (int b = 0; b < c.b; ++b) {
+      const auto from = x.begin() + ((int64_t(b) * c.t + c.t - 1) * c.h) * c.d;
+      out.insert(out.end(), from, from + int64_t(c.h) * c.d);
+    }
+    return out;
+  };
+  const std::vector<bf16> q = last_rows(in.q);
+  auto o = test::poisoned<bf16>(q.size());
+  kernels::attention_decode(dev(q), dev(in.k), dev(in.v), dev(o), c.b, c.t, c.h, c.kv, c.d, nullptr);
+  test::expect_no_worse_than_cpu_bf16("O", o, last_rows(cpu.o), last_rows(ref.o));
+  // The CPU decode op itself: fp32 against the tiled attention's last row (summation order only),
+  // bf16 within the same bound as the kernel.
+  std::vector<float> q32(q.begin(), q.end()), o32(q.size());
+  const std::vector<float> k32(in.k.begin(), in.k.end()), v32(in.v.begin(), in.v.end());
+  cpu::attention_decode_fwd<float>(q32.data(), k32.data(), v32.data(), o32.data(), c.b, c.t, c.h, c.kv, c.d);
+  EXPECT_LE(test::max_abs_diff(o32, last_rows(ref.o)), 1e-5 * test::max_abs(ref.o));
+  std::vector<bf16> ob(q.size());
+  cpu::attention_decode_fwd<bf16>(q.data(), in.k.data(), in.v.data(), ob.data(), c.b, c.t, c.h, c.kv, c.d);
+  test::expect_no_worse_than_cpu_bf16("CPU decode O", ob, last_rows(cpu.o), last_rows(ref.o));
+}
+
+std::vector<Case> decode_shapes() {
+  std::vector<Case> cases;
+  for (int d : {64, 128})
+    for (auto [h, kv] : {std::pair{8, 8}, {8, 2}, {8, 1}})
+      for (int t : {1, 5, 128, 129, 300}) cases.push_back({t == 129 ? 2 : 1, t, h, kv, d});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Decode, AttentionDecodeKernel, testing::ValuesIn(decode_shapes()), [](const testing::TestParamInfo<Case>& i) {
+  const Case& c = i.param;
+  return "b" + std::to_string(c.b) + "_t" + std::to_string(c.t) + "_h" + std::to_string(c.h) + "_kv" + std::to_string(c.kv) +
+         "_d" + std::to_string(c.d);
+});
+
 // The deterministic backward gives the same bits whatever order the blocks run in. The control:
 // the atomic path's fp32 dQ accumulator (in its workspace) does change with the order, so the
 // reversed order does expose order-dependent sums.

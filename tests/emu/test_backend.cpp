@@ -18,6 +18,7 @@
 #include "llamatron/ops.h"
 #include "llamatron/memory.h"
 #include "llamatron/optim.h"
+#include "tests/kv_cache_expect.h"
 #include "llamatron/planner.h"
 #include "llamatron/trainer.h"
 #include "ops/cpu/cpu_ops.h"
@@ -249,6 +250,28 @@ TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
 
 // The model's attention is the CUDA kernel (there is no other path on this backend): a head_dim the
 // kernels do not take fails there, with the kernel's reason and the way out.
+// Generation's KV cache on the device (the decode kernel, RoPE at each row's position, the cache
+// copies): cached logits against the CPU's fp32 full forward, no worse than twice the CPU bf16
+// full forward's error plus one rounding (tests/kv_cache_expect.h; the CPU side: test_kv_cache.cpp).
+TEST(CudaBackendEndToEnd, KvCacheLogitsEqualTheFullForward) {
+  auto backend = linked_backend();
+  ModelConfig cfg;
+  cfg.vocab_size = 64, cfg.dim = 128, cfg.n_layers = 2, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 96, cfg.max_seq_len = 160;
+  LlamaModel dev(cfg, DType::BF16, Device::CUDA), f32(cfg, DType::F32), bf(cfg, DType::BF16);
+  dev.init_weights(3), f32.init_weights(3), bf.init_weights(3);
+  MarkovSource src(cfg.vocab_size, 1, 4, 1, 2);
+  const int64_t T = 140, prompt = 9, V = cfg.vocab_size;  // decode past one 128-key tile
+  std::vector<int32_t> a(2 * (T + 1));
+  src.next_batch(2, T, a.data());
+  const std::vector<int32_t> x(a.begin(), a.begin() + T), y(a.begin() + T + 1, a.begin() + 2 * T + 1);
+  const std::vector<float> ref_x = test::full_logits(f32, x), ref_y = test::full_logits(f32, y);
+  const std::vector<float> cpu_x = test::full_logits(bf, x), cpu_y = test::full_logits(bf, y);
+  const test::CachedPair got = test::cached_logits(dev, x, prompt, y);
+  const double scale = test::max_abs(ref_x);
+  EXPECT_LE(test::max_diff_from(got.a, ref_x, prompt - 1, V), 2 * test::max_diff_from(cpu_x, ref_x, prompt - 1, V) + std::ldexp(scale, -8));
+  EXPECT_LE(test::max_diff_from(got.b, ref_y, 0, V), 2 * test::max_diff_from(cpu_y, ref_y, 0, V) + std::ldexp(scale, -8));
+}
+
 TEST(CudaBackendEndToEnd, ModelAttentionRunsTheFlashKernel) {
   auto backend = linked_backend();
   ModelConfig cfg;

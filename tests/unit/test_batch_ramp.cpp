@@ -55,6 +55,13 @@ TEST(BatchRamp, BadSettingsAreNamed) {
   EXPECT_EQ(ramp({16, 16, 100}, 64).first_unfit(16, 1), 0);
   EXPECT_EQ(ramp({8, 8, 100}, 64).first_unfit(16, 1), 8);
   EXPECT_EQ(ramp({16, 16, 100}, 64).first_unfit(8, 4), 16);  // 2 micro-batches, not a group of 4
+  EXPECT_EQ(ramp({32, 32, 100}, 96).first_unfit(32, 1), 0);
+  EXPECT_EQ(ramp({32, 32, 100}, 96).first_unfit(64, 1), 32);
+  EXPECT_EQ(ramp({64, 32, 100}, 128).first_unfit(64, 1), 96);  // the second size
+  EXPECT_EQ(ramp({}, 96).first_unfit(64, 1), 96);              // no ramp: the full batch
+  // A hostile ramp of 2^40 sizes is decided without listing them.
+  EXPECT_EQ(ramp({1, 1, 1 << 20}, int64_t{1} << 40).first_unfit(4, 1), 1);
+  EXPECT_EQ(ramp({4, 4, 1 << 20}, int64_t{1} << 40).first_unfit(4, 1), 0);
   // The trainer checks them against its layout before it allocates anything.
   expect_error([] { Trainer t(parse_config("{}", {"train.micro_batch_size=4", "train.global_batch_size=16", "train.rampup_batch_size=2,2,8"})); },
                "train.rampup_batch_size passes through a global batch of 2 sequences, which is not a multiple of "

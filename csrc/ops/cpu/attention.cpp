@@ -198,6 +198,45 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
   }
 }
 
+template <typename T>
+void attention_decode_fwd(const T* q, const T* k, const T* v, T* o, int64_t b, int64_t tk, int64_t h, int64_t kv, int64_t d) {
+  const int64_t G = h / kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+#pragma omp parallel
+  {
+    float* p = scratch<float>(Slot::TileS, tk);
+    float* acc = scratch<float>(Slot::Acc, d);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t bi = 0; bi < b; ++bi)
+      for (int64_t hi = 0; hi < h; ++hi) {
+        const T* qr = q + (bi * h + hi) * d;
+        const int64_t kvh = hi / G;
+        float mx = kNegInf;
+        for (int64_t j = 0; j < tk; ++j) {
+          const T* kr = k + ((bi * tk + j) * kv + kvh) * d;
+          float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+          for (int64_t i = 0; i < d; ++i) dot += to_f32(qr[i]) * to_f32(kr[i]);
+          p[j] = dot * scale;
+          mx = std::max(mx, p[j]);
+        }
+        float sum = 0.f;
+        for (int64_t j = 0; j < tk; ++j) sum += p[j] = fast_exp(p[j] - mx);
+        std::fill_n(acc, d, 0.f);
+        for (int64_t j = 0; j < tk; ++j) {
+          const float pj = to_f32(from_f32<T>(p[j]));  // bf16 P, as in the tiled path
+          const T* vr = v + ((bi * tk + j) * kv + kvh) * d;
+#pragma omp simd
+          for (int64_t i = 0; i < d; ++i) acc[i] += pj * to_f32(vr[i]);
+        }
+        T* orow = o + (bi * h + hi) * d;
+        for (int64_t i = 0; i < d; ++i) orow[i] = from_f32<T>(acc[i] / sum);
+      }
+  }
+}
+
+template void attention_decode_fwd<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void attention_decode_fwd<bf16>(const bf16*, const bf16*, const bf16*, bf16*, int64_t, int64_t, int64_t, int64_t, int64_t);
 template void attention_fwd<float>(const float*, const float*, const float*, float*, float*, const AttentionShape&);
 template void attention_fwd<bf16>(const bf16*, const bf16*, const bf16*, bf16*, float*, const AttentionShape&);
 template void attention_bwd<float>(const float*, const float*, const float*, const float*, const float*,

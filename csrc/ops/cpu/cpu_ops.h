@@ -39,6 +39,13 @@ template <typename T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* lse, const T* dout, T* dq,
                    T* dk, T* dv, const AttentionShape& s);
 
+// One new query per sequence against its cached keys (generation with a KV cache): q, o
+// [B, 1, H, D], k, v [B, tk, KV, D]; the query is position tk - 1, so every key is visible. fp32
+// scores and softmax; in bf16 mode the probabilities are rounded to bf16 before P V, as the
+// tiled attention does.
+template <typename T>
+void attention_decode_fwd(const T* q, const T* k, const T* v, T* o, int64_t b, int64_t tk, int64_t h, int64_t kv, int64_t d);
+
 // SwiGLU on the fused gate/up projection: gate_up rows are [gate (f) | up (f)], one GEMM's output.
 // y = silu(gate) * up  [rows, f]; the backward writes dgate_up in the same [gate | up] layout.
 template <typename T>
