@@ -87,10 +87,10 @@ say() { echo "$me: $*" >&2; }
 # rank's watchdog ended it (a "watchdog:" line) or because a rank failed and mpirun aborted the job
 # (a peer's connection to a lost host refused, say), mpirun normally ends the others within seconds,
 # but one whose remote daemon sits behind a dead link can wait on it for as long as TCP retries
-# (~15 min): after 15 s it is stopped (TERM, then KILL 3 s later) and the status is the watchdog's,
-# 75, or 1 (a rank failed). Else mpirun's status.
+# (~15 min): after 15 s (LLAMATRON_ABORT_GRACE_S) it is stopped (TERM, then KILL 3 s later) and the
+# status is the watchdog's, 75, or 1 (a rank failed). Else mpirun's status.
 run_job() {
-  local log=$1 i rc=0 stopped="" why
+  local log=$1 i rc=0 stopped="" why grace=${LLAMATRON_ABORT_GRACE_S:-15}
   shift
   : >"$log"
   mpirun "$@" 2> >(tee -a "$log" >&2) &
@@ -101,9 +101,9 @@ run_job() {
     elif grep -q 'the job has been aborted' "$log"; then why="it aborted the job"
     fi
     if [[ -n $why ]]; then
-      for ((i = 0; i < 150; i++)); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+      for ((i = 0; i < grace * 10; i++)); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
       if kill -0 "$job" 2>/dev/null; then
-        say "mpirun still waits 15 s after $why (a host behind a dead link): stopping it"
+        say "mpirun still waits $grace s after $why (a host behind a dead link): stopping it"
         kill -TERM "$job" 2>/dev/null; sleep 3; kill -KILL "$job" 2>/dev/null
         stopped=$why
       fi

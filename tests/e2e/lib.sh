@@ -19,6 +19,14 @@ tools_venv() {
   echo "$(cd "$venv" && pwd)/bin/python"
 }
 
+# mpi_workdir WORKDIR: a fresh WORKDIR as W (absolute), and mpirun allowed as root, one OpenMP
+# thread per rank (the scripts that run llamatron under mpirun).
+mpi_workdir() {
+  rm -rf "$1" && mkdir -p "$1" || exit 2
+  W=$(cd "$1" && pwd)
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+}
+
 # ---- the command line as a user meets it (cli_errors.sh, hostile_inputs.sh) ----------------------
 # cli_workdir BIN WORKDIR: BIN (made absolute), a fresh WORKDIR as W, and RUN_DIR (the binary runs
 # there, so a core file from a crash would land there), OUT and ERR (the last run's output).

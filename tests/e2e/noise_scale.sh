@@ -9,11 +9,9 @@
 # Usage: noise_scale.sh PATH_TO_llamatron MPIEXEC WORKDIR      (CTest: noise_scale)
 set -u
 BIN=$1 MPIEXEC=$2
-rm -rf "$3" && mkdir -p "$3" || exit 2
-W=$(cd "$3" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 source "$HERE/lib.sh"
+mpi_workdir "$3"
 
 # 4096 tokens below 64 in an llm.c shard (header: magic, version 1, token count; uint16 ids): a
 # chain with 2 successors per token, so that the mean gradient stands out of the per-sample noise

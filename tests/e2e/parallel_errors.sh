@@ -20,20 +20,38 @@ logging: {log_every: 1}
 YAML
 
 # expect_layout_error NAME NP KEYWORD -- --set ...: mpirun -np NP llamatron train base.yaml ARGS.
-expect_layout_error() {
-  local name=$1 np=$2 keyword=$3
-  shift 4
-  timeout 60 "$MPIEXEC" -np "$np" --oversubscribe "$BIN" train "$W/base.yaml" "$@" >"$W/out" 2>"$W/err"
+# The cases are independent jobs that mostly wait on MPI's start-up: two run at a time, each with
+# its own files; their verdicts are counted in order at the end (layout_verdicts).
+CASES=0
+layout_case() {
+  local n=$1 name=$2 np=$3 keyword=$4
+  shift 5
+  local out=$W/out.$n err=$W/err.$n
+  timeout 60 "$MPIEXEC" -np "$np" --oversubscribe "$BIN" train "$W/base.yaml" "$@" >"$out" 2>"$err"
   local rc=$? errors
-  errors=$(grep -c '^llamatron: error: ' "$W/err")
-  if (( rc == 124 )); then fail "$name" "the job hung (killed after 60 s)"
-  elif (( rc == 0 )); then fail "$name" "exit status 0"
-  elif (( errors != 1 )); then fail "$name" "$errors 'llamatron: error:' lines, expected 1: $(head -c 400 "$W/err")"
-  elif ! grep '^llamatron: error: ' "$W/err" | grep -qF -- "$keyword"; then fail "$name" "the error does not mention '$keyword': $(grep '^llamatron: error: ' "$W/err")"
-  elif grep -q 'internal error' "$W/err"; then fail "$name" "an internal error: $(head -c 400 "$W/err")"
-  elif [[ -n $(crash_sign "$W/err") ]]; then fail "$name" "a rank crashed after the error: $(crash_sign "$W/err")"
-  else pass "$name"
-  fi
+  errors=$(grep -c '^llamatron: error: ' "$err")
+  if (( rc == 124 )); then echo "FAIL|the job hung (killed after 60 s)"
+  elif (( rc == 0 )); then echo "FAIL|exit status 0"
+  elif (( errors != 1 )); then echo "FAIL|$errors 'llamatron: error:' lines, expected 1: $(head -c 400 "$err")"
+  elif ! grep '^llamatron: error: ' "$err" | grep -qF -- "$keyword"; then echo "FAIL|the error does not mention '$keyword': $(grep '^llamatron: error: ' "$err")"
+  elif grep -q 'internal error' "$err"; then echo "FAIL|an internal error: $(head -c 400 "$err")"
+  elif [[ -n $(crash_sign "$err") ]]; then echo "FAIL|a rank crashed after the error: $(crash_sign "$err")"
+  else echo "ok|"
+  fi >"$W/verdict.$n"
+  echo "$name" >"$W/name.$n"
+}
+expect_layout_error() {
+  CASES=$((CASES + 1))
+  layout_case "$CASES" "$@" &
+  while (( $(jobs -rp | wc -l) >= 2 )); do wait -n; done
+}
+layout_verdicts() {
+  wait
+  local n verdict
+  for (( n = 1; n <= CASES; ++n )); do
+    verdict=$(cat "$W/verdict.$n" 2>/dev/null || echo "FAIL|no verdict")
+    if [[ $verdict == ok\|* ]]; then pass "$(cat "$W/name.$n")"; else fail "$(cat "$W/name.$n" 2>/dev/null || echo "case $n")" "${verdict#FAIL|}"; fi
+  done
 }
 
 #                   name                                   np keyword                                -- overrides
@@ -52,6 +70,8 @@ expect_layout_error "interleaved: a global batch of 1 micro-batch" 2 "a micro-ba
 expect_layout_error "a ramp-up size not divisible by micro x dp" 2 "train.rampup_batch_size passes through a global batch of 2 sequences, which is not a multiple of train.micro_batch_size x data-parallel ranks (4)" -- --set train.global_batch_size=8 --set train.rampup_batch_size=2,2,6
 expect_layout_error "interleaved: a ramp-up size not in groups of pp" 2 "passes through a global batch of 2 sequences, which is not 1 micro-batch(es) in groups of parallel.pipeline_parallel (2, interleaved)" -- --set parallel.pipeline_parallel=2 --set parallel.virtual_pipeline=2 --set train.global_batch_size=8 --set train.rampup_batch_size=2,2,6
 expect_layout_error "sequence not divisible into tp chunks"  4 "train.seq_length (14) must be divisible by parallel.tensor_parallel (4) with parallel.sequence_parallel" -- --set parallel.tensor_parallel=4 --set parallel.sequence_parallel=true --set train.seq_length=14
+
+layout_verdicts
 
 # A valid 3D layout trains: 8 ranks, 4 micro-batches, every step logged once (by rank 0).
 timeout 120 "$MPIEXEC" -np 8 --oversubscribe "$BIN" train "$W/base.yaml" --set parallel.tensor_parallel=2 \
@@ -79,10 +99,13 @@ for _ in $(seq 600); do grep -q '\] step ' "$W/out" && break; sleep 0.1; done
 victim=$(pgrep -P "$job" | head -1)
 start=$(date +%s)
 kill -9 "$victim" 2>/dev/null
-( sleep 60; kill -9 "$job" 2>/dev/null ) &
+# The deadline: its sleep must not hold this script's output open after the job ends (CTest
+# waits for the pipe to close: a forgotten sleep 60 cost every run of this test a minute).
+( sleep 60; kill -9 "$job" 2>/dev/null ) >/dev/null 2>&1 &
 watchdog=$!
 wait "$job"
 rc=$?
+pkill -P "$watchdog" sleep 2>/dev/null
 kill "$watchdog" 2>/dev/null
 elapsed=$(( $(date +%s) - start ))
 if [ -n "$victim" ] && (( rc != 0 )) && (( elapsed < 60 )) && grep -qi "signal 9\|killed" "$W/err"; then

@@ -8,11 +8,9 @@
 # Usage: tensorboard.sh PATH_TO_llamatron MPIEXEC WORKDIR      (CTest: tensorboard)
 set -u
 BIN=$1 MPIEXEC=$2
-rm -rf "$3" && mkdir -p "$3" || exit 2
-W=$(cd "$3" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 source "$HERE/lib.sh"
+mpi_workdir "$3"
 
 # Batches 4, 4, 8, 12, then 16 ([4, 4, 24] towards 16: +4 every 8 samples), over dp 2 x micro 2.
 cat >"$W/base.yaml" <<'YAML'

@@ -122,13 +122,19 @@ TEST(Planner, Llama3_8bByHand) {
 }
 
 // The layouts plan_layouts offers: all valid, the global batch kept, the 1F1B bubble, ranked.
-TEST(Planner, LayoutsAreValidAndRanked) {
+// A 1B-class model at a global batch of 256 x 4096 tokens, planned on 16 H100s.
+RunConfig planner_case(PlanOptions& o) {
   RunConfig c;
   c.model.vocab_size = 32000, c.model.dim = 2048, c.model.n_layers = 16, c.model.n_heads = 16, c.model.n_kv_heads = 4;
   c.model.ffn_dim = 5632, c.model.max_seq_len = 4096;
   c.train.seq_length = 4096, c.train.global_batch_size = 256;
-  PlanOptions o;
   o.gpus = 16, o.gpu = gpu_spec("h100-80gb");
+  return c;
+}
+
+TEST(Planner, LayoutsAreValidAndRanked) {
+  PlanOptions o;
+  const RunConfig c = planner_case(o);
   const std::vector<LayoutPlan> plans = plan_layouts(c, o);
   ASSERT_FALSE(plans.empty());
   bool seen_unfit = false;
@@ -158,12 +164,8 @@ TEST(Planner, LayoutsAreValidAndRanked) {
 // size is whole micro-batches: DP 16 (8 sequences cannot divide over it) and 8-sequence
 // micro-batches on DP 2 are gone, the rest of the table is the full batch's.
 TEST(Planner, OffersOnlyLayoutsEveryRampSizeDividesInto) {
-  RunConfig c;
-  c.model.vocab_size = 32000, c.model.dim = 2048, c.model.n_layers = 16, c.model.n_heads = 16, c.model.n_kv_heads = 4;
-  c.model.ffn_dim = 5632, c.model.max_seq_len = 4096;
-  c.train.seq_length = 4096, c.train.global_batch_size = 256;
   PlanOptions o;
-  o.gpus = 16, o.gpu = gpu_spec("h100-80gb");
+  RunConfig c = planner_case(o);
   const std::vector<LayoutPlan> all = plan_layouts(c, o);
   c.train.rampup_batch_size = {8, 8, 1000};
   const std::vector<LayoutPlan> ramped = plan_layouts(c, o);
