@@ -7,6 +7,10 @@
 // Forward: a CTA owns 128 (or 64) query rows of one head and walks the key tiles up to the diagonal
 // with an online softmax (log2 domain); only tiles that cross the diagonal are masked. Saves LSE
 // for the backward.
+// Packed documents (doc_start [B, T], include/llamatron/documents.h): a query row sees no key
+// before its document's start. Key tiles wholly before the earliest start of a CTA's rows are
+// skipped (the loops start past them; for the dK/dV CTA, query tiles wholly after its keys'
+// documents end it), and tiles that cross a document boundary are masked per row.
 // Backward: a pre-pass computes D = rowsum(dO * O). A CTA owns 64 keys of one KV head and walks
 // every query tile of every query head in its group, keeping dK and dV in fp32 registers (no
 // per-query-head copies to sum). dQ either goes to an fp32 accumulator by atomics (fast) or comes
@@ -169,6 +173,18 @@ __device__ __forceinline__ void pipelined(int n, Stage&& stage, Body&& body) {
 __device__ __forceinline__ int acc_row(int e) { return threadIdx.x % 32 / 4 + 8 * (e >> 1); }
 __device__ __forceinline__ int acc_col(int e) { return 2 * (threadIdx.x % 4) + (e & 1); }
 
+// The first row in [0, t) whose document starts at or after `key` (t if none): rows before it may
+// see key - 1, rows from it on see no key before `key`. Document starts never decrease along t.
+__device__ __forceinline__ int first_row_starting_at(const int32_t* doc, int t, int key) {
+  int lo = 0, hi = t;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (doc[mid] >= key) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 // Row stride and the address of (b, row 0, head) in a [B, T, heads, D] tensor.
 struct Rows {
   int64_t ld;
@@ -206,12 +222,13 @@ template <int D, int MT>
 constexpr int kFwdBlockN = D * MT > 128 ? 32 : 64;
 
 template <int D, int MT>
-constexpr size_t kFwdSmem = (kFwdBlockM<MT> + 4 * kFwdBlockN<D, MT>) * D * sizeof(bf16);  // Q, 2 x K, 2 x V
+constexpr size_t kFwdSmem = (kFwdBlockM<MT> + 4 * kFwdBlockN<D, MT>) * D * sizeof(bf16) +
+                            kFwdBlockM<MT> * sizeof(int32_t);  // Q, 2 x K, 2 x V, the rows' document starts
 
 template <int D, int MT>
 __global__ void __launch_bounds__(kThreads)
-    attention_fwd_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int t, int h, int kv,
-                         float scale_log2) {
+    attention_fwd_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const int32_t* doc_start, int t,
+                         int h, int kv, float scale_log2) {
   constexpr int BM = kFwdBlockM<MT>, BN = kFwdBlockN<D, MT>;
   constexpr bool kQRegs = kQInRegs<D, MT>;
   const int m_block = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
@@ -223,6 +240,7 @@ __global__ void __launch_bounds__(kThreads)
   bf16* sq = dynamic_smem<bf16>();
   bf16* sk = sq + BM * D;
   bf16* sv = sk + 2 * BN * D;
+  int32_t* sdoc = reinterpret_cast<int32_t*>(sv + 2 * BN * D);  // read only in tiles that cross a boundary
 
   stage_tile<BM, D>(sq, q + qa.base, qa.ld, m0, t);
   uint32_t qf[kQRegs ? MT : 1][kQRegs ? D / 16 : 1][4];
@@ -237,16 +255,23 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) row_max[mt][0] = row_max[mt][1] = -INFINITY;
   const int last_key = m0 + BM < t ? m0 + BM : t;
+  // Documents: the first key tile holds the CTA's first row's document start; each row's own start
+  // (rows past t take the last row's; in shared memory, as registers are full at D = 128) masks the
+  // tiles before the CTA's last start.
+  const int32_t* doc = doc_start ? doc_start + static_cast<int64_t>(b) * t : nullptr;
+  const int first_tile = doc ? doc[m0] / BN : 0, last_start = doc ? doc[last_key - 1] : 0;
+  for (int r = threadIdx.x; r < BM; r += kThreads) sdoc[r] = doc ? doc[m0 + r < t ? m0 + r : t - 1] : 0;  // seen after pipelined's first barrier
   pipelined(
-      (last_key + BN - 1) / BN,  // key tiles up to the diagonal
-      [&](int j, int buf) {
-        stage_tile<BN, D>(sk + buf * BN * D, k + kva.base, kva.ld, j * BN, t);
-        stage_tile<BN, D>(sv + buf * BN * D, v + kva.base, kva.ld, j * BN, t);
+      (last_key + BN - 1) / BN - first_tile,  // key tiles from the first document start up to the diagonal
+      [&](int i, int buf) {
+        stage_tile<BN, D>(sk + buf * BN * D, k + kva.base, kva.ld, (first_tile + i) * BN, t);
+        stage_tile<BN, D>(sv + buf * BN * D, v + kva.base, kva.ld, (first_tile + i) * BN, t);
       },
-      [&](int j, int buf) {
+      [&](int i, int buf) {
+        const int j = first_tile + i;
         const bf16 *kt = sk + buf * BN * D, *vt = sv + buf * BN * D;
         if constexpr (kQRegs) {
-          if (j == 0) {
+          if (i == 0) {
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -256,6 +281,7 @@ __global__ void __launch_bounds__(kThreads)
         float s[MT][BN / 8][4] = {};
         warp_mma_tiles<MT, BN / 8, D / 16>(s, q_frag, [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, kt, nt * 8, ks * 16); });
         const bool diagonal = (j + 1) * BN - 1 > m0;  // a key of this tile is past a row of the CTA
+        const bool boundary = j * BN < last_start;   // a key of this tile is before a row's document
         // Online softmax in the log2 domain; each row's BN scores are spread over a quad of lanes.
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
@@ -268,18 +294,22 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
               for (int e = 2 * r; e < 2 * r + 2; ++e) {
                 float& x = s[mt][nt][e];
-                x = diagonal && j * BN + nt * 8 + acc_col(e) > row ? -INFINITY : x * scale_log2;
+                const int key = j * BN + nt * 8 + acc_col(e);
+                x = (diagonal && key > row) || (boundary && key < sdoc[row - m0]) ? -INFINITY : x * scale_log2;
                 mx = fmaxf(mx, x);
               }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float alpha = ex2(row_max[mt][r] - mx);  // key 0 is visible to every row: mx is finite
+            // A row that has seen no key of its document yet keeps max -inf: exponents against 0
+            // then give alpha = 0 and p = 0 (not NaN). Without documents key 0 is always seen.
+            const float base = mx == -INFINITY ? 0.f : mx;
+            const float alpha = ex2(row_max[mt][r] - base);
             row_max[mt][r] = mx;
             float sum = 0.f;
 #pragma unroll
             for (int nt = 0; nt < BN / 8; ++nt)
 #pragma unroll
-              for (int e = 2 * r; e < 2 * r + 2; ++e) sum += s[mt][nt][e] = ex2(s[mt][nt][e] - mx);
+              for (int e = 2 * r; e < 2 * r + 2; ++e) sum += s[mt][nt][e] = ex2(s[mt][nt][e] - base);
             row_sum[mt][r] = row_sum[mt][r] * alpha + sum;  // this lane's partial; the quad is summed at the end
 #pragma unroll
             for (int dt = 0; dt < D / 8; ++dt) acc[mt][dt][2 * r] *= alpha, acc[mt][dt][2 * r + 1] *= alpha;
@@ -335,13 +365,13 @@ __device__ __forceinline__ float lse2_of(const float* lse, int64_t at, bool vali
 
 template <int D>
 constexpr size_t kDkDvSmem = (2 * kBlockN * D + 4 * kBwdBlockM<D> * D + kBlockN * kBwdBlockM<D>) * sizeof(bf16) +
-                             4 * kBwdBlockM<D> * sizeof(float);  // K, V, 2 x Q, 2 x dO, dS^T, 2 x (LSE, D)
+                             6 * kBwdBlockM<D> * sizeof(float);  // K, V, 2 x Q, 2 x dO, dS^T, 2 x (LSE, D, doc start)
 
 template <int D, bool kAtomicDq>
 __global__ void __launch_bounds__(kThreads)
     attention_bwd_dkdv_kernel(const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* lse,
-                              const float* dvec, float* dq_accum, bf16* dk, bf16* dv, int t, int h, int kv,
-                              float scale_log2, float scale) {
+                              const float* dvec, const int32_t* doc_start, float* dq_accum, bf16* dk, bf16* dv, int t, int h,
+                              int kv, float scale_log2, float scale) {
   constexpr int BM = kBwdBlockM<D>;
   const int kvh = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * kBlockN, warp = threadIdx.x / 32, group = h / kv;
   const Rows kva(b, t, kv, kvh, D);
@@ -352,9 +382,13 @@ __global__ void __launch_bounds__(kThreads)
   bf16* sds = sdo + 2 * BM * D;
   float* slse = reinterpret_cast<float*>(sds + kBlockN * BM);
   float* sd = slse + 2 * BM;
+  int32_t* sdoc = reinterpret_cast<int32_t*>(sd + 2 * BM);
 
-  // Steps: (query head of the group, query tile from the first that sees key n0).
-  const int m_first = n0 / BM, per_head = (t + BM - 1) / BM - m_first;
+  // Steps: (query head of the group, query tile from the first that sees key n0 to the last that
+  // sees a key of the CTA: with documents, the rows before the first whose document starts past them).
+  const int32_t* doc = doc_start ? doc_start + static_cast<int64_t>(b) * t : nullptr;
+  const int row_end = doc ? first_row_starting_at(doc, t, n0 + kBlockN) : t;
+  const int m_first = n0 / BM, per_head = (row_end + BM - 1) / BM - m_first;
   const auto head_of = [&](int i) { return kvh * group + i / per_head; };
   const auto m0_of = [&](int i) { return (m_first + i % per_head) * BM; };
 
@@ -372,12 +406,14 @@ __global__ void __launch_bounds__(kThreads)
           const int64_t at = (static_cast<int64_t>(b) * h + head) * t + m0 + r;
           slse[buf * BM + r] = lse2_of(lse, at, m0 + r < t);
           sd[buf * BM + r] = m0 + r < t ? dvec[at] : 0.f;
+          sdoc[buf * BM + r] = doc ? doc[m0 + r < t ? m0 + r : t - 1] : 0;
         }
       },
       [&](int i, int buf) {
         const int head = head_of(i), m0 = m0_of(i);
         const bf16 *qt = sq + buf * BM * D, *dot = sdo + buf * BM * D;
         const float *l2 = slse + buf * BM, *dd = sd + buf * BM;
+        const int32_t* ds = sdoc + buf * BM;
         // Transposed tiles (keys x queries): S^T = K Q^T, dP^T = V dO^T.
         float s[BM / 8][4] = {}, dp[BM / 8][4] = {};
         warp_mma<BM / 8, D / 16>(s, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sk, warp * 16, ks * 16); },
@@ -385,12 +421,14 @@ __global__ void __launch_bounds__(kThreads)
         warp_mma<BM / 8, D / 16>(dp, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sv, warp * 16, ks * 16); },
                                  [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, dot, nt * 8, ks * 16); });
         const bool diagonal = m0 < n0 + kBlockN;  // some key of this CTA lies after some query row
+        const bool boundary = ds[BM - 1] > n0;     // some key of this CTA is before some row's document
 #pragma unroll
         for (int nt = 0; nt < BM / 8; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int qi = nt * 8 + acc_col(e), key = n0 + warp * 16 + acc_row(e);
-            const float p = diagonal && key > m0 + qi ? 0.f : ex2(s[nt][e] * scale_log2 - l2[qi]);
+            const bool hidden = (diagonal && key > m0 + qi) || (boundary && key < ds[qi]);
+            const float p = hidden ? 0.f : ex2(s[nt][e] * scale_log2 - l2[qi]);
             dp[nt][e] = p * (dp[nt][e] - dd[qi]);  // dS^T
             s[nt][e] = p;                           // P^T
           }
@@ -440,7 +478,8 @@ constexpr size_t kDqSmem = (2 * kBlockM + 4 * kBlockN) * D * sizeof(bf16);  // Q
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_bwd_dq_kernel(const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* lse,
-                            const float* dvec, bf16* dq, int t, int h, int kv, float scale_log2, float scale) {
+                            const float* dvec, const int32_t* doc_start, bf16* dq, int t, int h, int kv, float scale_log2,
+                            float scale) {
   const int m_block = gridDim.x - 1 - blockIdx.x;
   const int head = blockIdx.y, b = blockIdx.z, m0 = m_block * kBlockM, warp = threadIdx.x / 32;
   const Rows qa(b, t, h, head, D), kva(b, t, kv, head / (h / kv), D);
@@ -449,23 +488,30 @@ __global__ void __launch_bounds__(kThreads)
   bf16* sk = sdo + kBlockM * D;
   bf16* sv = sk + 2 * kBlockN * D;
 
+  // Documents as in the forward: key tiles from the first row's document start, per-row starts.
+  const int32_t* doc = doc_start ? doc_start + static_cast<int64_t>(b) * t : nullptr;
+  const int first_tile = doc ? doc[m0] / kBlockN : 0, last_start = doc ? doc[min(m0 + kBlockM, t) - 1] : 0;
   float l2[2], dd[2];
+  int row_doc[2];
   for (int r = 0; r < 2; ++r) {
     const int row = m0 + warp * 16 + acc_row(2 * r);
     const int64_t at = (static_cast<int64_t>(b) * h + head) * t + row;
     l2[r] = lse2_of(lse, at, row < t);
     dd[r] = row < t ? dvec[at] : 0.f;
+    row_doc[r] = doc ? doc[row < t ? row : t - 1] : 0;
   }
   stage_tile<kBlockM, D>(sq, q + qa.base, qa.ld, m0, t);
   stage_tile<kBlockM, D>(sdo, dout + qa.base, qa.ld, m0, t);
   float dq_acc[D / 8][4] = {};
   pipelined(
-      m_block + 1,
-      [&](int j, int buf) {
-        stage_tile<kBlockN, D>(sk + buf * kBlockN * D, k + kva.base, kva.ld, j * kBlockN, t);
-        stage_tile<kBlockN, D>(sv + buf * kBlockN * D, v + kva.base, kva.ld, j * kBlockN, t);
+      m_block + 1 - first_tile,
+      [&](int i, int buf) {
+        stage_tile<kBlockN, D>(sk + buf * kBlockN * D, k + kva.base, kva.ld, (first_tile + i) * kBlockN, t);
+        stage_tile<kBlockN, D>(sv + buf * kBlockN * D, v + kva.base, kva.ld, (first_tile + i) * kBlockN, t);
       },
-      [&](int j, int buf) {
+      [&](int i, int buf) {
+        const int j = first_tile + i;
+        const bool boundary = j * kBlockN < last_start;
         const bf16 *kt = sk + buf * kBlockN * D, *vt = sv + buf * kBlockN * D;
         float s[kBlockN / 8][4] = {}, dp[kBlockN / 8][4] = {};
         warp_mma<kBlockN / 8, D / 16>(s, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sq, warp * 16, ks * 16); },
@@ -477,7 +523,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int r = e >> 1, row = m0 + warp * 16 + acc_row(e), key = j * kBlockN + nt * 8 + acc_col(e);
-            const float p = j == m_block && key > row ? 0.f : ex2(s[nt][e] * scale_log2 - l2[r]);
+            const bool hidden = (j == m_block && key > row) || (boundary && key < row_doc[r]);
+            const float p = hidden ? 0.f : ex2(s[nt][e] * scale_log2 - l2[r]);
             dp[nt][e] = p * (dp[nt][e] - dd[r]);
           }
         uint32_t dsf[kBlockN / 16][4];
@@ -561,14 +608,14 @@ std::string attention_unsupported(const AttentionDims& d) {
 }
 
 void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const AttentionDims& dims,
-                       cudaStream_t stream, ForwardTiles tiles) {
+                       cudaStream_t stream, ForwardTiles tiles, const int32_t* doc_start) {
   check(dims, {q, k, v, o});
   const auto run = [&](auto dc, auto mtc) {
     constexpr int D = decltype(dc)::value, MT = decltype(mtc)::value;
     const auto fwd = LT_KERNEL(attention_fwd_kernel<D, MT>);
     set_max_dynamic_smem(fwd, kFwdSmem<D, MT>);
     launch(fwd, dim3(cdiv(dims.t, kFwdBlockM<MT>), dims.h, dims.b), dim3(kThreads), kFwdSmem<D, MT>,
-           stream, q, k, v, o, lse, dims.t, dims.h, dims.kv, softmax_scale(D) * kLog2e);
+           stream, q, k, v, o, lse, doc_start, dims.t, dims.h, dims.kv, softmax_scale(D) * kLog2e);
   };
   with_head_dim(dims.d, [&](auto dc) {
     if (tiles == ForwardTiles::k32RowsPerWarp) run(dc, std::integral_constant<int, 2>{});
@@ -594,7 +641,7 @@ size_t attention_backward_workspace_bytes(const AttentionDims& dims, bool determ
 
 void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const float* lse, const bf16* dout,
                         bf16* dq, bf16* dk, bf16* dv, void* workspace, const AttentionDims& dims, bool deterministic,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, const int32_t* doc_start) {
   check(dims, {q, k, v, o, dout, dq, dk, dv, workspace});
   const int64_t rows = static_cast<int64_t>(dims.b) * dims.t * dims.h;
   float* dvec = static_cast<float*>(workspace);
@@ -608,16 +655,16 @@ void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16*
     if (deterministic) {
       const auto dkdv = LT_KERNEL(attention_bwd_dkdv_kernel<D, false>);
       set_max_dynamic_smem(dkdv, kDkDvSmem<D>);
-      launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
+      launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec, doc_start,
              static_cast<float*>(nullptr), dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
       const auto dq_pass = LT_KERNEL(attention_bwd_dq_kernel<D>);
       set_max_dynamic_smem(dq_pass, kDqSmem<D>);
       launch(dq_pass, dim3(cdiv(dims.t, kBlockM), dims.h, dims.b), dim3(kThreads), kDqSmem<D>, stream,
-             q, k, v, dout, lse, dvec, dq, dims.t, dims.h, dims.kv, scale_log2, scale);
+             q, k, v, dout, lse, dvec, doc_start, dq, dims.t, dims.h, dims.kv, scale_log2, scale);
     } else {
       const auto dkdv = LT_KERNEL(attention_bwd_dkdv_kernel<D, true>);
       set_max_dynamic_smem(dkdv, kDkDvSmem<D>);
-      launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec,
+      launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec, doc_start,
              dq_accum, dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
       cast_to_bf16(dq_accum, dq, rows * dims.d, stream);
     }

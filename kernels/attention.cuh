@@ -21,8 +21,10 @@ std::string attention_unsupported(const AttentionDims& dims);
 // Both are tested alike; bench_attention times both.
 enum class ForwardTiles { k16RowsPerWarp, k32RowsPerWarp };
 
+// doc_start (optional, int32 [B, T] on the device): packed documents, query t of sequence b sees
+// no key before doc_start[b, t] (non-decreasing along t, <= t; include/llamatron/documents.h).
 void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const AttentionDims& dims,
-                       cudaStream_t stream, ForwardTiles tiles = ForwardTiles::k32RowsPerWarp);
+                       cudaStream_t stream, ForwardTiles tiles = ForwardTiles::k32RowsPerWarp, const int32_t* doc_start = nullptr);
 
 // Generation with a KV cache: one query per sequence, q, o [B, 1, H, D], against k, v [B, tk, KV, D]
 // (the query is position tk - 1: every key is visible). One CTA per (sequence, head), online
@@ -38,6 +40,6 @@ size_t attention_backward_workspace_bytes(const AttentionDims& dims, bool determ
 // (same bits every run, about 40% more backward FLOPs) instead of fp32 atomics.
 void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const float* lse, const bf16* dout,
                         bf16* dq, bf16* dk, bf16* dv, void* workspace, const AttentionDims& dims, bool deterministic,
-                        cudaStream_t stream);
+                        cudaStream_t stream, const int32_t* doc_start = nullptr);
 
 }  // namespace llamatron::kernels

@@ -43,13 +43,13 @@ __global__ void swiglu_backward_kernel(const bf16* dy, const bf16* gate_up, bf16
 // One thread per rotated pair (b, t, h, i < D/2). sign = -1 is the backward (inverse rotation).
 // cos/sin come from the tables, or (tables null) from sincosf of pos * theta^(-2i/d) in fp32.
 __global__ void rope_kernel(bf16* x, const float* cos, const float* sin, float theta, int b, int t, int h, int d, int offset,
-                            float sign) {
+                            const int32_t* positions, float sign) {
   const int half = d / 2;
   const int64_t n = static_cast<int64_t>(b) * t * h * half;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int i = static_cast<int>(idx % half);
     const int64_t head = idx / half;  // (b, t, h) flattened
-    const int pos = offset + static_cast<int>(head / h % t);
+    const int pos = positions ? positions[head / h] : offset + static_cast<int>(head / h % t);
     bf16* v = x + head * d;
     float c, s;
     if (cos) {
@@ -134,15 +134,20 @@ void swiglu_backward(const bf16* dy, const bf16* gate_up, bf16* dgate_up, int64_
   launch(LT_KERNEL(swiglu_backward_kernel), elementwise_grid(rows * f), dim3(kElementwiseThreads), 0, s, dy, gate_up, dgate_up, rows, f,
          f % 8 == 0 && aligned(dy, gate_up, dgate_up));
 }
-void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin, 0.0f, b, t, h, d, offset, 1.0f);
+void rope_forward(bf16* x, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s,
+                  const int32_t* positions) {
+  launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x, cos, sin,
+         0.0f, b, t, h, d, offset, positions, 1.0f);
 }
-void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s) {
-  launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin, 0.0f, b, t, h, d, offset, -1.0f);
+void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, int h, int d, int offset, cudaStream_t s,
+                   const int32_t* positions) {
+  launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, dx, cos, sin,
+         0.0f, b, t, h, d, offset, positions, -1.0f);
 }
 void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int offset, cudaStream_t s) {
   launch(LT_KERNEL(rope_kernel), elementwise_grid(static_cast<int64_t>(b) * t * h * (d / 2)), dim3(kElementwiseThreads), 0, s, x,
-         static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), theta, b, t, h, d, offset, 1.0f);
+         static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), theta, b, t, h, d, offset,
+         static_cast<const int32_t*>(nullptr), 1.0f);
 }
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(LT_KERNEL(add_kernel), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
 void transpose_blocks(const bf16* src, bf16* dst, int64_t a, int64_t b, int64_t k, cudaStream_t s) {

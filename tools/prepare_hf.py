@@ -235,6 +235,16 @@ def write_outputs(args, results, tmpdir):
     return [path for writer in writers for path in writer.close()]
 
 
+def write_record(args, eos, files):
+    """<name>.dataset.json beside the files, as `llamatron data prepare` writes it: the
+    end-of-document id data.eod_id defaults to (include/llamatron/documents.h)."""
+    record = {"tokenizer": os.path.basename(args.tokenizer), "eod_id": eos,
+              "files": [os.path.basename(f) for f in files]}
+    with open(os.path.join(args.out, f"{args.name}.dataset.json"), "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+
+
 def run(args):
     check_inputs(args.inputs)
     tokenizer = load_tokenizer(args.tokenizer)  # also with --eos-id: fail here, not inside a worker
@@ -250,6 +260,7 @@ def run(args):
         if docs == 0:
             raise InputError(f"empty dataset: no documents in {', '.join(args.inputs)}")
         files = write_outputs(args, results, tmpdir)
+        write_record(args, eos, files)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     tokens = sum(sum(lengths) for lengths, _ in results)

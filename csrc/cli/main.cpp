@@ -174,6 +174,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     spdlog::warn("warning: {}; parallel.require_tp_in_node=true makes this an error", spread);
   spdlog::info("data: {}", trainer.data().describe());
   if (trainer.validation()) spdlog::info("validation: {}", trainer.validation()->describe());
+  if (const DocumentRules& d = trainer.model().documents(); d.any())
+    spdlog::info("documents: eod id {}{}{}{}", d.eod_id, d.reset_attention_mask ? ", attention within documents" : "",
+                 d.reset_position_ids ? ", positions restart after each eod" : "", d.eod_mask_loss ? ", eod targets not counted" : "");
   auto* markov = dynamic_cast<MarkovSource*>(&trainer.data());
   const double floor = markov ? markov->entropy_floor(cfg.train.seq_length) : 0.0;
   const Device device = cfg.train.device == "cuda" ? Device::CUDA : Device::CPU;
@@ -299,7 +302,9 @@ std::string checkpoint_at(const std::string& path) {
 
 // The resolved config a checkpoint was saved with, on one process, loading that checkpoint; on the
 // CUDA backend (bf16) when device is "cuda".
-RunConfig config_of_checkpoint(const std::string& ckpt, const std::string& device = "cpu") {
+// extra: `--set` overrides of the document switches (data.eod_id, data.reset_attention_mask,
+// data.reset_position_ids, data.eod_mask_loss); the default is how the model was trained.
+RunConfig config_of_checkpoint(const std::string& ckpt, const std::string& device = "cpu", const std::vector<std::string>& extra = {}) {
   const std::string dir = checkpoint_at(ckpt);
   const std::string path = (std::filesystem::path(dir) / "config.yaml").string();
   std::error_code ec;
@@ -312,11 +317,18 @@ RunConfig config_of_checkpoint(const std::string& ckpt, const std::string& devic
                                           // one sequence on this machine, whatever the run that trained it used
                                           "train.threads=0", "train.micro_batch_size=1", "train.grad_accum_steps=1", "train.eval_batches=1"};
   if (device == "cuda") sets.push_back("train.precision=bf16");  // the CUDA backend computes in bf16 (the fp32 master, rounded)
+  for (const std::string& e : extra) {
+    const std::string key = e.substr(0, e.find('='));
+    if (key != "data.eod_id" && key != "data.reset_attention_mask" && key != "data.reset_position_ids" && key != "data.eod_mask_loss")
+      throw Error("--set " + e + ": only the document switches can be set here (data.eod_id, data.reset_attention_mask, "
+                  "data.reset_position_ids, data.eod_mask_loss); the rest is the checkpoint's");
+    sets.push_back(e);
+  }
   return parse_config(read_small_file(path, "checkpoint config", uint64_t{16} << 20), sets);
 }
 
-int cmd_logits(const std::string& ckpt, const std::string& tokens_text, const std::string& out) {
-  Trainer t(config_of_checkpoint(ckpt));
+int cmd_logits(const std::string& ckpt, const std::string& tokens_text, const std::string& out, const std::vector<std::string>& sets) {
+  Trainer t(config_of_checkpoint(ckpt, "cpu", sets));
   std::vector<int32_t> tokens = parse_token_ids(tokens_text, t.config().model.vocab_size);
   if (tokens.empty()) throw Error("--tokens is empty: give comma-separated token ids");
   const int64_t T = static_cast<int64_t>(tokens.size());
@@ -343,6 +355,7 @@ struct GenerateOptions {
   uint64_t seed = 1;
   bool no_cache = false, timing = false;
   std::string device = "cpu";  // cpu | cuda (the GPU, or the emulated device in llamatron-emu)
+  std::vector<std::string> sets;  // document switches (config_of_checkpoint)
 };
 
 // The next token from one position's logits [V]. Each prompt has its own Rng (seed + its index),
@@ -365,7 +378,7 @@ int32_t pick_token(const float* logits, int64_t V, const GenerateOptions& o, Rng
 int cmd_generate(const std::string& ckpt, const GenerateOptions& o) {
   std::unique_ptr<DeviceBackend> cuda;  // registered for Device::CUDA while it lives
   if (o.device == "cuda") cuda = cuda_backend_or_error("generate --device cuda");
-  Trainer t(config_of_checkpoint(ckpt, o.device));
+  Trainer t(config_of_checkpoint(ckpt, o.device, o.sets));
   const ModelConfig& m = t.config().model;
   const bool bytes = o.tokens.empty();  // the built-in byte-level tokenizer (ids 0-255, EOS 256)
   std::vector<std::vector<int32_t>> prompts;
@@ -539,6 +552,7 @@ int main(int argc, char** argv) {
   logits->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
   logits->add_option("--tokens", tokens_text, "comma-separated token ids")->required();
   logits->add_option("--out", out_dir, "output .safetensors file (tensor \"logits\" [T, vocab])")->required();
+  logits->add_option("--set", overrides, "a document switch, e.g. data.reset_attention_mask=true (default: as trained)");
   llamatron::GenerateOptions gen;
   CLI::App* generate = app.add_subcommand("generate", "sample from a checkpoint's model (greedy, temperature, top-k)");
   generate->add_option("checkpoint", ckpt, "a checkpoint directory, or a checkpoint.dir (its latest)")->required();
@@ -554,6 +568,7 @@ int main(int argc, char** argv) {
   generate->add_option("--device", gen.device, "cpu (default) or cuda (the GPU; the emulated device in llamatron-emu)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   generate->add_option("--seed", gen.seed, "sampling seed (default 1)");
+  generate->add_option("--set", gen.sets, "a document switch, e.g. data.reset_attention_mask=true (default: as trained)");
   CLI::App* data = app.add_subcommand("data", "raw text -> filter -> dedup -> token shards; inspect token data");
   data->require_subcommand(1);
   std::string inspect_path;
@@ -594,7 +609,7 @@ int main(int argc, char** argv) {
     if (dedup->parsed()) return llamatron::cmd_data_dedup(dedup_run);
     if (export_hf->parsed()) return llamatron::cmd_export_hf(ckpt, out_dir, hf_dtype);
     if (import_hf->parsed()) return llamatron::cmd_import_hf(ckpt, out_dir);
-    if (logits->parsed()) return llamatron::cmd_logits(ckpt, tokens_text, out_dir);
+    if (logits->parsed()) return llamatron::cmd_logits(ckpt, tokens_text, out_dir, overrides);
     if (generate->parsed()) return llamatron::cmd_generate(ckpt, gen);
     if (prepare->parsed()) {
       prep.llmc = prep_format != "megatron";

@@ -132,18 +132,20 @@ void CudaBackend::rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w
                             cs(stream_));
 }
 
-void CudaBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
+void CudaBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const int32_t* positions,
+                       bool forward) {
   const auto f = forward ? kernels::rope_forward : kernels::rope_backward;
   f(bf_mut(x), f32(cos), f32(sin), static_cast<int>(x.dim(0)), static_cast<int>(x.dim(1)), static_cast<int>(x.dim(2)),
-    static_cast<int>(x.dim(3)), static_cast<int>(offset), cs(stream_));
+    static_cast<int>(x.dim(3)), static_cast<int>(offset), cs(stream_), positions);
 }
 
 // Tensor-core flash attention (kernels/attention.cu); its tiles are its own, so the CPU's
 // block_q / block_k do not apply.
 void CudaBackend::attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                                int64_t, int64_t) {
+                                const int32_t* doc_start, int64_t, int64_t) {
   const kernels::AttentionDims d = attention_dims(q, k);
-  kernels::attention_forward(bf(q), bf(k), bf(v), bf_mut(o), f32(lse), d, cs(stream_));
+  kernels::attention_forward(bf(q), bf(k), bf(v), bf_mut(o), f32(lse), d, cs(stream_), kernels::ForwardTiles::k32RowsPerWarp,
+                             doc_start);
 }
 void CudaBackend::attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) {
   const kernels::AttentionDims d{static_cast<int>(q.dim(0)), static_cast<int>(k.dim(1)), static_cast<int>(q.dim(2)),
@@ -153,12 +155,13 @@ void CudaBackend::attention_decode_fwd(const Tensor& q, const Tensor& k, const T
   kernels::attention_decode(bf(q), bf(k), bf(v), bf_mut(o), d.b, d.t, d.h, d.kv, d.d, cs(stream_));
 }
 void CudaBackend::attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t, int64_t) {
+                                const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const int32_t* doc_start,
+                                int64_t, int64_t) {
   const kernels::AttentionDims d = attention_dims(q, k);
   const auto bytes = static_cast<int64_t>(kernels::attention_backward_workspace_bytes(d, deterministic_));
   Tensor workspace = Tensor::empty({(bytes + 3) / 4}, DType::F32, Device::CUDA);
   kernels::attention_backward(bf(q), bf(k), bf(v), bf(o), f32(lse), bf(dout), bf_mut(dq), bf_mut(dk), bf_mut(dv),
-                              workspace.raw(), d, deterministic_, cs(stream_));
+                              workspace.raw(), d, deterministic_, cs(stream_), doc_start);
 }
 
 void CudaBackend::swiglu_fwd(const Tensor& gate_up, const Tensor& y) {

@@ -41,12 +41,13 @@ class CudaBackend final : public DeviceBackend {
   void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) override;
   void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                    bool accumulate_dx) override;
-  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) override;
-  void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, int64_t block_q,
-                     int64_t block_k) override;
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const int32_t* positions, bool forward) override;
+  void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, const int32_t* doc_start,
+                     int64_t block_q, int64_t block_k) override;
   void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) override;
   void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& dout,
-                     const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) override;
+                     const Tensor& dq, const Tensor& dk, const Tensor& dv, const int32_t* doc_start, int64_t block_q,
+                     int64_t block_k) override;
   void swiglu_fwd(const Tensor& gate_up, const Tensor& y) override;
   void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) override;
   void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) override;

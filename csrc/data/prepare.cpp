@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "llamatron/documents.h"
+
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
 #include "llamatron/file_io.h"
@@ -125,6 +127,8 @@ PrepareResult prepare_data(const PrepareOptions& o, const std::function<void(int
     r.files.push_back(base.string() + ".bin");
     r.files.push_back(base.string() + ".idx");
   }
+  // Beside the files: their end-of-document id, the default of data.eod_id (documents.h).
+  write_dataset_record(o.out_dir, o.name, "llamatron byte-level", kByteEos, r.files);
   return r;
 }
 

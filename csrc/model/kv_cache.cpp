@@ -2,6 +2,9 @@
 // alone (decode), its query attending to the cached keys and values of every earlier position.
 // The ops are the training forward's (model.h), on the new rows only; RoPE rotates each row at its
 // own position, and the decode attention (ops.h, attention_decode_fwd) needs no mask.
+// Packed documents (set_documents) as in training: the prompt's documents go to the prefill's
+// attention and RoPE; a decoded token attends to the cache from its document's start on, at its
+// position in that document.
 #include <algorithm>
 
 #include "llamatron/errors.h"
@@ -22,7 +25,7 @@ KvCache LlamaModel::make_kv_cache(int64_t batch, int64_t capacity) const {
   if (batch < 1 || capacity < 1 || capacity > cfg_.max_seq_len)
     throw Error("a KV cache needs at least one sequence and 1 to model.max_seq_len (" + std::to_string(cfg_.max_seq_len) + ") positions");
   KvCache c;
-  c.batch = batch, c.capacity = capacity, c.length.assign(batch, 0);
+  c.batch = batch, c.capacity = capacity, c.length.assign(batch, 0), c.doc_start.assign(batch, 0);
   for (size_t l = 0; l < w_->layers.size(); ++l) {
     c.k.push_back(Tensor::empty({batch, capacity, kv_heads_, cfg_.head_dim()}, dtype_, device_));
     c.v.push_back(Tensor::empty({batch, capacity, kv_heads_, cfg_.head_dim()}, dtype_, device_));
@@ -59,6 +62,9 @@ std::vector<float> LlamaModel::cached_forward(KvCache& cache, const CachedRows& 
   Tensor q = make({N, H * D}, dtype_), k = make({N, KV * D}, dtype_), v = make({N, KV * D}, dtype_), att = make({N, H * D}, dtype_);
   Tensor gate_up = make({N, 2 * ffn_}, dtype_), act = make({N, ffn_}, dtype_);
   Tensor lse = in.prefill ? make({H * N}, DType::F32) : Tensor();
+  // The prompt's documents (prefill), as [1, N] tensors on the device.
+  const Documents docs = in.prefill ? find_documents(in.tokens.data(), 1, N, N, docs_) : Documents{};
+  const Tensor doc_start = per_position_tensor(docs.starts, 1, N, device_), positions = per_position_tensor(docs.positions, 1, N, device_);
   const int64_t row_elems = cache.capacity * KV * D;  // one sequence of one layer's cache
   ops::embedding_fwd(ids, w_->embed.w, x);
   for (size_t l = 0; l < w_->layers.size(); ++l) {
@@ -71,21 +77,24 @@ std::vector<float> LlamaModel::cached_forward(KvCache& cache, const CachedRows& 
     if (in.prefill) {  // one sequence, positions 0 .. N - 1: causal attention as in training
       const int64_t base = in.rows[0] * row_elems;
       const Tensor q4 = q.view(0, {1, N, H, D}), k4 = k.view(0, {1, N, KV, D}), v4 = v.view(0, {1, N, KV, D});
-      ops::rope_fwd(q4, rope_cos_, rope_sin_, 0);
-      ops::rope_fwd(k4, rope_cos_, rope_sin_, 0);
+      ops::rope_fwd(q4, rope_cos_, rope_sin_, 0, positions);
+      ops::rope_fwd(k4, rope_cos_, rope_sin_, 0, positions);
       cache.k[l].view(base, {1, N, KV, D}).copy_from(k4);
       cache.v[l].view(base, {1, N, KV, D}).copy_from(v4);
-      ops::attention_fwd(q4, k4, v4, att.view(0, {1, N, H, D}), lse, block_q_, block_k_);
+      ops::attention_fwd(q4, k4, v4, att.view(0, {1, N, H, D}), lse, doc_start, block_q_, block_k_);
     } else {  // one token per sequence, at its own next position
       for (int64_t i = 0; i < N; ++i) {
         const int64_t pos = cache.length[in.rows[i]], base = in.rows[i] * row_elems;
+        const int64_t start = cache.doc_start[in.rows[i]];
+        const int64_t first_key = docs_.reset_attention_mask ? start : 0, rope_pos = docs_.reset_position_ids ? pos - start : pos;
         const Tensor qi = q.view(i * H * D, {1, 1, H, D}), ki = k.view(i * KV * D, {1, 1, KV, D});
-        ops::rope_fwd(qi, rope_cos_, rope_sin_, pos);
-        ops::rope_fwd(ki, rope_cos_, rope_sin_, pos);
+        ops::rope_fwd(qi, rope_cos_, rope_sin_, rope_pos);
+        ops::rope_fwd(ki, rope_cos_, rope_sin_, rope_pos);
         cache.k[l].view(base + pos * KV * D, {1, 1, KV, D}).copy_from(ki);
         cache.v[l].view(base + pos * KV * D, {1, 1, KV, D}).copy_from(v.view(i * KV * D, {1, 1, KV, D}));
-        ops::attention_decode_fwd(qi, cache.k[l].view(base, {1, pos + 1, KV, D}), cache.v[l].view(base, {1, pos + 1, KV, D}),
-                                  att.view(i * H * D, {1, 1, H, D}));
+        const int64_t keys = pos + 1 - first_key;
+        ops::attention_decode_fwd(qi, cache.k[l].view(base + first_key * KV * D, {1, keys, KV, D}),
+                                  cache.v[l].view(base + first_key * KV * D, {1, keys, KV, D}), att.view(i * H * D, {1, 1, H, D}));
       }
     }
     ops::linear_fwd(att, w.wo.w, mid);
@@ -96,6 +105,10 @@ std::vector<float> LlamaModel::cached_forward(KvCache& cache, const CachedRows& 
     ops::swiglu_fwd(gate_up, act);
     ops::linear_fwd(act, w.wdown.w, x);
     ops::add_inplace(x, mid);
+  }
+  for (size_t i = 0; i < in.tokens.size(); ++i) {  // a new document starts after every eod
+    const int64_t r = in.rows[in.prefill ? 0 : i];
+    if (in.tokens[i] == docs_.eod_id) cache.doc_start[r] = cache.length[r] + (in.prefill ? static_cast<int64_t>(i) : 0) + 1;
   }
   for (int64_t r : in.rows) cache.length[r] += in.prefill ? N : 1;
   // The head on each sequence's last row only.

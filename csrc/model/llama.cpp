@@ -38,6 +38,7 @@ struct LlamaModel::Activations {
   using Layer = LayerTensors;
   int64_t batch = 0, seq = 0;
   Tensor ids, targets;         // [B*T] int32
+  Tensor doc_start, positions; // [B, T] int32 packed documents (documents.h), undefined when off
   std::vector<Layer> layers;
   Tensor out;                  // the chunk's output (residual stream)
   Tensor rstd_f, xn_f;         // final norm (bound from the head pool)
@@ -307,15 +308,15 @@ const Tensor& LlamaModel::output_grad() const { return scratch_->dres; }
 
 // mid = in + o(attention(rope(q), rope(k), v)), q/k/v from rmsnorm(in) (the whole sequence: with
 // sequence parallelism the norm runs on this rank's positions and is gathered).
-void LlamaModel::attention_block(const LayerTensors& x, const WeightsLayer& w) const {
+void LlamaModel::attention_block(const LayerTensors& x, const WeightsLayer& w, const Activations& a) const {
   ops::rmsnorm_fwd(x.in, w.attn_norm.w, static_cast<float>(cfg_.norm_eps), x.xn1, x.rstd1);
   const Tensor& xn1 = whole_sequence(x.xn1, 1).wait();
   ops::linear_fwd(xn1, w.wq.w, x.q);
   ops::linear_fwd(xn1, w.wk.w, x.k);
   ops::linear_fwd(xn1, w.wv.w, x.v);
-  ops::rope_fwd(x.q, rope_cos_, rope_sin_, 0);
-  ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0);
-  ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, block_q_, block_k_);
+  ops::rope_fwd(x.q, rope_cos_, rope_sin_, 0, a.positions);
+  ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0, a.positions);
+  ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, a.doc_start, block_q_, block_k_);
   ops::linear_fwd(x.att, w.wo.w, partial_for(x.mid));
   sum_partial(partial_for(x.mid), x.mid).wait();  // row-parallel o: the heads' partial sums
   ops::add_inplace(x.mid, x.in);
@@ -348,11 +349,15 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
           throw Error("target id " + std::to_string(y) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
         // A token another vocab-parallel rank owns becomes -1 (a zero row).
         ids[b * T + t] = x >= vocab_start_ && x < vocab_start_ + vocab_valid_ ? static_cast<int32_t>(x - vocab_start_) : -1;
-        tgt[b * T + t] = y;
+        tgt[b * T + t] = docs_.counts(tokens + b * (T + 1), t) ? y : kIgnoreIndex;  // eod_mask_loss
       }
     a.ids.copy_from(ids_host);
     a.targets.copy_from(targets_host);
   }
+  // The micro-batch's documents, once for all its layers (every stage has the tokens).
+  const Documents docs = find_documents(tokens, B, T, T + 1, docs_);
+  a.doc_start = per_position_tensor(docs.starts, B, T, device_);
+  a.positions = per_position_tensor(docs.positions, B, T, device_);
   const float eps = static_cast<float>(cfg_.norm_eps);
   if (holds_embedding(chunk)) {
     need_params(embed_range_);
@@ -368,7 +373,7 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
     need_params(layer_ranges_[l]);
     const int64_t layer = layer_ids_[l];
     const trace::Span span("forward", "forward L" + std::to_string(layer), {trace::arg("layer", static_cast<double>(layer))});
-    attention_block(x, w);
+    attention_block(x, w, a);
     mlp_block_up(x, w);
     ops::linear_fwd(x.act, w.wdown.w, partial_for(out));
     sum_partial(partial_for(out), out).wait();  // row-parallel down
@@ -420,7 +425,7 @@ void LlamaModel::backward_stage(int i, bool last_micro_batch, int chunk) {
     const trace::Span span("backward", "backward L" + std::to_string(layer), {trace::arg("layer", static_cast<double>(layer))});
     // Recompute what the forward did not keep, with the same ops on the same inputs: bit-identical.
     if (recompute_ == Recompute::Full) {
-      attention_block(x, w);
+      attention_block(x, w, a);
       mlp_block_up(x, w);
     } else if (recompute_ == Recompute::Selective) {
       ops::rmsnorm_fwd(x.mid, w.mlp_norm.w, eps, x.xn2, x.rstd2);
@@ -447,9 +452,9 @@ void LlamaModel::backward_stage(int i, bool last_micro_batch, int chunk) {
     ops::linear_bwd_data(dres_att, w.wo.w, g.datt, false);
     ops::linear_bwd_weight(dres_att, x.att, w.wo.g);
     Tensor datt4 = g.datt.reshape(x.att.shape());
-    ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, g.dq, g.dk, g.dv, block_q_, block_k_);
-    ops::rope_bwd(g.dq, rope_cos_, rope_sin_, 0);
-    ops::rope_bwd(g.dk, rope_cos_, rope_sin_, 0);
+    ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, g.dq, g.dk, g.dv, a.doc_start, block_q_, block_k_);
+    ops::rope_bwd(g.dq, rope_cos_, rope_sin_, 0, a.positions);
+    ops::rope_bwd(g.dk, rope_cos_, rope_sin_, 0, a.positions);
     ops::linear_bwd_data(g.dq, w.wq.w, g.dxn, false);
     ops::linear_bwd_data(g.dk, w.wk.w, g.dxn, true);
     ops::linear_bwd_data(g.dv, w.wv.w, g.dxn, true);

@@ -1,4 +1,5 @@
-// The model's weight handles (csrc/model/llama.cpp makes them; kv_cache.cpp reads them too).
+// The model's weight handles (csrc/model/llama.cpp makes them; kv_cache.cpp reads them too), and
+// what both hand the ops.
 #pragma once
 #include <vector>
 
@@ -20,5 +21,14 @@ struct LlamaModel::Weights {
   Param embed, final_norm, head;  // embed on the first stage, final_norm and head on the last
   std::vector<Layer> layers;      // this stage's
 };
+
+// A packed documents' per-position vector (documents.h) as an int32 [B, T] tensor on `device`;
+// undefined when it is empty (its switch is off).
+inline Tensor per_position_tensor(const std::vector<int32_t>& host, int64_t B, int64_t T, Device device) {
+  if (host.empty()) return Tensor();
+  Tensor t = Tensor::empty({B, T}, DType::I32, device);
+  t.copy_from(Tensor::wrap(const_cast<int32_t*>(host.data()), {B, T}, DType::I32));
+  return t;
+}
 
 }  // namespace llamatron

@@ -127,22 +127,37 @@ void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tenso
 }
 
 namespace {
-void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) {
+// An optional int32 [B, T] tensor of per-position values (RoPE positions, document starts), on the
+// device of `like`; returns its data or null.
+const int32_t* per_position(const Tensor& x, const Tensor& like, const char* what) {
+  if (!x.defined()) return nullptr;
+  LT_CHECK(x.dtype() == DType::I32 && x.numel() == like.dim(0) * like.dim(1) && x.device() == like.device(),
+           std::string(what) + " must be int32 [B, T] on the tensors' device");
+  return x.data<int32_t>();
+}
+
+void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const Tensor& positions, bool forward) {
   OpTimer timer_(forward ? "rope_fwd" : "rope_bwd");
   DeviceBackend* be = backend_of({&x, &cos, &sin});
   LT_CHECK(x.ndim() == 4 && x.dim(3) % 2 == 0, "rope expects [B,T,H,D] with even D");
+  // Position ids never exceed t (they restart in each document), so the same bound holds.
   LT_CHECK(cos.dim(1) == x.dim(3) / 2 && cos.dim(0) >= offset + x.dim(1), "rope table too small");
-  if (be) return be->rope(x, cos, sin, offset, forward);
+  const int32_t* pos = per_position(positions, x, "rope positions");
+  if (be) return be->rope(x, cos, sin, offset, pos, forward);
   dispatch_float(x, [&](auto t) {
     using T = decltype(t);
     auto f = forward ? cpu::rope_fwd<T> : cpu::rope_bwd<T>;
-    f(x.data<T>(), cos.data<float>(), sin.data<float>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), offset);
+    f(x.data<T>(), cos.data<float>(), sin.data<float>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), offset, pos);
   });
 }
 }  // namespace
 
-void rope_fwd(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(x, cos, sin, offset, true); }
-void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset) { rope(dx, cos, sin, offset, false); }
+void rope_fwd(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const Tensor& positions) {
+  rope(x, cos, sin, offset, positions, true);
+}
+void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset, const Tensor& positions) {
+  rope(dx, cos, sin, offset, positions, false);
+}
 
 namespace {
 cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t block_q, int64_t block_k) {
@@ -153,15 +168,16 @@ cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t bl
 }
 }  // namespace
 
-void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, int64_t block_q,
-                   int64_t block_k) {
+void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                   const Tensor& doc_start, int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_fwd");
   DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse});
-  const auto s = attention_shape(q, k, block_q, block_k);
+  auto s = attention_shape(q, k, block_q, block_k);
+  s.doc_start = per_position(doc_start, q, "attention doc_start");
   same_shape(k, v, "attention k/v");
   same_shape(q, o, "attention q/o");
   LT_CHECK(lse.numel() == s.b * s.h * s.t && lse.dtype() == DType::F32, "attention lse");
-  if (be) return be->attention_fwd(q, k, v, o, lse, block_q, block_k);
+  if (be) return be->attention_fwd(q, k, v, o, lse, s.doc_start, block_q, block_k);
   dispatch_float(q, [&](auto t) {
     using T = decltype(t);
     cpu::attention_fwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), s);
@@ -183,15 +199,17 @@ void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, con
 }
 
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q, int64_t block_k) {
+                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& doc_start,
+                   int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_bwd");
   DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
-  const auto s = attention_shape(q, k, block_q, block_k);
+  auto s = attention_shape(q, k, block_q, block_k);
+  s.doc_start = per_position(doc_start, q, "attention doc_start");
   same_shape(q, dq, "attention q/dq");
   same_shape(q, dout, "attention q/dout");
   same_shape(k, dk, "attention k/dk");
   same_shape(v, dv, "attention v/dv");
-  if (be) return be->attention_bwd(q, k, v, o, lse, dout, dq, dk, dv, block_q, block_k);
+  if (be) return be->attention_bwd(q, k, v, o, lse, dout, dq, dk, dv, s.doc_start, block_q, block_k);
   dispatch_float(q, [&](auto t) {
     using T = decltype(t);
     cpu::attention_bwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), dout.data<T>(),

@@ -161,6 +161,9 @@ void RunConfig::validate() const {
     need(w > 0 && std::isfinite(w), "data.weights must all be positive, got " + (std::ostringstream() << w).str() +
                                         ": drop the dataset instead of weighting it 0 or less");
   need(data.valid_fraction >= 0 && data.valid_fraction < 0.5, "data.valid_fraction must be in [0, 0.5)");
+  need(data.eod_id >= -1 && data.eod_id < model.vocab_size,
+       "data.eod_id " + std::to_string(data.eod_id) + " is outside the vocabulary [0, " + std::to_string(model.vocab_size) +
+           "): give the tokenizer's end-of-document id (or -1: the one recorded with the data)");
   need(data.valid_paths.empty() || data.valid_fraction == 0, "set data.valid_paths or data.valid_fraction, not both");
   need(data.source != "synthetic" || (data.valid_paths.empty() && data.valid_fraction == 0),
        "synthetic data validates on fresh samples: data.valid_paths and data.valid_fraction are for llmc or megatron data");
@@ -340,6 +343,10 @@ const std::map<std::string, Field>& fields() {
       field("data.markov_order", &R::data, &DataConfig::markov_order),
       field("data.markov_branching", &R::data, &DataConfig::markov_branching),
       field("data.markov_seed", &R::data, &DataConfig::markov_seed),
+      field("data.eod_id", &R::data, &DataConfig::eod_id),
+      field("data.reset_attention_mask", &R::data, &DataConfig::reset_attention_mask),
+      field("data.reset_position_ids", &R::data, &DataConfig::reset_position_ids),
+      field("data.eod_mask_loss", &R::data, &DataConfig::eod_mask_loss),
       field("train.steps", &R::train, &TrainConfig::steps),
       field("train.micro_batch_size", &R::train, &TrainConfig::micro_batch_size),
       field("train.seq_length", &R::train, &TrainConfig::seq_length),

@@ -94,6 +94,7 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   fail_together(all, "", [&] {
     data_ = make_token_source(cfg_);  // first: a bad dataset fails before any large allocation
     valid_ = make_valid_source(cfg_);
+    documents_ = document_rules(cfg_.data);
   });
   if (cfg_.train.eval_every > 0 && !valid_)
     throw Error("train.eval_every is set but there is no validation data: set data.valid_paths or data.valid_fraction");
@@ -104,6 +105,10 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
                                                    static_cast<int>(cfg_.parallel.virtual_pipeline), cfg_.parallel.sequence_parallel});
   model_->init_weights(cfg_.train.seed);
   model_->set_recompute(parse_recompute(cfg_.train.recompute));
+  model_->set_documents(documents_);
+  // The eod id found beside the data goes into the config (and each checkpoint's config.yaml), so
+  // `llamatron generate` and `logits` see the documents as training did.
+  if (documents_.any()) cfg_.data.eod_id = documents_.eod_id;
   if (!cfg_.checkpoint.init_from.empty()) fail_together(all, "", [&] {  // hf:DIR: pretrained weights, a fresh optimizer
     const std::string dir = cfg_.checkpoint.init_from.substr(3);
     const std::unique_ptr<GlobalWeights> hf = hf_weights(dir);
@@ -278,7 +283,7 @@ int64_t Trainer::read_local(const TokenSource& source, int64_t first, int64_t mi
     int32_t* rows = tokens.data() + m * B * (T + 1);
     source.read(first + m * G + grid_->dp_rank() * B, B, T, rows);
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 1; t <= T; ++t) counted += rows[b * (T + 1) + t] != kIgnoreIndex;
+      for (int64_t t = 0; t < T; ++t) counted += documents_.counts(rows + b * (T + 1), t);
   }
   if (local) *local = static_cast<int64_t>(counted);
   grid_->dp_group().all_reduce(&counted, 1, ReduceOp::Sum);

@@ -37,12 +37,14 @@ class DeviceBackend {
   virtual void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) = 0;
   virtual void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx,
                            const Tensor& dw, bool accumulate_dx) = 0;
-  virtual void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, bool forward) = 0;
+  // positions / doc_start: int32 [B, T] on the device, or null (ops.h).
+  virtual void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const int32_t* positions,
+                    bool forward) = 0;
   virtual void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                             int64_t block_q, int64_t block_k) = 0;
+                             const int32_t* doc_start, int64_t block_q, int64_t block_k) = 0;
   virtual void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                             const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q,
-                             int64_t block_k) = 0;
+                             const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const int32_t* doc_start,
+                             int64_t block_q, int64_t block_k) = 0;
   virtual void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) = 0;
   virtual void swiglu_fwd(const Tensor& gate_up, const Tensor& y) = 0;
   virtual void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) = 0;

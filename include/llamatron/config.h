@@ -80,6 +80,12 @@ struct DataConfig {
   int64_t markov_order = 1;          // synthetic: order-k Markov chain...
   int64_t markov_branching = 4;      // ...with this many successors per context
   uint64_t markov_seed = 1234;       // the chain itself (the data stream uses train.seed)
+  // Packed documents (include/llamatron/documents.h, Megatron's switches): -1 = the id recorded by
+  // `llamatron data prepare` (256, its byte-level EOS) or tools/prepare_hf.py beside the data.
+  int64_t eod_id = -1;
+  bool reset_attention_mask = false;  // attention stays inside each document
+  bool reset_position_ids = false;    // RoPE positions restart at 0 after each eod
+  bool eod_mask_loss = false;         // the target of an eod input is not counted
 };
 
 struct TrainConfig {

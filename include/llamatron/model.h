@@ -10,13 +10,12 @@
 #include <vector>
 
 #include "llamatron/config.h"
+#include "llamatron/documents.h"
 #include "llamatron/params.h"
 #include "llamatron/sequence_parallel.h"
 #include "llamatron/tensor.h"
 
 namespace llamatron {
-
-constexpr int32_t kIgnoreIndex = -100;
 
 class Communicator;
 struct LayerTensors;
@@ -69,6 +68,7 @@ struct KvCache {
   int64_t batch = 0, capacity = 0;  // sequences; positions each (at most model.max_seq_len)
   std::vector<Tensor> k, v;         // per layer [batch, capacity, n_kv_heads, head_dim]
   std::vector<int64_t> length;      // positions cached per sequence
+  std::vector<int64_t> doc_start;   // per sequence: where the next position's document starts (after its last eod)
 };
 
 class LlamaModel {
@@ -146,6 +146,11 @@ class LlamaModel {
   void set_recompute(Recompute mode);
   Recompute recompute() const { return recompute_; }
 
+  // Packed documents (data.reset_attention_mask, reset_position_ids, eod_mask_loss; documents.h):
+  // every forward, prefill and decode from now on finds the documents of its tokens.
+  void set_documents(const DocumentRules& rules) { docs_ = rules; }
+  const DocumentRules& documents() const { return docs_; }
+
   // Attention tile sizes (tests use small ones to exercise the multi-tile path).
   void set_attention_blocks(int64_t block_q, int64_t block_k) { block_q_ = block_q, block_k_ = block_k; }
 
@@ -177,7 +182,7 @@ class LlamaModel {
   void need_params(const Range& r) const {
     if (params_needed_) params_needed_(r.lo, r.hi);
   }
-  void attention_block(const LayerTensors& x, const WeightsLayer& w) const;
+  void attention_block(const LayerTensors& x, const WeightsLayer& w, const Activations& a) const;
   // The cached path's layers and head (kv_cache.cpp): rows x [N, C] of the residual stream, their
   // attention by `attend(layer, q, k, v, out)` on [.., H or KV, D] tensors after RoPE at `positions`.
   struct CachedRows;
@@ -209,6 +214,7 @@ class LlamaModel {
   bool sp_ = false;               // sequence parallelism on (tp > 1)
   int64_t block_q_ = 128, block_k_ = 128;
   Recompute recompute_ = Recompute::None;
+  DocumentRules docs_;
 };
 
 }  // namespace llamatron

@@ -23,16 +23,18 @@ void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, c
 void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                  bool accumulate_dx);
 
-// In place on x [B, T, H, D]; cos/sin tables [max_pos, D/2] fp32.
-void rope_fwd(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset);
-void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset);
+// In place on x [B, T, H, D]; cos/sin tables [max_pos, D/2] fp32. Position offset + t, or
+// positions[b, t] (int32 [B, T], packed documents' position ids) when that is defined.
+void rope_fwd(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const Tensor& positions = {});
+void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset, const Tensor& positions = {});
 
-// Causal GQA. q [B,T,H,D], k/v [B,T,KV,D] -> o [B,T,H,D], lse [B,H,T] fp32.
+// Causal GQA. q [B,T,H,D], k/v [B,T,KV,D] -> o [B,T,H,D], lse [B,H,T] fp32. With doc_start
+// (int32 [B, T], include/llamatron/documents.h) query t also sees no key before doc_start[b, t].
 void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   int64_t block_q = 128, int64_t block_k = 128);
+                   const Tensor& doc_start = {}, int64_t block_q = 128, int64_t block_k = 128);
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, int64_t block_q = 128,
-                   int64_t block_k = 128);
+                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& doc_start = {},
+                   int64_t block_q = 128, int64_t block_k = 128);
 
 // Generation with a KV cache: one new query per sequence, q, o [B, 1, H, D], against the keys and
 // values [B, tk, KV, D] of all its positions so far (the query's own last): no mask is needed.

@@ -113,6 +113,7 @@ class Trainer {
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<TokenSource> data_, valid_;
+  DocumentRules documents_;  // data.eod_id and the document switches, resolved against the data
   std::vector<int32_t> tokens_;
   NoiseScale noise_;  // logging.gns (its smoothing restarts when a run resumes)
   BatchRamp ramp_;  // the global batch of each step (constant unless train.rampup_batch_size)

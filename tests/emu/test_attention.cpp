@@ -3,6 +3,7 @@
 // (kernel_test_util.h: twice the CPU bf16 attention's own error against its fp32 run).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -22,20 +23,54 @@ using test::random_bf16;
 
 struct Case {
   int b, t, h, kv, d;
-  friend void PrintTo(const Case& c, std::ostream* os) { *os << c.b << "x" << c.t << " h" << c.h << " kv" << c.kv << " d" << c.d; }
+  std::string docs = "";  // packed documents: a pattern of doc_starts() (empty: one causal window)
+  friend void PrintTo(const Case& c, std::ostream* os) {
+    *os << c.b << "x" << c.t << " h" << c.h << " kv" << c.kv << " d" << c.d << (c.docs.empty() ? "" : " docs " + c.docs);
+  }
 };
+
+// Per-position document starts [b, t] of a pattern, from the positions of its eod inputs (the rule
+// of include/llamatron/documents.h). The kernels' tiles are 32, 64 and 128 positions wide.
+std::vector<int32_t> doc_starts(const std::string& pattern, int b, int t) {
+  std::vector<int32_t> out;
+  for (int row = 0; row < b; ++row) {
+    std::vector<int> eods;
+    if (pattern == "len1") {  // documents of length 1, then one long one
+      for (int i = 0; i < 21; ++i) eods.push_back(i + row);
+      eods.push_back(100);
+    } else if (pattern == "edges") {  // starts at tile edges and one past them
+      for (int e : {31, 32, 63, 64, 127, 128, 191}) eods.push_back(e - row);
+    } else if (pattern == "tiny") {  // many tiny documents
+      for (int i = 1 + row; i < t; i += 3) eods.push_back(i);
+    } else if (pattern == "whole") {  // one document spanning the window (an eod as the last input)
+      if (row == 1) eods.push_back(t - 1);
+    }
+    int start = 0;
+    for (int i = 0; i < t; ++i) {
+      if (i > 0 && std::find(eods.begin(), eods.end(), i - 1) != eods.end()) start = i;
+      out.push_back(start);
+    }
+  }
+  return out;
+}
 
 struct Inputs {
   cpu::AttentionShape shape;
   kernels::AttentionDims dims;
   std::vector<bf16> q, k, v, dout;
+  std::vector<int32_t> doc;
   explicit Inputs(const Case& c)
       : shape{c.b, c.t, c.h, c.kv, c.d},
         dims{c.b, c.t, c.h, c.kv, c.d},
         q(random_bf16(size_t(c.b) * c.t * c.h * c.d, 11, 1.5f)),
         k(random_bf16(size_t(c.b) * c.t * c.kv * c.d, 12, 1.5f)),
         v(random_bf16(size_t(c.b) * c.t * c.kv * c.d, 13, 1.0f)),
-        dout(random_bf16(size_t(c.b) * c.t * c.h * c.d, 14, 1.0f)) {}
+        dout(random_bf16(size_t(c.b) * c.t * c.h * c.d, 14, 1.0f)),
+        doc(c.docs.empty() ? std::vector<int32_t>{} : doc_starts(c.docs, c.b, c.t)) {
+    shape.doc_start = docs();
+  }
+  Inputs(const Inputs&) = delete;  // shape points into doc
+  const int32_t* docs() const { return doc.empty() ? nullptr : doc.data(); }
 };
 
 // The CPU attention, forward and backward, in storage type T on the same bf16 values.
@@ -62,7 +97,7 @@ KernelGrads kernel_backward(const Inputs& in, const std::vector<bf16>& o, const 
   KernelGrads g{test::poisoned<bf16>(in.q.size()), test::poisoned<bf16>(in.k.size()), test::poisoned<bf16>(in.v.size())};
   auto workspace = test::poisoned<float>(kernels::attention_backward_workspace_bytes(in.dims, deterministic) / sizeof(float) + 1);
   kernels::attention_backward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), dev(in.dout), dev(g.dq), dev(g.dk),
-                              dev(g.dv), workspace.data(), in.dims, deterministic, nullptr);
+                              dev(g.dv), workspace.data(), in.dims, deterministic, nullptr, in.docs());
   return g;
 }
 
@@ -84,7 +119,7 @@ TEST_P(AttentionKernel, ForwardAndBackwardMatchCpuAttention) {
     SCOPED_TRACE(name(tiles));
     o = test::poisoned<bf16>(in.q.size());
     lse = test::poisoned<float>(ref.lse.size());
-    kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr, tiles);
+    kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr, tiles, in.docs());
     test::expect_no_worse_than_cpu_bf16("O", o, cpu.o, ref.o);
     // LSE is fp32 on every side; only exp/log approximations and summation order differ.
     EXPECT_LE(test::max_abs_diff(lse, ref.lse), 1e-5 * test::max_abs(ref.lse));
@@ -109,11 +144,76 @@ std::vector<Case> issue_shapes() {
   return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, AttentionKernel, testing::ValuesIn(issue_shapes()), [](const testing::TestParamInfo<Case>& i) {
+std::string case_name(const testing::TestParamInfo<Case>& i) {
   const Case& c = i.param;
   return "b" + std::to_string(c.b) + "_t" + std::to_string(c.t) + "_h" + std::to_string(c.h) + "_kv" + std::to_string(c.kv) +
-         "_d" + std::to_string(c.d);
-});
+         "_d" + std::to_string(c.d) + (c.docs.empty() ? "" : "_docs_" + c.docs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, AttentionKernel, testing::ValuesIn(issue_shapes()), case_name);
+
+// Packed documents: the kernels against the CPU attention with the same document starts (itself
+// checked against PyTorch's masked attention in tests/unit/test_ops.cpp).
+std::vector<Case> document_shapes() {
+  std::vector<Case> cases;
+  for (const char* docs : {"len1", "edges", "tiny", "whole"})
+    for (int d : {64, 128})
+      for (auto [h, kv] : {std::pair{8, 2}, {4, 1}}) cases.push_back({2, 130, h, kv, d, docs});
+  for (int d : {64, 128}) cases.push_back({2, 256, 4, 2, d, "edges"});
+  return cases;
+}
+INSTANTIATE_TEST_SUITE_P(Documents, AttentionKernel, testing::ValuesIn(document_shapes()), case_name);
+
+// Tiles wholly before a query tile's documents are skipped, not masked: with a boundary at 128
+// (every tile's edge), the second document's results are bit-identical to the kernels run on that
+// document alone even when the first document's keys and values are NaN (a masked tile would
+// still multiply them by 0), and the first document's dK, dV likewise with NaN queries and
+// output gradients in the second.
+TEST(AttentionKernelDocuments, TilesBeforeTheDocumentAreSkippedNotMasked) {
+  constexpr int T = 256, H = 4, KV = 2;
+  for (int d : {64, 128}) {
+    SCOPED_TRACE("d " + std::to_string(d));
+    Inputs both(Case{1, T, H, KV, d});
+    both.doc.assign(T, 0);
+    std::fill(both.doc.begin() + 128, both.doc.end(), 128);
+    const auto half = [&](const std::vector<bf16>& x, int heads, int part) {  // [1, T, heads, d] -> one document's rows
+      const auto from = x.begin() + int64_t(part) * 128 * heads * d;
+      return std::vector<bf16>(from, from + int64_t(128) * heads * d);
+    };
+    const auto nan_rows = [&](std::vector<bf16>& x, int heads, int part) {
+      std::fill(x.begin() + int64_t(part) * 128 * heads * d, x.begin() + int64_t(part + 1) * 128 * heads * d, bf16(NAN));
+    };
+    for (int part : {1, 0}) {  // part: the document whose results are checked; the other is NaN where it must not be read
+      SCOPED_TRACE(part == 1 ? "second document, the first's K and V NaN" : "first document's dK, dV, the second's Q and dO NaN");
+      Inputs alone(Case{1, 128, H, KV, d});
+      alone.q = half(both.q, H, part), alone.k = half(both.k, KV, part), alone.v = half(both.v, KV, part);
+      alone.dout = half(both.dout, H, part);
+      Inputs mixed(Case{1, T, H, KV, d});
+      mixed.q = both.q, mixed.k = both.k, mixed.v = both.v, mixed.dout = both.dout, mixed.doc = both.doc;
+      mixed.shape.doc_start = mixed.docs();
+      if (part == 1) nan_rows(mixed.k, KV, 0), nan_rows(mixed.v, KV, 0);
+      else nan_rows(mixed.q, H, 1), nan_rows(mixed.dout, H, 1);
+      for (const kernels::ForwardTiles tiles : kForwardTiles)
+        for (const bool deterministic : {false, true}) {
+          const auto run = [&](const Inputs& in) {
+            auto o = test::poisoned<bf16>(in.q.size());
+            auto lse = test::poisoned<float>(size_t(H) * in.dims.t);
+            kernels::attention_forward(dev(in.q), dev(in.k), dev(in.v), dev(o), lse.data(), in.dims, nullptr, tiles, in.docs());
+            return std::pair{o, kernel_backward(in, o, lse, deterministic)};
+          };
+          const auto [o_alone, g_alone] = run(alone);
+          const auto [o_mixed, g_mixed] = run(mixed);
+          if (part == 1) {
+            EXPECT_EQ(half(o_mixed, H, 1), o_alone);
+            EXPECT_EQ(half(g_mixed.dq, H, 1), g_alone.dq) << (deterministic ? "deterministic" : "atomic");
+          } else {
+            EXPECT_EQ(half(g_mixed.dk, KV, 0), g_alone.dk) << (deterministic ? "deterministic" : "atomic");
+            EXPECT_EQ(half(g_mixed.dv, KV, 0), g_alone.dv);
+          }
+        }
+    }
+  }
+}
 
 // Generation's decode kernel: the last position's query against all tk keys is the last row of
 // causal attention over the tk positions, so the CPU attention's last row (fp32 and bf16) is the
@@ -156,11 +256,7 @@ std::vector<Case> decode_shapes() {
   return cases;
 }
 
-INSTANTIATE_TEST_SUITE_P(Decode, AttentionDecodeKernel, testing::ValuesIn(decode_shapes()), [](const testing::TestParamInfo<Case>& i) {
-  const Case& c = i.param;
-  return "b" + std::to_string(c.b) + "_t" + std::to_string(c.t) + "_h" + std::to_string(c.h) + "_kv" + std::to_string(c.kv) +
-         "_d" + std::to_string(c.d);
-});
+INSTANTIATE_TEST_SUITE_P(Decode, AttentionDecodeKernel, testing::ValuesIn(decode_shapes()), case_name);
 
 // The deterministic backward gives the same bits whatever order the blocks run in. The control:
 // the atomic path's fp32 dQ accumulator (in its workspace) does change with the order, so the

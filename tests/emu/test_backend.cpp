@@ -198,11 +198,13 @@ TEST(CudaBackendRegistration, NoBackendIsAClearError) {
 // the emulated runtime) matches the same training on the CPU backend. Both store bf16 and compute in
 // fp32; they differ where a kernel's fp32 sum order differs, by at most one bf16 rounding per op
 // on the path, the same count the bf16 model test uses: 12 per layer forward plus 2 at the head,
-// twice that for gradients and the parameters they update.
+// twice that for gradients and the parameters they update. With packed documents (every switch
+// on, an eod every 5 positions) the same: the document masks of the flash kernels and RoPE's
+// position ids on the device against the CPU backend's.
 namespace llamatron::test {
 namespace {
 
-TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
+void three_adamw_steps_match_the_cpu_backend(const DocumentRules& docs) {
   auto backend = linked_backend();
   ModelConfig cfg;
   cfg.vocab_size = 64, cfg.dim = 128, cfg.n_layers = 2, cfg.n_heads = 2, cfg.n_kv_heads = 1, cfg.ffn_dim = 96, cfg.max_seq_len = 32;
@@ -210,6 +212,7 @@ TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
   cpu_model.init_weights(5);
   dev_model.init_weights(5);
   initial.init_weights(5);
+  cpu_model.set_documents(docs), dev_model.set_documents(docs);
   OptimConfig oc;
   oc.lr = 1e-2, oc.weight_decay = 0.1, oc.max_grad_norm = 1.0;
   AdamW cpu_opt(cpu_model.params(), oc), dev_opt(dev_model.params(), oc);
@@ -219,6 +222,8 @@ TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
   const double fwd_tol = (12 * cfg.n_layers + 2) * kOneBf16Rounding, bwd_tol = 2 * fwd_tol;
   for (int step = 0; step < 3; ++step) {
     data.next_batch(B, T, tokens.data());
+    if (docs.any())
+      for (int64_t i = 2; i < B * (T + 1); i += 5) tokens[i] = docs.eod_id;
     cpu_model.params().zero_grads();
     dev_model.params().zero_grads();
     const double cpu_loss = cpu_model.forward_backward(tokens.data(), B, T, 1.0f / (B * T));
@@ -246,6 +251,11 @@ TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) {
     EXPECT_LE(std::sqrt(diff2), bwd_tol * std::sqrt(upd2)) << s.name;
   }
   EXPECT_GT(backend->pool().stats().runtime_mallocs, 0u);
+}
+
+TEST(CudaBackendEndToEnd, ThreeAdamWStepsMatchTheCpuBackend) { three_adamw_steps_match_the_cpu_backend({}); }
+TEST(CudaBackendEndToEnd, ThreeAdamWStepsWithDocumentsMatchTheCpuBackend) {
+  three_adamw_steps_match_the_cpu_backend(DocumentRules{63, true, true, true});
 }
 
 // The model's attention is the CUDA kernel (there is no other path on this backend): a head_dim the

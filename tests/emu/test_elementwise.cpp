@@ -50,6 +50,31 @@ TEST(RopeKernel, MatchesCpuReferenceForwardAndBackward) {
   }
 }
 
+// Packed documents' position ids (positions restart after each eod): per-row positions against the
+// CPU rotation with the same ids (itself checked against PyTorch in tests/unit/test_ops.cpp).
+TEST(RopeKernel, PositionIdsMatchCpuReference) {
+  const int b = 2, t = 37, h = 3, d = 64, half = d / 2;
+  std::vector<int32_t> positions;
+  for (int row = 0; row < b; ++row)
+    for (int i = 0, start = 0; i < t; ++i) {
+      if (i > 0 && (i - 1) % (5 + 6 * row) == 0) start = i;  // a document ends every 5 (row 0) or 11 (row 1) positions
+      positions.push_back(i - start);
+    }
+  std::vector<float> cos(static_cast<size_t>(t) * half), sin(cos.size());
+  cpu::rope_table(cos.data(), sin.data(), t, d, 10000.0);
+  const auto x = random_bf16(static_cast<size_t>(b) * t * h * d, 7, 1.0f);
+  std::vector<bf16> ours = x, ref = x;
+  cpu::rope_fwd<bf16>(ref.data(), cos.data(), sin.data(), b, t, h, d, 0, positions.data());
+  kernels::rope_forward(dev(ours), cos.data(), sin.data(), b, t, h, d, 0, nullptr, positions.data());
+  EXPECT_LE(scaled_error(ours, ref), kOneBf16Rounding);
+  std::vector<bf16> plain = x;  // the control: the ids change the result
+  cpu::rope_fwd<bf16>(plain.data(), cos.data(), sin.data(), b, t, h, d, 0);
+  EXPECT_GT(scaled_error(plain, ref), 0.1);
+  cpu::rope_bwd<bf16>(ref.data(), cos.data(), sin.data(), b, t, h, d, 0, positions.data());
+  kernels::rope_backward(dev(ours), cos.data(), sin.data(), b, t, h, d, 0, nullptr, positions.data());
+  EXPECT_LE(scaled_error(ours, ref), 2 * kOneBf16Rounding);
+}
+
 TEST(ResidualAndCastKernels, MatchCpuReference) {
   const size_t n = 1001;
   const auto a = random_bf16(n, 4, 1.0f), b = random_bf16(n, 5, 1.0f);

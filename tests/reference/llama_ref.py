@@ -17,29 +17,50 @@ def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps) * w
 
 
-def rope_angles(T, D, theta, offset, dtype=torch.float64):
-    """cos, sin of angle(p, i) = p * theta^(-2i/D), p = t + offset; shape [T, D/2]."""
+def rope_angles(T, D, theta, offset, dtype=torch.float64, positions=None):
+    """cos, sin of angle(p, i) = p * theta^(-2i/D), p = t + offset; shape [T, D/2]
+    (or [B, T, D/2] for explicit position ids [B, T])."""
     i = torch.arange(D // 2, dtype=dtype)
     inv_freq = theta ** (-2.0 * i / D)
-    pos = torch.arange(T, dtype=dtype) + offset
-    angle = pos[:, None] * inv_freq[None, :]
+    pos = torch.arange(T, dtype=dtype) + offset if positions is None else positions.to(dtype)
+    angle = pos[..., None] * inv_freq
     return angle.cos(), angle.sin()
 
 
-def rope(x, theta, offset=0):
-    """Rotary embedding, "rotate half" convention, x: [B, T, H, D]."""
+def rope(x, theta, offset=0, positions=None):
+    """Rotary embedding, "rotate half" convention, x: [B, T, H, D]; positions [B, T] or None."""
     T, D = x.shape[1], x.shape[3]
-    cos, sin = rope_angles(T, D, theta, offset, x.dtype)
-    cos = cos[None, :, None, :]
-    sin = sin[None, :, None, :]
+    cos, sin = rope_angles(T, D, theta, offset, x.dtype, positions)
+    cos = cos[..., None, :] if positions is not None else cos[None, :, None, :]
+    sin = sin[..., None, :] if positions is not None else sin[None, :, None, :]
     x1, x2 = x[..., : D // 2], x[..., D // 2:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
-def attention(q, k, v):
+def documents(tokens, eod, reset_attention_mask, reset_position_ids):
+    """Megatron's rule (get_ltor_masks_and_position_ids) on inputs tokens [B, T]:
+    allowed [B, T, T] (query i may read key j) and position ids [B, T]. Every i
+    with tokens[b, i] == eod ends a document: later queries lose keys <= i, and
+    positions after i count again from 0."""
+    B, T = tokens.shape
+    allowed = torch.ones(T, T, dtype=torch.bool).tril().repeat(B, 1, 1)
+    position_ids = torch.arange(T).repeat(B, 1)
+    for b in range(B):
+        prev = 0
+        for i in (tokens[b] == eod).nonzero().flatten().tolist():
+            if reset_attention_mask:
+                allowed[b, i + 1:, : i + 1] = False
+            if reset_position_ids:
+                position_ids[b, i + 1:] -= i + 1 - prev
+                prev = i + 1
+    return allowed, position_ids
+
+
+def attention(q, k, v, allowed=None):
     """Causal grouped-query attention.
 
     q: [B, T, H, D]; k, v: [B, T, KV, D]; query head h reads KV head h // (H // KV).
+    allowed: optional [B, T, T] mask (packed documents); default causal.
     Returns y [B, T, H, D] and lse [B, H, T] (log-sum-exp of the scaled,
     masked scores of each query row).
     """
@@ -48,8 +69,9 @@ def attention(q, k, v):
     k = k.repeat_interleave(group, dim=2)  # head h -> KV head h // group
     v = v.repeat_interleave(group, dim=2)
     scores = torch.einsum("bihd,bjhd->bhij", q, k) * (1.0 / math.sqrt(D))
-    allowed = torch.ones(T, T, dtype=torch.bool).tril()  # key j <= query i
-    scores = scores.masked_fill(~allowed, float("-inf"))
+    if allowed is None:
+        allowed = torch.ones(T, T, dtype=torch.bool).tril()  # key j <= query i
+    scores = scores.masked_fill(~allowed[:, None] if allowed.dim() == 3 else ~allowed, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)
     probs = torch.softmax(scores, dim=-1)
     y = torch.einsum("bhij,bjhd->bihd", probs, v)
@@ -144,8 +166,9 @@ def is_norm_weight(name):
     return "norm" in name
 
 
-def forward(params, tokens, cfg):
-    """Logits [B, T, V] for tokens [B, T]; params: HF name -> tensor."""
+def forward(params, tokens, cfg, allowed=None, positions=None):
+    """Logits [B, T, V] for tokens [B, T]; params: HF name -> tensor; allowed /
+    positions: packed documents (see documents), default causal, 0..T-1."""
     B, T = tokens.shape
     H, KV, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     h = embedding(tokens, params["model.embed_tokens.weight"])
@@ -155,9 +178,9 @@ def forward(params, tokens, cfg):
         q = linear(a, params[p + "self_attn.q_proj.weight"]).reshape(B, T, H, D)
         k = linear(a, params[p + "self_attn.k_proj.weight"]).reshape(B, T, KV, D)
         v = linear(a, params[p + "self_attn.v_proj.weight"]).reshape(B, T, KV, D)
-        q = rope(q, cfg.rope_theta)
-        k = rope(k, cfg.rope_theta)
-        o, _ = attention(q, k, v)
+        q = rope(q, cfg.rope_theta, positions=positions)
+        k = rope(k, cfg.rope_theta, positions=positions)
+        o, _ = attention(q, k, v, allowed)
         h = h + linear(o.reshape(B, T, H * D), params[p + "self_attn.o_proj.weight"])
         m = rmsnorm(h, params[p + "post_attention_layernorm.weight"], cfg.norm_eps)
         gate = linear(m, params[p + "mlp.gate_proj.weight"])
@@ -168,7 +191,17 @@ def forward(params, tokens, cfg):
     return linear(h, head)
 
 
-def loss_and_logits(params, tokens, cfg):
-    """Next-token loss on tokens [B, T+1]: inputs tokens[:, :-1], targets tokens[:, 1:]."""
-    logits = forward(params, tokens[:, :-1], cfg)
-    return cross_entropy(logits, tokens[:, 1:]), logits
+def loss_and_logits(params, tokens, cfg, eod=None, reset_attention_mask=False,
+                    reset_position_ids=False, eod_mask_loss=False):
+    """Next-token loss on tokens [B, T+1]: inputs tokens[:, :-1], targets
+    tokens[:, 1:]; with the document switches (Megatron's), masks and position
+    ids from documents(), and with eod_mask_loss the targets of eod inputs are
+    not counted (the mean is over the others)."""
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    allowed, positions = None, None
+    if reset_attention_mask or reset_position_ids:
+        allowed, positions = documents(inputs, eod, reset_attention_mask, reset_position_ids)
+    logits = forward(params, inputs, cfg, allowed, positions)
+    if eod_mask_loss:
+        targets = torch.where(inputs == eod, torch.full_like(targets, -100), targets)
+    return cross_entropy(logits, targets), logits

@@ -73,6 +73,45 @@ def attention_case(g, B, T, H, KV, D):
             {"n_heads": str(H), "n_kv_heads": str(KV)})
 
 
+# Packed documents: where each row of a [B, T] window has an eod (Megatron's rule; the C++ side
+# finds the documents from the same tokens). Tiles are 8, 64 or 128 positions.
+DOC_EOD = 7
+DOC_PATTERNS = {
+    "len1": lambda T: [list(range(0, 12)) + [40], [T - 1]],            # documents of length 1; one spanning the row
+    "edges": lambda T: [[7, 15, 62, 63, 64, 127], [8, 16, 63, 65, 128]],  # starts at tile edges and one past them
+    "tiny": lambda T: [list(range(2, T, 3)), list(range(0, T, 2))],     # many tiny documents
+    "whole": lambda T: [[], [T - 1]],                                    # one document (an eod as the last input)
+}
+
+
+def doc_tokens(pattern, B, T):
+    ids = torch.randint(0, DOC_EOD, (B, T))  # below the eod id
+    for b, where in enumerate(DOC_PATTERNS[pattern](T)[:B]):
+        ids[b, [i for i in where if i < T]] = DOC_EOD
+    return ids
+
+
+def attention_docs_case(g, B, T, H, KV, D, pattern):
+    q, k, v = g.normal(B, T, H, D), g.normal(B, T, KV, D), g.normal(B, T, KV, D)
+    dy = g.normal(B, T, H, D)
+    tokens = doc_tokens(pattern, B, T)
+    allowed, _ = ref.documents(tokens, DOC_EOD, True, False)
+    y, (dq, dk, dv) = vjp(lambda q, k, v: ref.attention(q, k, v, allowed)[0], [q, k, v], dy)
+    _, lse = ref.attention(q, k, v, allowed)
+    return ({"q": q, "k": k, "v": v, "dy": dy, "tokens": tokens},
+            {"y": y, "lse": lse, "dq": dq, "dk": dk, "dv": dv},
+            {"n_heads": str(H), "n_kv_heads": str(KV), "eod_id": str(DOC_EOD)})
+
+
+def rope_docs_case(g, B, T, H, D, theta, pattern):
+    x, dy = g.normal(B, T, H, D), g.normal(B, T, H, D)
+    tokens = doc_tokens(pattern, B, T)
+    _, positions = ref.documents(tokens, DOC_EOD, False, True)
+    y, (dx,) = vjp(lambda x: ref.rope(x, float(theta), positions=positions), [x], dy)
+    return ({"x": x, "dy": dy, "tokens": tokens}, {"y": y, "dx": dx},
+            {"theta": theta, "offset": "0", "eod_id": str(DOC_EOD)})
+
+
 def swiglu_case(g, N, F):
     gate, up, dy = g.normal(N, F, std=3.0), g.normal(N, F), g.normal(N, F)
     y, (dgate, dup) = vjp(ref.swiglu, [gate, up], dy)
@@ -114,6 +153,40 @@ MODEL_SMALL = {"vocab_size": "101", "dim": "128", "n_layers": "2", "n_heads": "2
 MODEL_TIED = {"vocab_size": "64", "dim": "64", "n_layers": "1", "n_heads": "4",
               "n_kv_heads": "2", "ffn_dim": "96", "norm_eps": "1e-5",
               "rope_theta": "10000", "tie_embeddings": "true"}
+
+
+# Byte-level documents as `llamatron data prepare` writes them (UTF-8 bytes, then EOS 256), packed
+# back to back into windows of T + 1 tokens: real document boundaries of uneven lengths.
+BYTE_EOS = 256
+MODEL_BYTES = {"vocab_size": "257", "dim": "64", "n_layers": "2", "n_heads": "4",
+               "n_kv_heads": "2", "ffn_dim": "96", "norm_eps": "1e-5",
+               "rope_theta": "10000", "tie_embeddings": "false"}
+TEXTS = ["The cat sat.", "A", "Packed documents end with an end-of-text token.", "", "Hi!",
+         "Attention stays inside each document; positions restart.", "ok", "Zürich, 2 °C",
+         "One more line of plain text to fill the second window.", "x", "The end."]
+
+
+def packed_windows(B, T):
+    stream = []
+    for text in TEXTS:
+        stream += list(text.encode("utf-8")) + [BYTE_EOS]
+    assert len(stream) >= B * (T + 1)
+    return torch.tensor(stream[: B * (T + 1)]).reshape(B, T + 1)
+
+
+def model_docs_case(g, meta, B, T, switches):
+    cfg = ref.LlamaConfig.from_meta(meta)
+    params = model_params(g, cfg)
+    tokens = packed_windows(B, T)
+    mask, pos, loss_mask = (c == "1" for c in switches)
+    live = leaves(params)
+    loss, logits = ref.loss_and_logits(live, tokens, cfg, BYTE_EOS, mask, pos, loss_mask)
+    grads = torch.autograd.grad(loss, list(live.values()))
+    outputs = {"loss": loss.detach(), "logits": logits.detach()}
+    outputs.update({"grad." + name: gr for name, gr in zip(live, grads)})
+    meta = dict(meta, eod_id=str(BYTE_EOS), reset_attention_mask=str(mask).lower(),
+                reset_position_ids=str(pos).lower(), eod_mask_loss=str(loss_mask).lower())
+    return {**params, "tokens": tokens}, outputs, meta
 
 
 def model_params(g, cfg):
@@ -186,6 +259,20 @@ CASES += [
     ("attention", f"t{T}h{H}kv{KV}d{D}", attention_case,
      dict(B=2 if T <= 64 else 1, T=T, H=H, KV=KV, D=D), PRECISIONS)
     for T in (1, 17, 64, 130) for (H, KV) in ((4, 4), (4, 2), (4, 1)) for D in (64, 128)
+]
+CASES += [
+    ("attention", f"docs_{pat}_h{H}kv{KV}d{D}", attention_docs_case,
+     dict(B=2, T=130, H=H, KV=KV, D=D, pattern=pat), PRECISIONS)
+    for pat in DOC_PATTERNS for (H, KV) in ((4, 2), (2, 1)) for D in (64, 128)
+]
+CASES += [
+    ("rope", f"docs_{pat}", rope_docs_case, dict(B=2, T=70, H=2, D=64, theta="10000", pattern=pat), PRECISIONS)
+    for pat in ("len1", "tiny")
+]
+CASES += [  # every combination of reset_attention_mask, reset_position_ids, eod_mask_loss
+    ("model", f"docs{m}{p}{l}", model_docs_case, dict(meta=MODEL_BYTES, B=2, T=70, switches=f"{m}{p}{l}"),
+     PRECISIONS if f"{m}{p}{l}" == "111" else ("fp32",))
+    for m in "01" for p in "01" for l in "01"
 ]
 CASES += [
     ("swiglu", "n5f7", swiglu_case, dict(N=5, F=7), PRECISIONS),

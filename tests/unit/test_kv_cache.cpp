@@ -48,6 +48,32 @@ TEST(KvCache, CachedLogitsEqualTheFullForward) {
   EXPECT_LE(test::max_diff_from(c16.b, ref_b, 0, V), bound_b);
 }
 
+// Packed documents as in training: eods in the prompt and among the decoded tokens; the cached
+// logits against the full forward with the same rules (checked against PyTorch in test_model.cpp),
+// for each combination of the switches. The control: the rules change the logits.
+TEST(KvCache, CachedLogitsFollowTheDocumentRules) {
+  const ModelConfig cfg = small_model();
+  const int64_t T = 40, V = cfg.vocab_size, prompt = 13;
+  std::vector<int32_t> a = sequence(3, T), b = sequence(4, T);
+  const int32_t eod = 96;
+  for (int64_t i : {4, 12, 20, 21, 33}) a[i] = eod;  // in the prompt, at its last token, decoded (twice in a row)
+  for (int64_t i : {0, 9, 30}) b[i] = eod;
+  LlamaModel m(cfg, DType::F32);
+  m.init_weights(11);
+  const std::vector<float> plain = test::full_logits(m, a);
+  for (int mask = 0; mask < 2; ++mask)
+    for (int pos = 0; pos < 2; ++pos) {
+      SCOPED_TRACE("reset_attention_mask " + std::to_string(mask) + ", reset_position_ids " + std::to_string(pos));
+      m.set_documents(DocumentRules{eod, mask == 1, pos == 1, false});
+      const std::vector<float> ref_a = test::full_logits(m, a), ref_b = test::full_logits(m, b);
+      const test::CachedPair c = test::cached_logits(m, a, prompt, b);
+      const double scale = test::max_abs(ref_a);
+      EXPECT_LE(test::max_diff_from(c.a, ref_a, prompt - 1, V), 1e-5 * scale);
+      EXPECT_LE(test::max_diff_from(c.b, ref_b, 0, V), 1e-5 * scale);
+      if (mask || pos) EXPECT_GT(test::max_diff_from(ref_a, plain, 5, V), 1e-3 * scale);
+    }
+}
+
 TEST(KvCache, RefusesWhatItCannotHold) {
   LlamaModel m(small_model(), DType::F32);
   m.init_weights(1);

@@ -35,6 +35,17 @@ void load_weights(LlamaModel& model, const RefCase& c) {
   model.params().sync_params_from_master();
 }
 
+// The document switches of a case (model_docs*: Megatron's rule in the reference), else all off.
+DocumentRules documents_from(const RefCase& c) {
+  DocumentRules r;
+  if (!c.file.metadata.count("eod_id")) return r;
+  r.eod_id = static_cast<int32_t>(c.meta("eod_id"));
+  r.reset_attention_mask = c.meta_str("reset_attention_mask") == "true";
+  r.reset_position_ids = c.meta_str("reset_position_ids") == "true";
+  r.eod_mask_loss = c.meta_str("eod_mask_loss") == "true";
+  return r;
+}
+
 // Same error measure as the op tests, over one gradient slice of the flat buffer.
 double grad_error(LlamaModel& m, const RefCase& c, const std::string& name) {
   return scaled_error(to_f64(m.params().grad(name)), c.ref("grad." + name));
@@ -59,11 +70,16 @@ TEST_P(Model, LossLogitsAndGradientsMatchTorch) {
   LlamaModel model(cfg, c.dtype);
   model.set_attention_blocks(p.block, p.block);
   load_weights(model, c);
+  const DocumentRules docs = documents_from(c);
+  model.set_documents(docs);
   Tensor tokens = c.input("tokens");
   const int64_t B = tokens.dim(0), T = tokens.dim(1) - 1;
+  int64_t counted = 0;  // the mean is over the targets that count (eod_mask_loss drops some)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) counted += docs.counts(tokens.data<int32_t>() + b * (T + 1), t);
   model.keep_logits(true);
   model.params().zero_grads();
-  const double loss = model.forward_backward(tokens.data<int32_t>(), B, T, 1.0f / (B * T)) / (B * T);
+  const double loss = model.forward_backward(tokens.data<int32_t>(), B, T, 1.0f / counted) / counted;
   const int roundings_fwd = 12 * static_cast<int>(cfg.n_layers) + 2;
   const double tol_fwd = c.tol(roundings_fwd), tol_bwd = c.tol(2 * roundings_fwd);
   EXPECT_NEAR(loss, c.ref("loss")[0], tol_fwd * std::abs(c.ref("loss")[0]));
@@ -76,7 +92,13 @@ TEST_P(Model, LossLogitsAndGradientsMatchTorch) {
 INSTANTIATE_TEST_SUITE_P(Ref, Model,
                          testing::Values(ModelCase{"small", "fp32", 64}, ModelCase{"small", "fp32", 8},
                                          ModelCase{"tied", "fp32", 64}, ModelCase{"small", "bf16", 64},
-                                         ModelCase{"tied", "bf16", 64}),
+                                         ModelCase{"tied", "bf16", 64},
+                                         // packed byte-level documents, every switch combination
+                                         ModelCase{"docs000", "fp32", 16}, ModelCase{"docs001", "fp32", 16},
+                                         ModelCase{"docs010", "fp32", 16}, ModelCase{"docs011", "fp32", 16},
+                                         ModelCase{"docs100", "fp32", 16}, ModelCase{"docs101", "fp32", 16},
+                                         ModelCase{"docs110", "fp32", 16}, ModelCase{"docs111", "fp32", 16},
+                                         ModelCase{"docs111", "fp32", 8}, ModelCase{"docs111", "bf16", 16}),
                          [](const testing::TestParamInfo<ModelCase>& i) {
                            return i.param.name + "_" + i.param.prec + "_block" + std::to_string(i.param.block);
                          });

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "llamatron/documents.h"
 #include "llamatron/ops.h"
 #include "ops/cpu/cpu_ops.h"
 #include "reference.h"
@@ -21,6 +22,22 @@ std::vector<OpCase> cases(const std::string& op, std::vector<std::string> names)
   std::vector<OpCase> out;
   for (const auto& n : names)
     for (const char* p : {"fp32", "bf16"}) out.push_back({op + "_" + n, p});
+  return out;
+}
+
+// Packed documents' per-position tensor of a case with `tokens` [B, T] (the reference applied
+// Megatron's rule with the same eod to the same tokens), else undefined.
+Tensor document_tensor(const RefCase& c, bool starts) {
+  if (!c.file.tensors.count("tokens")) return {};
+  Tensor tokens = c.input("tokens");
+  const int64_t B = tokens.dim(0), T = tokens.dim(1);
+  DocumentRules rules;
+  rules.eod_id = static_cast<int32_t>(c.meta("eod_id"));
+  (starts ? rules.reset_attention_mask : rules.reset_position_ids) = true;
+  const Documents d = find_documents(tokens.data<int32_t>(), B, T, T, rules);
+  const std::vector<int32_t>& v = starts ? d.starts : d.positions;
+  Tensor out = Tensor::empty({B, T}, DType::I32);
+  std::copy(v.begin(), v.end(), out.data<int32_t>());
   return out;
 }
 
@@ -67,12 +84,14 @@ TEST_P(Rope, MatchesTorch) {
   const int64_t offset = static_cast<int64_t>(c.meta("offset")), t = x.dim(1), d = x.dim(3);
   Tensor cos = Tensor::empty({offset + t, d / 2}, DType::F32), sin = Tensor::empty({offset + t, d / 2}, DType::F32);
   cpu::rope_table(cos.data<float>(), sin.data<float>(), offset + t, d, c.meta("theta"));
-  ops::rope_fwd(x, cos, sin, offset);
-  ops::rope_bwd(dy, cos, sin, offset);
+  const Tensor positions = document_tensor(c, false);  // documents' position ids (docs_ cases)
+  ops::rope_fwd(x, cos, sin, offset, positions);
+  ops::rope_bwd(dy, cos, sin, offset, positions);
   EXPECT_MATCHES(x, c, "y", c.tol(1));
   EXPECT_MATCHES(dy, c, "dx", c.tol(1));
 }
-INSTANTIATE_TEST_SUITE_P(Ref, Rope, testing::ValuesIn(cases("rope", {"t1d64", "t17d64", "t33d128"})), case_name);
+INSTANTIATE_TEST_SUITE_P(Ref, Rope, testing::ValuesIn(cases("rope", {"t1d64", "t17d64", "t33d128", "docs_len1", "docs_tiny"})),
+                         case_name);
 
 // ---- Attention. Forward: P rounded to bf16 before P*V, then the output: 2 roundings; lse is
 // fp32 math on bf16 inputs (exact inputs): fp32 bound. Backward: P and dS are rounded before
@@ -89,8 +108,9 @@ TEST_P(Attention, MatchesTorch) {
   Tensor q = c.input("q"), k = c.input("k"), v = c.input("v"), dy = c.input("dy");
   Tensor o = Tensor::empty(q.shape(), c.dtype), lse = Tensor::empty({q.dim(0), q.dim(2), q.dim(1)}, DType::F32);
   Tensor dq = Tensor::empty(q.shape(), c.dtype), dk = Tensor::empty(k.shape(), c.dtype), dv = Tensor::empty(v.shape(), c.dtype);
-  ops::attention_fwd(q, k, v, o, lse, p.block, p.block);
-  ops::attention_bwd(q, k, v, o, lse, dy, dq, dk, dv, p.block, p.block);
+  const Tensor doc_start = document_tensor(c, true);  // packed documents (docs_ cases)
+  ops::attention_fwd(q, k, v, o, lse, doc_start, p.block, p.block);
+  ops::attention_bwd(q, k, v, o, lse, dy, dq, dk, dv, doc_start, p.block, p.block);
   EXPECT_MATCHES(o, c, "y", c.tol(2));
   EXPECT_MATCHES(lse, c, "lse", kFp32Tol);
   EXPECT_MATCHES(dq, c, "dq", c.tol(3));
@@ -107,6 +127,13 @@ std::vector<AttentionCase> attention_cases() {
           out.push_back({name, prec, 64});
           if (t >= 17) out.push_back({name, prec, 16});  // many tiles: exercises the online rescaling
         }
+  // Packed documents (tests/reference/make_cases.py's patterns): boundaries on and one past the
+  // edges of 8-, 64- and 128-wide tiles, documents of length 1, many tiny ones, one for the row.
+  for (const char* pat : {"len1", "edges", "tiny", "whole"})
+    for (const char* hk : {"h4kv2", "h2kv1"})
+      for (int d : {64, 128})
+        for (const char* prec : {"fp32", "bf16"})
+          for (int64_t block : {8, 64, 128}) out.push_back({std::string("docs_") + pat + "_" + hk + "d" + std::to_string(d), prec, block});
   return out;
 }
 INSTANTIATE_TEST_SUITE_P(Ref, Attention, testing::ValuesIn(attention_cases()),

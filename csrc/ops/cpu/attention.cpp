@@ -29,6 +29,11 @@ void tile_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, in
 
 // Causal mask: query t sees keys j <= t, i.e. the first visible(t, j0, nk) columns of a k block.
 inline int64_t visible(int64_t t, int64_t j0, int64_t nk) { return std::clamp<int64_t>(t - j0 + 1, 0, nk); }
+// Document mask: query t of sequence b sees no key before its document's start, i.e. the columns
+// of a k block from first_visible on. doc is the sequence's row of doc_start (null: one document).
+inline int64_t first_visible(const int32_t* doc, int64_t t, int64_t j0, int64_t nk) {
+  return doc ? std::clamp<int64_t>(doc[t] - j0, 0, nk) : 0;
+}
 
 // [B, T, KV*G, D] -> [B, KV, T, G, D]: the rows a tile reads become one dense block (oneDNN's AMX
 // kernels need dense operands; strided bf16 ones fall back to a path several times slower).
@@ -81,21 +86,29 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const A
           std::fill_n(m, rows, kNegInf);
           std::fill_n(l, rows, 0.f);
           std::fill_n(acc, rows * D, 0.f);
-          for (int64_t j0 = 0; j0 < i0 + nq; j0 += Bk) {  // causal: keys up to the last query row
+          const int32_t* doc = s.doc_start ? s.doc_start + b * s.t : nullptr;
+          // Keys from the tile's earliest document start (key blocks wholly before it are skipped)
+          // up to its last query row.
+          for (int64_t j0 = doc ? doc[i0] : 0; j0 < i0 + nq; j0 += Bk) {
             const int64_t nk = std::min(Bk, i0 + nq - j0);
             const T* kt = kp + ((b * s.kv + kvh) * s.t + j0) * D;
             const T* vt = vp + ((b * s.kv + kvh) * s.t + j0) * D;
             tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S, nk, scale, false);
             for (int64_t r = 0; r < rows; ++r) {
               float* sr = S + r * nk;
-              const int64_t vis = visible(i0 + r / G, j0, nk);
-              for (int64_t c = vis; c < nk; ++c) sr[c] = kNegInf;
+              T* pr = P + r * nk;
+              const int64_t lo = first_visible(doc, i0 + r / G, j0, nk), hi = visible(i0 + r / G, j0, nk);
+              if (lo >= hi) {  // no key of this block is in the row's document: nothing to add
+                std::fill_n(pr, nk, from_f32<T>(0.f));
+                continue;
+              }
+              std::fill(sr, sr + lo, kNegInf);  // masked: exp(-inf - mx) is exactly 0
+              std::fill(sr + hi, sr + nk, kNegInf);
               float mx = m[r];
 #pragma omp simd reduction(max : mx)
               for (int64_t c = 0; c < nk; ++c) mx = sr[c] > mx ? sr[c] : mx;
-              const float alpha = fast_exp(m[r] - mx);  // m[r] is finite after block 0 (key 0 is visible)
+              const float alpha = fast_exp(m[r] - mx);  // 0 while m[r] is -inf (no key seen yet)
               float sum = 0.f;
-              T* pr = P + r * nk;
 #pragma omp simd reduction(+ : sum)
               for (int64_t c = 0; c < nk; ++c) {
                 const float p = fast_exp(sr[c] - mx);
@@ -148,6 +161,7 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
     for (int64_t b = 0; b < s.b; ++b)
       for (int64_t kvh = 0; kvh < s.kv; ++kvh) {
         const int64_t base = (b * s.kv + kvh) * T_;  // packed row index of (t = 0, g = 0)
+        const int32_t* doc = s.doc_start ? s.doc_start + b * T_ : nullptr;
         for (int64_t r = 0; r < T_ * G; ++r) {  // per packed row (t, g): Drow and the saved LSE
           const T* dor = dop + (base * G + r) * D;
           const T* orow = op + (base * G + r) * D;
@@ -164,7 +178,9 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
           const int64_t nk_block = std::min(Bk, T_ - j0);
           const T* kt = kp + (base + j0) * D;
           const T* vt = vp + (base + j0) * D;
-          for (int64_t i0 = j0 / Bq * Bq; i0 < T_; i0 += Bq) {  // only query rows that see key j0..
+          // Only query rows that see a key of the block: from the block's first key's block on, up to
+          // the first row whose document starts after the block (document starts never decrease).
+          for (int64_t i0 = j0 / Bq * Bq; i0 < T_ && !(doc && doc[i0] >= j0 + nk_block); i0 += Bq) {
             const int64_t nq = std::min(Bq, T_ - i0), rows = nq * G;
             const int64_t nk = std::min(nk_block, i0 + nq - j0);  // keys past the last row are masked
             const T* qt = qp + (base + i0) * G * D;
@@ -172,12 +188,16 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
             tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S, nk, scale, false);
             tile_gemm(false, true, rows, nk, D, dot, D, vt, D, dP, nk, 1.0f, false);
             for (int64_t r = 0; r < rows; ++r) {
-              const int64_t vis = visible(i0 + r / G, j0, nk);
+              // Masked scores become -inf, whose exp is exactly 0 (a two-sided select inside the simd
+              // loop below was miscompiled by GCC 12 for AVX-512).
+              const int64_t lo = first_visible(doc, i0 + r / G, j0, nk), vis = visible(i0 + r / G, j0, nk);
+              std::fill(S + r * nk, S + r * nk + lo, kNegInf);
+              std::fill(S + r * nk + vis, S + (r + 1) * nk, kNegInf);
               const float l = lrow[i0 * G + r], dr = drow[i0 * G + r];
 #pragma omp simd
               for (int64_t c = 0; c < nk; ++c) {
                 const int64_t x = r * nk + c;
-                const float p = c < vis ? fast_exp(S[x] - l) : 0.f;
+                const float p = fast_exp(S[x] - l);
                 P[x] = from_f32<T>(p);
                 dS[x] = from_f32<T>(p * (dP[x] - dr));
               }

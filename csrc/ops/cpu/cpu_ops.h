@@ -17,20 +17,27 @@ template <typename T>
 void rmsnorm_bwd(const T* dy, const T* x, const T* w, const float* rstd, T* dx, float* dw, int64_t rows,
                  int64_t c, bool accumulate_dx);
 
-// In-place rotate-half RoPE on x [B, T, H, D] at positions offset + t. cos/sin tables are
-// [>= offset + T, D/2]. The backward is the rotation by the negative angle.
+// In-place rotate-half RoPE on x [B, T, H, D] at positions offset + t, or positions[b * T + t]
+// when given (packed documents' position ids). cos/sin tables are [> every position, D/2]. The
+// backward is the rotation by the negative angle.
 template <typename T>
-void rope_fwd(T* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset);
+void rope_fwd(T* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset,
+              const int32_t* positions = nullptr);
 template <typename T>
-void rope_bwd(T* dx, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset);
+void rope_bwd(T* dx, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset,
+              const int32_t* positions = nullptr);
 // cos/sin[p, i] = cos/sin(p * theta^(-2i/D)), computed in double and rounded once.
 void rope_table(float* cos, float* sin, int64_t max_pos, int64_t d, double theta);
 
 // Causal grouped-query attention, flash style: tiles of block_q query rows against block_k keys
 // with an online softmax, so extra memory is O(block_q * (block_k + D)) per thread, never T x T.
+// Packed documents: with doc_start ([B, T], non-decreasing along t, doc_start[t] <= t), query t
+// also sees no key before doc_start[t]; key blocks wholly before a query block's first document
+// start are skipped, blocks that cross a boundary are masked per row.
 struct AttentionShape {
   int64_t b, t, h, kv, d;
   int64_t block_q = 128, block_k = 128;
+  const int32_t* doc_start = nullptr;
 };
 template <typename T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const AttentionShape& s);

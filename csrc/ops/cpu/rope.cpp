@@ -19,13 +19,14 @@ namespace {
 // which is the exact backward of the forward rotation (the Jacobian is orthogonal).
 template <typename T>
 void rotate(T* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d,
-            int64_t offset, float sign) {
+            int64_t offset, const int32_t* positions, float sign) {
   const int64_t half = d / 2;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t ti = 0; ti < t; ++ti) {
-      const float* c = cos + (offset + ti) * half;
-      const float* s = sin + (offset + ti) * half;
+      const int64_t pos = positions ? positions[bi * t + ti] : offset + ti;
+      const float* c = cos + pos * half;
+      const float* s = sin + pos * half;
       for (int64_t hi = 0; hi < h; ++hi) {
         T* xv = x + ((bi * t + ti) * h + hi) * d;
 #pragma omp simd
@@ -41,17 +42,19 @@ void rotate(T* x, const float* cos, const float* sin, int64_t b, int64_t t, int6
 }  // namespace
 
 template <typename T>
-void rope_fwd(T* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset) {
-  rotate(x, cos, sin, b, t, h, d, offset, 1.0f);
+void rope_fwd(T* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset,
+              const int32_t* positions) {
+  rotate(x, cos, sin, b, t, h, d, offset, positions, 1.0f);
 }
 template <typename T>
-void rope_bwd(T* dx, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset) {
-  rotate(dx, cos, sin, b, t, h, d, offset, -1.0f);
+void rope_bwd(T* dx, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t offset,
+              const int32_t* positions) {
+  rotate(dx, cos, sin, b, t, h, d, offset, positions, -1.0f);
 }
 
-template void rope_fwd<float>(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
-template void rope_fwd<bf16>(bf16*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
-template void rope_bwd<float>(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
-template void rope_bwd<bf16>(bf16*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void rope_fwd<float>(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, const int32_t*);
+template void rope_fwd<bf16>(bf16*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, const int32_t*);
+template void rope_bwd<float>(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, const int32_t*);
+template void rope_bwd<bf16>(bf16*, const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, const int32_t*);
 
 }  // namespace llamatron::cpu
