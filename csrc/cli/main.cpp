@@ -163,14 +163,14 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   log_resolved_config(trainer.config(), grid.rank() == 0);
   spdlog::info("model: {} | precision {} | device {} | {} thread(s) | recompute {}", describe(cfg.model), cfg.train.precision,
                cfg.train.device, omp_get_max_threads(), cfg.train.recompute);
-  spdlog::info("layout: {} process(es) = tensor_parallel {}{} x pipeline_parallel {}{} x data_parallel {} | optimizer state "
+  spdlog::info("layout: {} process(es) = tensor_parallel {}{} x pipeline_parallel {}{}{} x data_parallel {} | optimizer state "
                "{:.1f} MiB per rank (fp32 master, m, v of a 1/{} ZeRO-1 shard)",
                grid.world().size(), grid.tp(), cfg.parallel.sequence_parallel && grid.tp() > 1 ? " (sequence parallel)" : "", grid.pp(),
                cfg.parallel.virtual_pipeline > 1 ? fmt::format(" ({} chunks each, interleaved 1F1B)", cfg.parallel.virtual_pipeline) : "",
-               grid.dp(),
-               12.0 * static_cast<double>(trainer.optimizer().shard().size()) / (1 << 20), grid.dp());
-  spdlog::info("placement: {}", describe_placement(trainer.hosts(), grid.tp(), grid.pp(), grid.dp()));
-  if (const std::string spread = tp_spread_problem(trainer.hosts(), grid.tp(), grid.pp(), grid.dp()); !spread.empty())
+               grid.cp() > 1 ? fmt::format(" x context_parallel {} (ring attention)", grid.cp()) : "", grid.dp(),
+               12.0 * static_cast<double>(trainer.optimizer().shard().size()) / (1 << 20), grid.dp() * grid.cp());
+  spdlog::info("placement: {}", describe_placement(trainer.hosts(), grid.tp(), grid.pp(), grid.dp() * grid.cp()));
+  if (const std::string spread = tp_spread_problem(trainer.hosts(), grid.tp(), grid.pp(), grid.dp() * grid.cp()); !spread.empty())
     spdlog::warn("warning: {}; parallel.require_tp_in_node=true makes this an error", spread);
   spdlog::info("data: {}", trainer.data().describe());
   if (trainer.validation()) spdlog::info("validation: {}", trainer.validation()->describe());
@@ -310,6 +310,7 @@ RunConfig config_of_checkpoint(const std::string& ckpt, const std::string& devic
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error("checkpoint " + dir + " has no config.yaml: not a llamatron checkpoint");
   std::vector<std::string> sets = {"parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.data_parallel=1",
+                                   "parallel.context_parallel=1",
                                           "parallel.pipeline_layers=", "train.global_batch_size=0", "checkpoint.dir=", "checkpoint.init_from=",
                                           "checkpoint.resume=" + dir, "data.source=synthetic", "data.paths=", "data.weights=",
                                           "data.valid_paths=", "data.valid_fraction=0", "train.eval_every=0", "train.device=" + device,

@@ -21,7 +21,8 @@ struct LlamaModel::CachedRows {
 };
 
 KvCache LlamaModel::make_kv_cache(int64_t batch, int64_t capacity) const {
-  if (shard_.pp != 1 || shard_.tp != 1) throw Error("generation with a KV cache runs the whole model in one process (pp = tp = 1)");
+  if (shard_.pp != 1 || shard_.tp != 1 || shard_.cp != 1)
+    throw Error("generation with a KV cache runs the whole model in one process (pp = tp = cp = 1)");
   if (batch < 1 || capacity < 1 || capacity > cfg_.max_seq_len)
     throw Error("a KV cache needs at least one sequence and 1 to model.max_seq_len (" + std::to_string(cfg_.max_seq_len) + ") positions");
   KvCache c;
@@ -81,7 +82,7 @@ std::vector<float> LlamaModel::cached_forward(KvCache& cache, const CachedRows& 
       ops::rope_fwd(k4, rope_cos_, rope_sin_, 0, positions);
       cache.k[l].view(base, {1, N, KV, D}).copy_from(k4);
       cache.v[l].view(base, {1, N, KV, D}).copy_from(v4);
-      ops::attention_fwd(q4, k4, v4, att.view(0, {1, N, H, D}), lse, doc_start, block_q_, block_k_);
+      ops::attention_fwd(q4, k4, v4, att.view(0, {1, N, H, D}), lse, {doc_start}, block_q_, block_k_);
     } else {  // one token per sequence, at its own next position
       for (int64_t i = 0; i < N; ++i) {
         const int64_t pos = cache.length[in.rows[i]], base = in.rows[i] * row_elems;

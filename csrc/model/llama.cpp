@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "llamatron/comm.h"
+#include "llamatron/context_parallel.h"
 #include "llamatron/errors.h"
 #include "llamatron/memory.h"
 #include "llamatron/ops.h"
@@ -38,7 +39,8 @@ struct LlamaModel::Activations {
   using Layer = LayerTensors;
   int64_t batch = 0, seq = 0;
   Tensor ids, targets;         // [B*T] int32
-  Tensor doc_start, positions; // [B, T] int32 packed documents (documents.h), undefined when off
+  Tensor doc_start, positions; // [B, T] int32 packed documents (documents.h) or CP's global positions; undefined when off
+  int64_t window = 0;          // the whole sequence (seq: this rank's part of it, T / cp)
   std::vector<Layer> layers;
   Tensor out;                  // the chunk's output (residual stream)
   Tensor rstd_f, xn_f;         // final norm (bound from the head pool)
@@ -295,8 +297,10 @@ void LlamaModel::release_head(int i, Activations& a) {
   a.rstd_f = a.xn_f = a.logits = Tensor();
 }
 
+ContextSplit LlamaModel::context_split(const Activations& a) const { return ContextSplit{shard_.cp, shard_.cp_rank, a.window}; }
+
 const Tensor& LlamaModel::stage_input(int i, int64_t B, int64_t T) {
-  Activations& a = slot(i, B, T);
+  Activations& a = slot(i, B, T / shard_.cp);  // this rank's positions
   return a.layers.empty() ? a.out : a.layers[0].in;
 }
 
@@ -316,7 +320,10 @@ void LlamaModel::attention_block(const LayerTensors& x, const WeightsLayer& w, c
   ops::linear_fwd(xn1, w.wv.w, x.v);
   ops::rope_fwd(x.q, rope_cos_, rope_sin_, 0, a.positions);
   ops::rope_fwd(x.k, rope_cos_, rope_sin_, 0, a.positions);
-  ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, a.doc_start, block_q_, block_k_);
+  if (shard_.cp > 1)  // this rank's positions against every rank's keys, K/V passed around the CP ring
+    context_parallel_attention_fwd(*shard_.cp_group, context_split(a), x.q, x.k, x.v, x.att, x.lse, a.doc_start, block_q_, block_k_);
+  else
+    ops::attention_fwd(x.q, x.k, x.v, x.att, x.lse, {a.doc_start}, block_q_, block_k_);
   ops::linear_fwd(x.att, w.wo.w, partial_for(x.mid));
   sum_partial(partial_for(x.mid), x.mid).wait();  // row-parallel o: the heads' partial sums
   ops::add_inplace(x.mid, x.in);
@@ -332,8 +339,12 @@ void LlamaModel::mlp_block_up(const LayerTensors& x, const WeightsLayer& w) cons
 double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_t T, float loss_scale, int chunk) {
   if (T > cfg_.max_seq_len)
     throw Error("sequence length " + std::to_string(T) + " exceeds model.max_seq_len " + std::to_string(cfg_.max_seq_len));
-  const int64_t V = cfg_.vocab_size, N = B * T;
-  Activations& a = slot(i, B, T);
+  LT_CHECK(shard_.cp == 1 || T % (2 * shard_.cp) == 0, "context parallelism cuts the sequence into 2 cp equal chunks");
+  // This rank's positions: all T, or with context parallelism its two chunks (split.global(p)).
+  const int64_t V = cfg_.vocab_size, Tl = T / shard_.cp, N = B * Tl;
+  Activations& a = slot(i, B, Tl);
+  const ContextSplit split{shard_.cp, shard_.cp_rank, T};
+  a.window = T;
   const Tensor& x0 = stage_input(i, B, T);  // filled by the previous stage unless this is the first
   release_head(i, a);  // a new micro-batch: the slot's last one is done (or was a forward only)
   if (holds_head(chunk)) bind_head(i, a);
@@ -342,22 +353,28 @@ double LlamaModel::forward_stage(int i, const int32_t* tokens, int64_t B, int64_
     int32_t* ids = ids_host.data<int32_t>();
     int32_t* tgt = targets_host.data<int32_t>();
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t) {
+      for (int64_t p = 0; p < Tl; ++p) {
+        const int64_t t = split.global(p);
         const int32_t x = tokens[b * (T + 1) + t], y = tokens[b * (T + 1) + t + 1];
         if (x < 0 || x >= V) throw Error("token id " + std::to_string(x) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
         if (y != kIgnoreIndex && (y < 0 || y >= V))
           throw Error("target id " + std::to_string(y) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
         // A token another vocab-parallel rank owns becomes -1 (a zero row).
-        ids[b * T + t] = x >= vocab_start_ && x < vocab_start_ + vocab_valid_ ? static_cast<int32_t>(x - vocab_start_) : -1;
-        tgt[b * T + t] = docs_.counts(tokens + b * (T + 1), t) ? y : kIgnoreIndex;  // eod_mask_loss
+        ids[b * Tl + p] = x >= vocab_start_ && x < vocab_start_ + vocab_valid_ ? static_cast<int32_t>(x - vocab_start_) : -1;
+        tgt[b * Tl + p] = docs_.counts(tokens + b * (T + 1), t) ? y : kIgnoreIndex;  // eod_mask_loss
       }
     a.ids.copy_from(ids_host);
     a.targets.copy_from(targets_host);
   }
   // The micro-batch's documents, once for all its layers (every stage has the tokens).
-  const Documents docs = find_documents(tokens, B, T, T + 1, docs_);
-  a.doc_start = per_position_tensor(docs.starts, B, T, device_);
-  a.positions = per_position_tensor(docs.positions, B, T, device_);
+  // With context parallelism, this rank's entries (document starts and RoPE positions are global).
+  Documents docs = find_documents(tokens, B, T, T + 1, docs_);
+  if (shard_.cp > 1) {
+    if (!docs.starts.empty()) docs.starts = local_part(split, docs.starts.data(), B, T);
+    docs.positions = docs.positions.empty() ? global_positions(split, B) : local_part(split, docs.positions.data(), B, T);
+  }
+  a.doc_start = per_position_tensor(docs.starts, B, Tl, device_);
+  a.positions = per_position_tensor(docs.positions, B, Tl, device_);
   const float eps = static_cast<float>(cfg_.norm_eps);
   if (holds_embedding(chunk)) {
     need_params(embed_range_);
@@ -452,7 +469,11 @@ void LlamaModel::backward_stage(int i, bool last_micro_batch, int chunk) {
     ops::linear_bwd_data(dres_att, w.wo.w, g.datt, false);
     ops::linear_bwd_weight(dres_att, x.att, w.wo.g);
     Tensor datt4 = g.datt.reshape(x.att.shape());
-    ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, g.dq, g.dk, g.dv, a.doc_start, block_q_, block_k_);
+    if (shard_.cp > 1)
+      context_parallel_attention_bwd(*shard_.cp_group, context_split(a), x.q, x.k, x.v, x.att, x.lse, datt4, g.dq, g.dk, g.dv, a.doc_start,
+                                     block_q_, block_k_);
+    else
+      ops::attention_bwd(x.q, x.k, x.v, x.att, x.lse, datt4, g.dq, g.dk, g.dv, {a.doc_start}, block_q_, block_k_);
     ops::rope_bwd(g.dq, rope_cos_, rope_sin_, 0, a.positions);
     ops::rope_bwd(g.dk, rope_cos_, rope_sin_, 0, a.positions);
     ops::linear_bwd_data(g.dq, w.wq.w, g.dxn, false);

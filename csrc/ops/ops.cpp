@@ -160,20 +160,29 @@ void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t of
 }
 
 namespace {
-cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, int64_t block_q, int64_t block_k) {
+// The CPU shape of an attention call; a block of a longer sequence (offsets, Tk != Tq) runs on the
+// CPU backend only.
+cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, const AttentionMask& mask, int64_t block_q, int64_t block_k,
+                                    bool on_device) {
   LT_CHECK(q.ndim() == 4 && k.ndim() == 4, "attention expects [B,T,heads,D]");
-  LT_CHECK(k.dim(0) == q.dim(0) && k.dim(1) == q.dim(1) && k.dim(3) == q.dim(3), "attention q/k shapes");
+  LT_CHECK(k.dim(0) == q.dim(0) && k.dim(3) == q.dim(3), "attention q/k shapes");
   LT_CHECK(q.dim(2) % k.dim(2) == 0, "n_heads must be a multiple of n_kv_heads");
-  return {q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k};
+  const bool block = mask.q_offset != 0 || mask.k_offset != 0 || k.dim(1) != q.dim(1);
+  if (block && on_device)
+    throw Error("attention on a block of a longer sequence (context parallelism) runs on the CPU backend only: set train.device=cpu "
+                "or parallel.context_parallel=1");
+  cpu::AttentionShape s{q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k};
+  s.tk = k.dim(1), s.q_offset = mask.q_offset, s.k_offset = mask.k_offset;
+  return s;
 }
 }  // namespace
 
 void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& doc_start, int64_t block_q, int64_t block_k) {
+                   const AttentionMask& mask, int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_fwd");
   DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse});
-  auto s = attention_shape(q, k, block_q, block_k);
-  s.doc_start = per_position(doc_start, q, "attention doc_start");
+  auto s = attention_shape(q, k, mask, block_q, block_k, be != nullptr);
+  s.doc_start = per_position(mask.doc_start, q, "attention doc_start");
   same_shape(k, v, "attention k/v");
   same_shape(q, o, "attention q/o");
   LT_CHECK(lse.numel() == s.b * s.h * s.t && lse.dtype() == DType::F32, "attention lse");
@@ -199,12 +208,12 @@ void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, con
 }
 
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& doc_start,
+                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const AttentionMask& mask,
                    int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_bwd");
   DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
-  auto s = attention_shape(q, k, block_q, block_k);
-  s.doc_start = per_position(doc_start, q, "attention doc_start");
+  auto s = attention_shape(q, k, mask, block_q, block_k, be != nullptr);
+  s.doc_start = per_position(mask.doc_start, q, "attention doc_start");
   same_shape(q, dq, "attention q/dq");
   same_shape(q, dout, "attention q/dout");
   same_shape(k, dk, "attention k/dk");

@@ -180,7 +180,8 @@ class PendingSave {
     root_ = cfg_.checkpoint.dir;
     final_dir_ = root_ / step_name(progress_.step);
     tmp_ = root_ / ("." + step_name(progress_.step) + ".tmp");
-    layout_ = {t.grid().tp(), t.grid().pp(), t.grid().dp()};
+    // dp: the ranks a model replica's ZeRO-1 state is sharded over (dp x cp: every rank writes a file).
+    layout_ = {t.grid().tp(), t.grid().pp(), t.grid().dp() * t.grid().cp()};
     optimizer_steps_ = t.optimizer().steps_taken();
     fail_together(world_, not_saved(final_dir_), [&] {
       if (world_.rank() != 0) return;

@@ -123,6 +123,18 @@ void RunConfig::validate() const {
        "train.seq_length (" + std::to_string(train.seq_length) + ") must be divisible by parallel.tensor_parallel (" + std::to_string(tp) +
            ") with parallel.sequence_parallel: each tensor-parallel rank holds an equal chunk of the sequence; change one, or "
            "set parallel.sequence_parallel=false");
+  const int64_t cp = parallel.context_parallel;
+  need(cp >= 1 && cp <= 4096, "parallel.context_parallel must be >= 1 (ranks that split each sequence; 1: off)");
+  need(cp == 1 || train.seq_length % (2 * cp) == 0,
+       "train.seq_length (" + std::to_string(train.seq_length) + ") must be divisible by 2 x parallel.context_parallel (" +
+           std::to_string(2 * cp) + "): context parallelism cuts each sequence into 2c equal chunks; change one");
+  need(!parallel.sequence_parallel || (train.seq_length / cp) % tp == 0,
+       "each context-parallel rank's " + std::to_string(train.seq_length / cp) + " positions must be divisible by "
+       "parallel.tensor_parallel (" + std::to_string(tp) + ") with parallel.sequence_parallel: change train.seq_length");
+  need(cp == 1 || train.device == "cpu", "parallel.context_parallel > 1 runs on the CPU backend only so far (its ring attention "
+                                         "has no CUDA kernels yet): set train.device=cpu or parallel.context_parallel=1");
+  need(cp == 1 || !logging.gns, "logging.gns with parallel.context_parallel > 1 is not supported (a rank's gradient covers part of "
+                                "each sequence): set one of them off");
   need(model.resolved_ffn_dim() % tp == 0, "the FFN width (" + std::to_string(model.resolved_ffn_dim()) +
                                                ") must be divisible by parallel.tensor_parallel (" + std::to_string(tp) + ")");
   const int64_t v = parallel.virtual_pipeline;
@@ -315,6 +327,7 @@ const std::map<std::string, Field>& fields() {
       field("parallel.overlap_param_gather", &R::parallel, &ParallelConfig::overlap_param_gather),
       field("parallel.bucket_size_mb", &R::parallel, &ParallelConfig::bucket_size_mb),
       field("parallel.sequence_parallel", &R::parallel, &ParallelConfig::sequence_parallel),
+      field("parallel.context_parallel", &R::parallel, &ParallelConfig::context_parallel),
       field("parallel.require_tp_in_node", &R::parallel, &ParallelConfig::require_tp_in_node),
       field("parallel.comm_timeout_s", &R::parallel, &ParallelConfig::comm_timeout_s),
       field("checkpoint.dir", &R::checkpoint, &CheckpointConfig::dir),
@@ -407,7 +420,8 @@ std::string nearest_key(const std::string& key) {
       {"max_position_embeddings", "model.max_seq_len"}, {"rms_norm_eps", "model.norm_eps"},
       {"untie_embeddings_and_output_weights", "model.tie_embeddings"}, {"tie_word_embeddings", "model.tie_embeddings"},
       {"tensor_model_parallel_size", "parallel.tensor_parallel"}, {"pipeline_model_parallel_size", "parallel.pipeline_parallel"},
-      {"data_parallel_size", "parallel.data_parallel"}, {"train_iters", "train.steps"}, {"max_steps", "train.steps"},
+      {"data_parallel_size", "parallel.data_parallel"}, {"context_parallel_size", "parallel.context_parallel"},
+      {"train_iters", "train.steps"}, {"max_steps", "train.steps"},
       {"gradient_accumulation_steps", "train.grad_accum_steps"}, {"recompute_granularity", "train.recompute"},
       {"lr_warmup_iters", "schedule.warmup_steps"}, {"lr_decay_style", "schedule.decay_style"}, {"schedule", "schedule.decay_style"},
       {"clip_grad", "optimizer.max_grad_norm"}, {"adam_beta1", "optimizer.beta1"}, {"adam_beta2", "optimizer.beta2"},

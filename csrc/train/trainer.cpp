@@ -48,7 +48,8 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     for (size_t h = 0; h < hosts_.hosts.size(); ++h) where += " " + hosts_.hosts[h] + " (" + std::to_string(hosts_.ranks_on[h]) + " ranks)";
     watchdog::set_job(where);
   }
-  if (const std::string spread = tp_spread_problem(hosts_, grid_->tp(), grid_->pp(), grid_->dp());
+  // Placement sees context and data parallelism as one dimension (cp innermost of the two).
+  if (const std::string spread = tp_spread_problem(hosts_, grid_->tp(), grid_->pp(), grid_->dp() * grid_->cp());
       cfg_.parallel.require_tp_in_node && !spread.empty())
     throw Error("parallel.require_tp_in_node: " + spread + ", or set parallel.require_tp_in_node=false");
   if (const int64_t global = cfg_.train.global_batch_size; global > 0) {
@@ -100,9 +101,10 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
     throw Error("train.eval_every is set but there is no validation data: set data.valid_paths or data.valid_fraction");
   model_ = std::make_unique<LlamaModel>(cfg_.model, cfg_.train.precision == "fp32" ? DType::F32 : DType::BF16,
                                         cfg_.train.device == "cuda" ? Device::CUDA : Device::CPU,
-                                        ModelShard{grid_->dp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
+                                        ModelShard{grid_->dp() * grid_->cp(), grid_->tp(), grid_->tp_rank(), &grid_->tp_group(), grid_->pp(),
                                                    grid_->pp_rank(), cfg_.parallel.pipeline_layers,
-                                                   static_cast<int>(cfg_.parallel.virtual_pipeline), cfg_.parallel.sequence_parallel});
+                                                   static_cast<int>(cfg_.parallel.virtual_pipeline), cfg_.parallel.sequence_parallel,
+                                                   grid_->cp(), grid_->cp_rank(), grid_->cp() > 1 ? &grid_->cp_group() : nullptr});
   model_->init_weights(cfg_.train.seed);
   model_->set_recompute(parse_recompute(cfg_.train.recompute));
   model_->set_documents(documents_);
@@ -130,7 +132,8 @@ Trainer::Trainer(const RunConfig& cfg, Communicator& world) : cfg_(cfg) {
   zero1.bucket_bytes = static_cast<int64_t>(cfg_.parallel.bucket_size_mb * (1 << 20));
   zero1.overlap_grad_reduce = cfg_.parallel.overlap_grad_reduce;
   zero1.overlap_param_gather = cfg_.parallel.overlap_param_gather;
-  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optimizer, OptimizerGroups{&grid_->dp_group(), zero1, {&grid_->model_parallel_group()}});
+  // Gradients are summed, and ZeRO-1 shards the state, over DP x CP (each CP rank's gradient covers its positions).
+  optim_ = std::make_unique<AdamW>(model_->params(), cfg_.optimizer, OptimizerGroups{&grid_->grad_group(), zero1, {&grid_->model_parallel_group()}});
   // The buckets' collectives start as the last backward finishes them and are waited on as the
   // next forward needs them (docs/parallelism.md, "Overlap").
   Zero1& buckets = optim_->shard_mut();
@@ -300,7 +303,8 @@ std::string Trainer::check_stragglers() {
   world.all_gather(sent, all.data(), 2, DType::F32);
   std::vector<RankTimes> times(world.size());
   std::vector<int> stage(world.size());
-  for (int r = 0; r < world.size(); ++r) times[r] = {all[2 * r], all[2 * r + 1]}, stage[r] = r / (grid_->tp() * grid_->dp());
+  for (int r = 0; r < world.size(); ++r)
+    times[r] = {all[2 * r], all[2 * r + 1]}, stage[r] = r / (grid_->tp() * grid_->cp() * grid_->dp());
   return find_stragglers(times, stage, hosts_.host_of, cfg_.train.straggler_factor);
 }
 
@@ -332,7 +336,7 @@ StepStats Trainer::step() {
                                [&](int64_t m) { return tokens_.data() + m * B * (T + 1); }, B, T, scale);
   model_->finish_gradients();
   grid_->pp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);  // the loss is the last stage's
-  grid_->dp_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);
+  grid_->grad_group().all_reduce(&loss_sum, 1, ReduceOp::Sum);  // each CP rank's covers its positions
   loss_sum *= inject_;
   inject_ = 1.0;
   StepStats s;
@@ -404,7 +408,7 @@ double Trainer::evaluate(const TokenSource& source, int64_t batches) {
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i) sum += forward_pipeline(*model_, grid_->pp_group(), tokens.data() + i * B * (T + 1), B, T);
   grid_->pp_group().all_reduce(&sum, 1, ReduceOp::Sum);
-  grid_->dp_group().all_reduce(&sum, 1, ReduceOp::Sum);
+  grid_->grad_group().all_reduce(&sum, 1, ReduceOp::Sum);
   return counted > 0 ? sum / counted : 0.0;
 }
 

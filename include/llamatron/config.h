@@ -143,6 +143,9 @@ struct ParallelConfig {
   // Megatron's sequence parallelism (tp > 1): norms and residuals hold seq_length / tensor_parallel
   // positions per rank; all-gather / reduce-scatter replace the TP all-reduces (docs/parallelism.md).
   bool sequence_parallel = false;
+  // Context parallelism (context_parallel.h): each sequence split over this many ranks (2c chunks,
+  // rank r holds r and 2c - 1 - r), attention as a ring; grid order tp, cp, dp, pp (Megatron's).
+  int64_t context_parallel = 1;
   // A TP group spread over hosts is a warning (the map at start says where every rank runs); with
   // this, an error on every rank.
   bool require_tp_in_node = false;

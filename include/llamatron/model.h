@@ -18,6 +18,7 @@
 namespace llamatron {
 
 class Communicator;
+struct ContextSplit;
 struct LayerTensors;
 
 // Activation recomputation (train.recompute): what each micro-batch keeps for its backward.
@@ -37,6 +38,10 @@ struct ModelShard {
   // Sequence parallelism (tp > 1): outside the TP linears each rank holds T / tp positions of every
   // sequence (include/llamatron/sequence_parallel.h); stage inputs and outputs are [B*T/tp, C].
   bool sequence_parallel = false;
+  // Context parallelism (context_parallel.h): this rank holds chunks cp_rank and 2 cp - 1 - cp_rank
+  // of every sequence (T / cp positions); attention runs as a ring over cp_group (required when cp > 1).
+  int cp = 1, cp_rank = 0;
+  Communicator* cp_group = nullptr;
   bool first_stage() const { return pp_rank == 0; }       // holds the embedding (in chunk 0)
   bool last_stage() const { return pp_rank == pp - 1; }   // holds the final norm, head and loss (in the last chunk)
   // Global layers [first, last) of chunk c.
@@ -183,6 +188,7 @@ class LlamaModel {
     if (params_needed_) params_needed_(r.lo, r.hi);
   }
   void attention_block(const LayerTensors& x, const WeightsLayer& w, const Activations& a) const;
+  ContextSplit context_split(const Activations& a) const;  // context parallelism's chunks of a's sequences
   // The cached path's layers and head (kv_cache.cpp): rows x [N, C] of the residual stream, their
   // attention by `attend(layer, q, k, v, out)` on [.., H or KV, D] tensors after RoPE at `positions`.
   struct CachedRows;

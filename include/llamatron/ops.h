@@ -28,12 +28,21 @@ void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tenso
 void rope_fwd(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const Tensor& positions = {});
 void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t offset, const Tensor& positions = {});
 
-// Causal GQA. q [B,T,H,D], k/v [B,T,KV,D] -> o [B,T,H,D], lse [B,H,T] fp32. With doc_start
-// (int32 [B, T], include/llamatron/documents.h) query t also sees no key before doc_start[b, t].
+// Which keys a query sees besides the causal rule, and where q and k sit in the sequence.
+struct AttentionMask {
+  Tensor doc_start;  // optional int32 [B, Tq] (documents.h): query i sees no key before position doc_start[b, i]
+  // Global positions of q[:, 0] and k[:, 0] (context parallelism's ring runs blocks of a longer
+  // sequence; CPU backend): key j is visible to query i when k_offset + j <= q_offset + i. A query
+  // that sees no key of the block gets o = 0 and lse = -inf.
+  int64_t q_offset = 0, k_offset = 0;
+};
+
+// Causal GQA. q [B,Tq,H,D], k/v [B,Tk,KV,D] -> o [B,Tq,H,D], lse [B,H,Tq] fp32 (Tq = Tk for a whole
+// sequence).
 void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& doc_start = {}, int64_t block_q = 128, int64_t block_k = 128);
+                   const AttentionMask& mask = {}, int64_t block_q = 128, int64_t block_k = 128);
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& doc_start = {},
+                   const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const AttentionMask& mask = {},
                    int64_t block_q = 128, int64_t block_k = 128);
 
 // Generation with a KV cache: one new query per sequence, q, o [B, 1, H, D], against the keys and

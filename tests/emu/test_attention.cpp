@@ -348,7 +348,7 @@ TEST(AttentionKernelSharedMemory, TheDefaultForwardSharesEachFragmentOverTwoRowT
 // and at issue give the same bits. A missing wait fails the first; an early restage of a buffer
 // still being read, the second.
 TEST(AttentionKernelAsyncCopies, SameBitsWhenCopiesLandAtIssueOrAtTheWait) {
-  for (const Case c : {Case{1, 130, 8, 2, 64}, Case{2, 77, 4, 1, 128}})
+  for (const Case& c : {Case{1, 130, 8, 2, 64}, Case{2, 77, 4, 1, 128}})
     for (const kernels::ForwardTiles tiles : kForwardTiles) {
       SCOPED_TRACE(name(tiles));
       const Inputs in(c);

@@ -70,7 +70,9 @@ TEST(KvCache, CachedLogitsFollowTheDocumentRules) {
       const double scale = test::max_abs(ref_a);
       EXPECT_LE(test::max_diff_from(c.a, ref_a, prompt - 1, V), 1e-5 * scale);
       EXPECT_LE(test::max_diff_from(c.b, ref_b, 0, V), 1e-5 * scale);
-      if (mask || pos) EXPECT_GT(test::max_diff_from(ref_a, plain, 5, V), 1e-3 * scale);
+      if (mask || pos) {
+        EXPECT_GT(test::max_diff_from(ref_a, plain, 5, V), 1e-3 * scale);
+      }
     }
 }
 

@@ -109,8 +109,8 @@ TEST_P(Attention, MatchesTorch) {
   Tensor o = Tensor::empty(q.shape(), c.dtype), lse = Tensor::empty({q.dim(0), q.dim(2), q.dim(1)}, DType::F32);
   Tensor dq = Tensor::empty(q.shape(), c.dtype), dk = Tensor::empty(k.shape(), c.dtype), dv = Tensor::empty(v.shape(), c.dtype);
   const Tensor doc_start = document_tensor(c, true);  // packed documents (docs_ cases)
-  ops::attention_fwd(q, k, v, o, lse, doc_start, p.block, p.block);
-  ops::attention_bwd(q, k, v, o, lse, dy, dq, dk, dv, doc_start, p.block, p.block);
+  ops::attention_fwd(q, k, v, o, lse, {doc_start}, p.block, p.block);
+  ops::attention_bwd(q, k, v, o, lse, dy, dq, dk, dv, {doc_start}, p.block, p.block);
   EXPECT_MATCHES(o, c, "y", c.tol(2));
   EXPECT_MATCHES(lse, c, "lse", kFp32Tol);
   EXPECT_MATCHES(dq, c, "dq", c.tol(3));

@@ -27,12 +27,15 @@ void tile_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, in
   gemm(GemmArgs{dtype_of<T>(), DType::F32, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, alpha, accumulate});
 }
 
-// Causal mask: query t sees keys j <= t, i.e. the first visible(t, j0, nk) columns of a k block.
-inline int64_t visible(int64_t t, int64_t j0, int64_t nk) { return std::clamp<int64_t>(t - j0 + 1, 0, nk); }
-// Document mask: query t of sequence b sees no key before its document's start, i.e. the columns
-// of a k block from first_visible on. doc is the sequence's row of doc_start (null: one document).
-inline int64_t first_visible(const int32_t* doc, int64_t t, int64_t j0, int64_t nk) {
-  return doc ? std::clamp<int64_t>(doc[t] - j0, 0, nk) : 0;
+// Visibility in a block of keys: query row t (local) sits at global position q_offset + t and key
+// column c of a block starting at local key j0 at k_offset + j0 + c. Causal: the row sees the
+// first visible() columns; packed documents: none before its document's start (doc: the
+// sequence's row of global document starts, null: one document), i.e. from first_visible() on.
+inline int64_t visible(const AttentionShape& s, int64_t t, int64_t j0, int64_t nk) {
+  return std::clamp<int64_t>(s.q_offset + t - s.k_offset - j0 + 1, 0, nk);
+}
+inline int64_t first_visible(const AttentionShape& s, const int32_t* doc, int64_t t, int64_t j0, int64_t nk) {
+  return doc ? std::clamp<int64_t>(doc[t] - s.k_offset - j0, 0, nk) : 0;
 }
 
 // [B, T, KV*G, D] -> [B, KV, T, G, D]: the rows a tile reads become one dense block (oneDNN's AMX
@@ -54,7 +57,7 @@ template <typename T>
 void scatter_rows(const float* rows, T* x, int64_t b, int64_t t0, int64_t nt, int64_t k, const AttentionShape& s) {
   const int64_t G = s.h / s.kv;
   for (int64_t r = 0; r < nt * G; ++r) {
-    T* dst = x + ((b * s.t + t0 + r / G) * s.h + k * G + r % G) * s.d;
+    T* dst = x + ((b * s.t + t0 + r / G) * s.h + k * G + r % G) * s.d;  // q's rows: t of them
 #pragma omp simd
     for (int64_t d = 0; d < s.d; ++d) dst[d] = from_f32<T>(rows[r * s.d + d]);
   }
@@ -64,12 +67,12 @@ void scatter_rows(const float* rows, T* x, int64_t b, int64_t t0, int64_t nt, in
 
 template <typename T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const AttentionShape& s) {
-  const int64_t D = s.d, G = s.h / s.kv, Bq = s.block_q, Bk = s.block_k;
+  const int64_t D = s.d, G = s.h / s.kv, Bq = s.block_q, Bk = s.block_k, Tk = s.keys();
   const int64_t n_qblocks = (s.t + Bq - 1) / Bq;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const T* qp = kv_major(Slot::Q, q, s.b, s.t, s.kv, G, D);
-  const T* kp = kv_major(Slot::K, k, s.b, s.t, s.kv, 1, D);
-  const T* vp = kv_major(Slot::V, v, s.b, s.t, s.kv, 1, D);
+  const T* kp = kv_major(Slot::K, k, s.b, Tk, s.kv, 1, D);
+  const T* vp = kv_major(Slot::V, v, s.b, Tk, s.kv, 1, D);
 #pragma omp parallel
   {
     float* S = scratch<float>(Slot::TileS, Bq * G * Bk);
@@ -89,15 +92,17 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const A
           const int32_t* doc = s.doc_start ? s.doc_start + b * s.t : nullptr;
           // Keys from the tile's earliest document start (key blocks wholly before it are skipped)
           // up to its last query row.
-          for (int64_t j0 = doc ? doc[i0] : 0; j0 < i0 + nq; j0 += Bk) {
-            const int64_t nk = std::min(Bk, i0 + nq - j0);
-            const T* kt = kp + ((b * s.kv + kvh) * s.t + j0) * D;
-            const T* vt = vp + ((b * s.kv + kvh) * s.t + j0) * D;
+          const int64_t first_key = std::max<int64_t>(0, doc ? doc[i0] - s.k_offset : 0);
+          const int64_t end_key = std::clamp<int64_t>(s.q_offset + i0 + nq - s.k_offset, 0, Tk);
+          for (int64_t j0 = first_key; j0 < end_key; j0 += Bk) {
+            const int64_t nk = std::min(Bk, end_key - j0);
+            const T* kt = kp + ((b * s.kv + kvh) * Tk + j0) * D;
+            const T* vt = vp + ((b * s.kv + kvh) * Tk + j0) * D;
             tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S, nk, scale, false);
             for (int64_t r = 0; r < rows; ++r) {
               float* sr = S + r * nk;
               T* pr = P + r * nk;
-              const int64_t lo = first_visible(doc, i0 + r / G, j0, nk), hi = visible(i0 + r / G, j0, nk);
+              const int64_t lo = first_visible(s, doc, i0 + r / G, j0, nk), hi = visible(s, i0 + r / G, j0, nk);
               if (lo >= hi) {  // no key of this block is in the row's document: nothing to add
                 std::fill_n(pr, nk, from_f32<T>(0.f));
                 continue;
@@ -123,10 +128,10 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const A
             }
             tile_gemm(false, false, rows, D, nk, P, nk, vt, D, acc, D, 1.0f, true);
           }
-          for (int64_t r = 0; r < rows; ++r) {
-            const float inv = 1.0f / l[r];
+          for (int64_t r = 0; r < rows; ++r) {  // a row that saw no key of the block: O = 0, LSE = -inf
+            const float inv = l[r] > 0 ? 1.0f / l[r] : 0.f;
             for (int64_t d = 0; d < D; ++d) acc[r * D + d] *= inv;
-            lse[(b * s.h + kvh * G + r % G) * s.t + i0 + r / G] = m[r] + std::log(l[r]);
+            lse[(b * s.h + kvh * G + r % G) * s.t + i0 + r / G] = l[r] > 0 ? m[r] + std::log(l[r]) : kNegInf;
           }
           scatter_rows(acc, o, b, i0, nq, kvh, s);
         }
@@ -139,11 +144,11 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const A
 template <typename T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* lse, const T* dout, T* dq,
                    T* dk, T* dv, const AttentionShape& s) {
-  const int64_t D = s.d, G = s.h / s.kv, Bq = s.block_q, Bk = s.block_k, T_ = s.t;
+  const int64_t D = s.d, G = s.h / s.kv, Bq = s.block_q, Bk = s.block_k, T_ = s.t, Tk = s.keys();
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const T* qp = kv_major(Slot::Q, q, s.b, T_, s.kv, G, D);
-  const T* kp = kv_major(Slot::K, k, s.b, T_, s.kv, 1, D);
-  const T* vp = kv_major(Slot::V, v, s.b, T_, s.kv, 1, D);
+  const T* kp = kv_major(Slot::K, k, s.b, Tk, s.kv, 1, D);
+  const T* vp = kv_major(Slot::V, v, s.b, Tk, s.kv, 1, D);
   const T* dop = kv_major(Slot::DO, dout, s.b, T_, s.kv, G, D);
   const T* op = kv_major(Slot::O, o, s.b, T_, s.kv, G, D);
 #pragma omp parallel
@@ -153,14 +158,15 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
     float* drow = scratch<float>(Slot::Rows1, T_ * G);
     float* lrow = scratch<float>(Slot::Rows2, T_ * G);
     float* dq_acc = scratch<float>(Slot::DQ, T_ * G * D);
-    float* dk_acc = scratch<float>(Slot::DK, T_ * D);
-    float* dv_acc = scratch<float>(Slot::DV, T_ * D);
+    float* dk_acc = scratch<float>(Slot::DK, Tk * D);
+    float* dv_acc = scratch<float>(Slot::DV, Tk * D);
     T* P = scratch<T>(Slot::TileP, Bq * G * Bk);
     T* dS = scratch<T>(Slot::TileDS, Bq * G * Bk);
 #pragma omp for collapse(2) schedule(dynamic)
     for (int64_t b = 0; b < s.b; ++b)
       for (int64_t kvh = 0; kvh < s.kv; ++kvh) {
         const int64_t base = (b * s.kv + kvh) * T_;  // packed row index of (t = 0, g = 0)
+        const int64_t kbase = (b * s.kv + kvh) * Tk;  // key row of (b, kvh, 0)
         const int32_t* doc = s.doc_start ? s.doc_start + b * T_ : nullptr;
         for (int64_t r = 0; r < T_ * G; ++r) {  // per packed row (t, g): Drow and the saved LSE
           const T* dor = dop + (base * G + r) * D;
@@ -172,17 +178,19 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
           lrow[r] = lse[(b * s.h + kvh * G + r % G) * T_ + r / G];
         }
         std::fill_n(dq_acc, T_ * G * D, 0.f);
-        std::fill_n(dk_acc, T_ * D, 0.f);
-        std::fill_n(dv_acc, T_ * D, 0.f);
-        for (int64_t j0 = 0; j0 < T_; j0 += Bk) {
-          const int64_t nk_block = std::min(Bk, T_ - j0);
-          const T* kt = kp + (base + j0) * D;
-          const T* vt = vp + (base + j0) * D;
-          // Only query rows that see a key of the block: from the block's first key's block on, up to
-          // the first row whose document starts after the block (document starts never decrease).
-          for (int64_t i0 = j0 / Bq * Bq; i0 < T_ && !(doc && doc[i0] >= j0 + nk_block); i0 += Bq) {
+        std::fill_n(dk_acc, Tk * D, 0.f);
+        std::fill_n(dv_acc, Tk * D, 0.f);
+        for (int64_t j0 = 0; j0 < Tk; j0 += Bk) {
+          const int64_t nk_block = std::min(Bk, Tk - j0), kg = s.k_offset + j0;  // kg: the block's global position
+          const T* kt = kp + (kbase + j0) * D;
+          const T* vt = vp + (kbase + j0) * D;
+          // Only query rows that see a key of the block: from the block of the row at the block's
+          // first key on, up to the first row whose document starts after the block (document
+          // starts never decrease).
+          for (int64_t i0 = std::max<int64_t>(0, kg - s.q_offset) / Bq * Bq; i0 < T_ && !(doc && doc[i0] >= kg + nk_block); i0 += Bq) {
             const int64_t nq = std::min(Bq, T_ - i0), rows = nq * G;
-            const int64_t nk = std::min(nk_block, i0 + nq - j0);  // keys past the last row are masked
+            const int64_t nk = std::min(nk_block, s.q_offset + i0 + nq - kg);  // keys past the last row are masked
+            if (nk <= 0) continue;
             const T* qt = qp + (base + i0) * G * D;
             const T* dot = dop + (base + i0) * G * D;
             tile_gemm(false, true, rows, nk, D, qt, D, kt, D, S, nk, scale, false);
@@ -190,7 +198,7 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
             for (int64_t r = 0; r < rows; ++r) {
               // Masked scores become -inf, whose exp is exactly 0 (a two-sided select inside the simd
               // loop below was miscompiled by GCC 12 for AVX-512).
-              const int64_t lo = first_visible(doc, i0 + r / G, j0, nk), vis = visible(i0 + r / G, j0, nk);
+              const int64_t lo = first_visible(s, doc, i0 + r / G, j0, nk), vis = visible(s, i0 + r / G, j0, nk);
               std::fill(S + r * nk, S + r * nk + lo, kNegInf);
               std::fill(S + r * nk + vis, S + (r + 1) * nk, kNegInf);
               const float l = lrow[i0 * G + r], dr = drow[i0 * G + r];
@@ -208,9 +216,9 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* 
           }
         }
         scatter_rows(dq_acc, dq, b, 0, T_, kvh, s);
-        for (int64_t j = 0; j < T_; ++j)
+        for (int64_t j = 0; j < Tk; ++j)
           for (int64_t d = 0; d < D; ++d) {
-            const int64_t at = ((b * T_ + j) * s.kv + kvh) * D + d;
+            const int64_t at = ((b * Tk + j) * s.kv + kvh) * D + d;
             dk[at] = from_f32<T>(dk_acc[j * D + d]);
             dv[at] = from_f32<T>(dv_acc[j * D + d]);
           }

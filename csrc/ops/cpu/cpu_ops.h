@@ -31,13 +31,18 @@ void rope_table(float* cos, float* sin, int64_t max_pos, int64_t d, double theta
 
 // Causal grouped-query attention, flash style: tiles of block_q query rows against block_k keys
 // with an online softmax, so extra memory is O(block_q * (block_k + D)) per thread, never T x T.
-// Packed documents: with doc_start ([B, T], non-decreasing along t, doc_start[t] <= t), query t
-// also sees no key before doc_start[t]; key blocks wholly before a query block's first document
-// start are skipped, blocks that cross a boundary are masked per row.
+// Packed documents: with doc_start ([B, T], non-decreasing along t, doc_start[t] <= its position),
+// query t also sees no key before doc_start[t]; key blocks wholly before a query block's first
+// document start are skipped, blocks that cross a boundary are masked per row.
+// A block of a longer sequence (context parallelism's ring): q holds t positions from global
+// position q_offset, k and v tk positions from k_offset (positions and document starts are
+// global); a query that sees no key of the block gets O = 0 and LSE = -inf.
 struct AttentionShape {
   int64_t b, t, h, kv, d;
   int64_t block_q = 128, block_k = 128;
   const int32_t* doc_start = nullptr;
+  int64_t tk = 0, q_offset = 0, k_offset = 0;  // tk 0: t keys
+  int64_t keys() const { return tk > 0 ? tk : t; }
 };
 template <typename T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, float* lse, const AttentionShape& s);

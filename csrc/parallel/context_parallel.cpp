@@ -1,0 +1,180 @@
+// Context parallelism's ring attention (include/llamatron/context_parallel.h). Per step, the K/V
+// block of CP rank `src` is here: each of this rank's two query chunks attends to each of the
+// block's two key chunks at their global offsets (ops::attention_fwd / _bwd on [1, T/2c] views,
+// one sequence at a time), while the block travels on to the next rank. Forward partials are
+// merged by log-sum-exp in fp32; backward dQ is summed here, dK/dV travel with their block.
+#include "llamatron/context_parallel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "llamatron/errors.h"
+
+namespace llamatron {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+using Transfer = Communicator::Transfer;
+
+// The K/V (or dK/dV) block in flight: [2, B, T/c, KV, D], keys then values.
+struct KvBlock {
+  Tensor both;
+  int64_t half = 0;  // elements of each
+  Tensor k(const Shape& s) const { return both.view(0, s); }
+  Tensor v(const Shape& s) const { return both.view(half, s); }
+};
+
+KvBlock kv_block(const Tensor& k, DType dtype) {
+  KvBlock b{Tensor::empty({2 * k.numel()}, dtype), k.numel()};
+  return b;
+}
+
+// Sends `from` to the next rank of the ring while `to` receives from the previous one.
+Handle pass_on(Communicator& cp, const KvBlock& from, const KvBlock& to) {
+  const int next = (cp.rank() + 1) % cp.size(), prev = (cp.rank() + cp.size() - 1) % cp.size();
+  return cp.send_recv_async({Transfer{Transfer::Send, next, from.both.raw(), from.both.numel(), from.both.dtype()},
+                             Transfer{Transfer::Recv, prev, to.both.raw(), to.both.numel(), to.both.dtype()}});
+}
+
+struct Dims {
+  int64_t B, Tl, Tc, H, KV, D;
+  Dims(const ContextSplit& s, const Tensor& q, const Tensor& k)
+      : B(q.dim(0)), Tl(s.local()), Tc(s.chunk()), H(q.dim(2)), KV(k.dim(2)), D(q.dim(3)) {}
+  // Views of sequence b's local chunk i: [1, T/2c, heads, D] of a [B, T/c, heads, D] tensor.
+  Tensor chunk(const Tensor& x, int64_t b, int i, int64_t heads) const { return x.view((b * Tl + i * Tc) * heads * D, {1, Tc, heads, D}); }
+  Tensor doc_chunk(const Tensor& doc, int64_t b, int i) const { return doc.defined() ? doc.view(b * Tl + i * Tc, {1, Tc}) : Tensor(); }
+};
+
+// Calls f(b, query chunk, key chunk, mask) for every pair of this rank's query chunks and the key
+// chunks of CP rank src in which some query sees some key.
+template <typename F>
+void for_each_pair(const ContextSplit& split, const Dims& d, int src, const Tensor& doc, F&& f) {
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int qi = 0; qi < 2; ++qi)
+      for (int ki = 0; ki < 2; ++ki) {
+        const int64_t q_off = split.chunk_start(qi, split.r), k_off = split.chunk_start(ki, src);
+        if (k_off > q_off + d.Tc - 1) continue;  // every key after every query
+        f(b, qi, ki, ops::AttentionMask{d.doc_chunk(doc, b, qi), q_off, k_off});
+      }
+}
+
+float* f32(const Tensor& t) { return t.data<float>(); }
+
+// An output tensor (a handle: its data is written) takes src's values.
+void write(Tensor dst, const Tensor& src) { dst.copy_from(src); }
+
+// dst (fp32) += src (any float dtype), n elements.
+void accumulate(float* dst, const Tensor& src) {
+  Tensor wide = Tensor::empty(src.shape(), DType::F32);
+  wide.copy_from(src);
+  const float* s = f32(wide);
+  for (int64_t i = 0; i < src.numel(); ++i) dst[i] += s[i];
+}
+
+void check(const Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k) {
+  LT_CHECK(split.c == cp.size() && split.r == cp.rank(), "the split is the CP group's");
+  LT_CHECK(split.seq % (2 * split.c) == 0 && q.dim(1) == split.local() && k.dim(1) == split.local(),
+           "each rank holds T / c positions of every sequence");
+  LT_CHECK(q.device() == Device::CPU, "context parallelism runs on the CPU backend");
+}
+
+}  // namespace
+
+std::vector<int32_t> local_part(const ContextSplit& split, const int32_t* rows, int64_t batch, int64_t stride) {
+  std::vector<int32_t> out(static_cast<size_t>(batch * split.local()));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t p = 0; p < split.local(); ++p) out[b * split.local() + p] = rows[b * stride + split.global(p)];
+  return out;
+}
+
+std::vector<int32_t> global_positions(const ContextSplit& split, int64_t batch) {
+  std::vector<int32_t> out(static_cast<size_t>(batch * split.local()));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t p = 0; p < split.local(); ++p) out[b * split.local() + p] = static_cast<int32_t>(split.global(p));
+  return out;
+}
+
+void context_parallel_attention_fwd(Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& o, const Tensor& lse, const Tensor& doc_start, int64_t block_q, int64_t block_k) {
+  check(cp, split, q, k);
+  const Dims d(split, q, k);
+  const int c = split.c;
+  Tensor acc = Tensor::zeros({d.B, d.Tl, d.H, d.D}, DType::F32), lacc = Tensor::empty({d.B, d.H, d.Tl}, DType::F32);
+  std::fill_n(f32(lacc), lacc.numel(), kNegInf);
+  KvBlock ring[2] = {kv_block(k, k.dtype()), kv_block(k, k.dtype())};
+  const Shape kv_shape = k.shape();
+  ring[0].k(kv_shape).copy_from(k);
+  ring[0].v(kv_shape).copy_from(v);
+  Tensor o_part = Tensor::empty({1, d.Tc, d.H, d.D}, q.dtype()), o_wide = Tensor::empty({1, d.Tc, d.H, d.D}, DType::F32);
+  Tensor lse_part = Tensor::empty({1, d.H, d.Tc}, DType::F32);
+  for (int s = 0; s < c; ++s) {
+    const int src = (split.r - s + c) % c;  // whose block is here
+    const KvBlock& here = ring[s & 1];
+    Handle next = s + 1 < c ? pass_on(cp, here, ring[(s + 1) & 1]) : Handle();
+    const Tensor kb = here.k(kv_shape), vb = here.v(kv_shape);
+    for_each_pair(split, d, src, doc_start, [&](int64_t b, int qi, int ki, const ops::AttentionMask& mask) {
+      ops::attention_fwd(d.chunk(q, b, qi, d.H), d.chunk(kb, b, ki, d.KV), d.chunk(vb, b, ki, d.KV), o_part, lse_part, mask, block_q,
+                         block_k);
+      o_wide.copy_from(o_part);
+      // Merge by log-sum-exp: acc = (e^l1 acc + e^l2 part) / (e^l1 + e^l2), rows the block did not reach unchanged.
+      for (int64_t h = 0; h < d.H; ++h)
+        for (int64_t i = 0; i < d.Tc; ++i) {
+          const float l2 = f32(lse_part)[h * d.Tc + i];
+          if (l2 == kNegInf) continue;
+          float& l1 = f32(lacc)[(b * d.H + h) * d.Tl + qi * d.Tc + i];
+          const float m = std::max(l1, l2), merged = m + std::log(std::exp(l1 - m) + std::exp(l2 - m));
+          const float w1 = std::exp(l1 - merged), w2 = std::exp(l2 - merged);
+          float* row = f32(acc) + ((b * d.Tl + qi * d.Tc + i) * d.H + h) * d.D;
+          const float* part = f32(o_wide) + (i * d.H + h) * d.D;
+          for (int64_t x = 0; x < d.D; ++x) row[x] = w1 * row[x] + w2 * part[x];
+          l1 = merged;
+        }
+    });
+    next.wait();
+  }
+  write(o, acc);
+  write(lse, lacc);
+}
+
+void context_parallel_attention_bwd(Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& o, const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
+                                    const Tensor& dv, const Tensor& doc_start, int64_t block_q, int64_t block_k) {
+  check(cp, split, q, k);
+  const Dims d(split, q, k);
+  const int c = split.c;
+  Tensor dq_acc = Tensor::zeros(q.shape(), DType::F32);
+  KvBlock ring[2] = {kv_block(k, k.dtype()), kv_block(k, k.dtype())}, grads[2] = {kv_block(k, DType::F32), kv_block(k, DType::F32)};
+  const Shape kv_shape = k.shape();
+  ring[0].k(kv_shape).copy_from(k);
+  ring[0].v(kv_shape).copy_from(v);
+  std::fill_n(f32(grads[0].both), grads[0].both.numel(), 0.f);
+  Tensor dq_part = Tensor::empty({1, d.Tc, d.H, d.D}, q.dtype());
+  Tensor dk_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype()), dv_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype());
+  Tensor lse_chunk = Tensor::empty({1, d.H, d.Tc}, DType::F32);
+  for (int s = 0; s < c; ++s) {
+    const int src = (split.r - s + c) % c;
+    const KvBlock &here = ring[s & 1], &grad = grads[s & 1];
+    Handle next = s + 1 < c ? pass_on(cp, here, ring[(s + 1) & 1]) : Handle();
+    const Tensor kb = here.k(kv_shape), vb = here.v(kv_shape), dkb = grad.k(kv_shape), dvb = grad.v(kv_shape);
+    for_each_pair(split, d, src, doc_start, [&](int64_t b, int qi, int ki, const ops::AttentionMask& mask) {
+      for (int64_t h = 0; h < d.H; ++h)  // the chunk's rows of the final LSE, contiguous
+        std::copy_n(f32(lse) + (b * d.H + h) * d.Tl + qi * d.Tc, d.Tc, f32(lse_chunk) + h * d.Tc);
+      ops::attention_bwd(d.chunk(q, b, qi, d.H), d.chunk(kb, b, ki, d.KV), d.chunk(vb, b, ki, d.KV), d.chunk(o, b, qi, d.H), lse_chunk,
+                         d.chunk(dout, b, qi, d.H), dq_part, dk_part, dv_part, mask, block_q, block_k);
+      accumulate(f32(d.chunk(dq_acc, b, qi, d.H)), dq_part);
+      accumulate(f32(d.chunk(dkb, b, ki, d.KV)), dk_part);
+      accumulate(f32(d.chunk(dvb, b, ki, d.KV)), dv_part);
+    });
+    next.wait();
+    // The block's gradients follow it; after the last step the ones arriving are this rank's own.
+    if (c > 1) pass_on(cp, grad, grads[(s + 1) & 1]).wait();
+  }
+  const KvBlock& mine = grads[c > 1 ? c & 1 : 0];
+  write(dq, dq_acc);
+  write(dk, mine.k(kv_shape));
+  write(dv, mine.v(kv_shape));
+}
+
+}  // namespace llamatron
