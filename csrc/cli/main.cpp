@@ -240,7 +240,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
       RunConfig now = trainer.config();  // this step's micro-batches (fewer during the batch ramp-up)
       now.train.grad_accum_steps = s.global_batch_size / (now.train.micro_batch_size * grid.dp());
       const auto want = step_comm_bytes(now, {grid.tp(), grid.pp(), grid.dp(), grid.pp_rank(),
-                                                           trainer.optimizer().shard().size()});
+                                                           trainer.optimizer().shard().size(), grid.cp()});
       std::string line;
       const CommStats& stats = grid.comm_stats();
       for (const auto& [key, bytes] : stats.bytes) {
@@ -517,7 +517,7 @@ int main(int argc, char** argv) {
   llamatron::PlanOptions plan_opts;
   std::string plan_gpu = "h100-80gb";
   int plan_top = 15;
-  CLI::App* plan = app.add_subcommand("plan", "rank the layouts (tp, pp, dp, micro-batch, recompute) of a config on N GPUs: memory per "
+  CLI::App* plan = app.add_subcommand("plan", "rank the layouts (tp, pp, cp, dp, micro-batch, recompute) of a config on N GPUs: memory per "
                                               "GPU, pipeline bubble, step time, MFU, tokens/day, days and cost (estimates; no GPU needed)");
   plan->add_option("config", config_path, "YAML config file (model, sequence length, global batch)")->required();
   plan->add_option("--set", overrides, "override a config key: section.key=value (repeatable)");
@@ -531,7 +531,7 @@ int main(int argc, char** argv) {
   plan->add_option("--tflops", plan_hw.tflops, "peak TFLOP/s instead of the GPU's (e.g. a CPU's measured rate, with --gemm-efficiency 1)");
   plan->add_option("--network-gbps", plan_hw.network_gbs, "inter-node bandwidth per GPU in GB/s instead of the GPU table's");
   plan->add_option("--gpus-per-node", plan_hw.per_node, "GPUs (ranks) per node instead of the GPU table's 8");
-  plan->add_option("--layout", plan_hw.layout, "estimate this layout only: TP,PP,DP (at the config's micro-batch and recompute)")->delimiter(',');
+  plan->add_option("--layout", plan_hw.layout, "estimate this layout only: TP,PP,DP or TP,PP,DP,CP (at the config's micro-batch and recompute)")->delimiter(',');
   int resize_from = 0;
   std::vector<std::string> resize_hosts;
   CLI::App* resize = app.add_subcommand("resize", "the layout a run continues with on fewer hosts (scripts/launch.sh --elastic): same "

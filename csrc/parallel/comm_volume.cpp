@@ -6,7 +6,8 @@ std::map<std::string, double> step_comm_bytes(const RunConfig& c, const RankPosi
   std::map<std::string, double> out;
   const auto ring = [](int p) { return 2.0 * (p - 1) / p; };  // all-reduce bytes per byte of payload
   const double act = c.train.precision == "fp32" ? 4 : 2, param = act;
-  const double M = static_cast<double>(c.train.grad_accum_steps), N = static_cast<double>(c.train.micro_batch_size * c.train.seq_length);
+  // N: a micro-batch's positions on this rank (context parallelism holds T / cp of each sequence).
+  const double M = static_cast<double>(c.train.grad_accum_steps), N = static_cast<double>(c.train.micro_batch_size * c.train.seq_length / at.cp);
   const double C = static_cast<double>(c.model.dim), D = static_cast<double>(c.model.head_dim());
   const bool first = at.pp_rank == 0, last = at.pp_rank == at.pp - 1;
   double layers = static_cast<double>(c.model.n_layers / at.pp);
@@ -52,11 +53,20 @@ std::map<std::string, double> step_comm_bytes(const RunConfig& c, const RankPosi
     out["pp.send"] = M * rows * C * act * transfers;
     out["pp.all_reduce"] = ring(at.pp) * 8;                                  // the loss, from the last stage
   }
-  if (at.dp > 1) {
+  if (at.cp > 1) {
+    // The ring (context_parallel.cpp), per layer and micro-batch: the forward sends the K/V block on
+    // cp - 1 times, the backward K/V cp - 1 times and the fp32 dK/dV cp times; full recomputation
+    // runs the forward's ring again. KV heads per TP rank: split, or one replicated.
+    const double kv = static_cast<double>(c.model.n_kv_heads % at.tp == 0 ? c.model.n_kv_heads / at.tp : 1) * D;
+    const double block = 2 * N * kv, forwards = full_recompute ? 2 : 1;
+    out["cp.send"] = M * layers * ((forwards + 1) * (at.cp - 1) * block * act + at.cp * block * 4);
+  }
+  if (const int shards = at.dp * at.cp; shards > 1) {  // ZeRO-1 over DP x CP (grid.h, grad_group)
     const double wire = c.parallel.grad_reduce_dtype == "bf16" ? 2 : 4;
-    out["dp.reduce_scatter"] = (at.dp - 1) * static_cast<double>(at.zero_shard) * wire;
-    out["dp.all_gather"] = (at.dp - 1) * static_cast<double>(at.zero_shard) * param;
-    out["dp.all_reduce"] = ring(at.dp) * 3 * 8;  // target count, loss, squared grad norm
+    out["dp.reduce_scatter"] = (shards - 1) * static_cast<double>(at.zero_shard) * wire;
+    out["dp.all_gather"] = (shards - 1) * static_cast<double>(at.zero_shard) * param;
+    // The target count over DP; the loss and the squared grad norm over DP x CP.
+    out["dp.all_reduce"] = ring(at.dp) * 8 + ring(shards) * 2 * 8;
   }
   if (at.tp * at.pp > 1) out["mp.all_reduce"] = ring(at.tp * at.pp) * 8;  // squared grad norm
   return out;

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "llamatron/errors.h"
+#include "llamatron/memory.h"
 
 namespace llamatron {
 namespace {
@@ -99,6 +100,7 @@ std::vector<int32_t> global_positions(const ContextSplit& split, int64_t batch) 
 void context_parallel_attention_fwd(Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& o, const Tensor& lse, const Tensor& doc_start, int64_t block_q, int64_t block_k) {
   check(cp, split, q, k);
+  const MemoryScope scope(MemCategory::Workspace);  // the ring's buffers live for the call (planner.cpp counts them)
   const Dims d(split, q, k);
   const int c = split.c;
   Tensor acc = Tensor::zeros({d.B, d.Tl, d.H, d.D}, DType::F32), lacc = Tensor::empty({d.B, d.H, d.Tl}, DType::F32);
@@ -142,6 +144,7 @@ void context_parallel_attention_bwd(Communicator& cp, const ContextSplit& split,
                                     const Tensor& o, const Tensor& lse, const Tensor& dout, const Tensor& dq, const Tensor& dk,
                                     const Tensor& dv, const Tensor& doc_start, int64_t block_q, int64_t block_k) {
   check(cp, split, q, k);
+  const MemoryScope scope(MemCategory::Workspace);
   const Dims d(split, q, k);
   const int c = split.c;
   Tensor dq_acc = Tensor::zeros(q.shape(), DType::F32);

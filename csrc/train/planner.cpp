@@ -16,7 +16,7 @@ namespace llamatron {
 MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
   const ModelConfig& m = c.model;
   const int tp = static_cast<int>(c.parallel.tensor_parallel), pp = static_cast<int>(c.parallel.pipeline_parallel);
-  const int64_t dp = c.parallel.data_parallel;
+  const int64_t cp = c.parallel.context_parallel, dp = c.parallel.data_parallel * cp;  // ZeRO-1 shards over DP x CP
   LT_CHECK(dp >= 1, "plan_memory needs parallel.data_parallel resolved");
   ModelShard shard;
   shard.zero_shards = dp, shard.tp = tp, shard.tp_rank = tp_rank, shard.pp = pp, shard.pp_rank = pp_rank;
@@ -39,7 +39,7 @@ MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
   const double C = static_cast<double>(m.dim), D = static_cast<double>(m.head_dim());
   const double H = static_cast<double>(m.n_heads / tp), KV = static_cast<double>(m.n_kv_heads % tp == 0 ? m.n_kv_heads / tp : 1);
   const double F = static_cast<double>(m.resolved_ffn_dim() / tp), V = static_cast<double>(padded_vocab(m.vocab_size, tp) / tp);
-  const double N = static_cast<double>(c.train.micro_batch_size * c.train.seq_length);
+  const double N = static_cast<double>(c.train.micro_batch_size * c.train.seq_length / cp);  // this rank's positions
   const std::string& rc = c.train.recompute;
   // Sequence parallelism keeps the residual stream and the norms (in, xn1, mid, xn2, out, xn_f and
   // the rstds) at 1/tp of the rows: s is their share.
@@ -64,6 +64,11 @@ MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
   p.workspace = N * ((C + C * s + 2 * H * D + 2 * KV * D + 3 * F + (pp > 1 ? C * s : 0)) * e + sp_buffers + (rc == "none" ? 0 : cheap) +
                      (rc == "full" ? rest : 0)) +
                 static_cast<double>(m.max_seq_len) * D * 4;
+  // Context parallelism's ring at its peak, the backward (context_parallel.cpp): the fp32 dQ sum,
+  // two K/V blocks in flight and two fp32 dK/dV blocks, and one chunk pair's partial results.
+  if (cp > 1)
+    p.workspace += N * (H * D * 4 + 4 * KV * D * e + 4 * KV * D * 4) +
+                   N / 2 * (H * D * (e + 4) + 2 * KV * D * e + H * 4 + KV * D * 4);
   return p;
 }
 
@@ -106,7 +111,8 @@ namespace {
 void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
   const ModelConfig& m = c.model;
   const double P = static_cast<double>(m.num_params()), L = static_cast<double>(m.n_layers), C = static_cast<double>(m.dim);
-  const double T = static_cast<double>(c.train.seq_length), N = static_cast<double>(l.micro_batch) * T;
+  // N: one micro-batch's positions on one rank (context parallelism splits each sequence over cp).
+  const double T = static_cast<double>(c.train.seq_length), N = static_cast<double>(l.micro_batch) * T / l.cp;
   const double M = static_cast<double>(l.micro_batches), e = c.train.precision == "bf16" ? 2 : 4;
   const double model_flops = 6 * P + 12 * L * C * T;  // per token (FACTS.md)
   // Full recomputation runs each layer's forward twice: +2 FLOPs per layer parameter, +4 L C T attention.
@@ -119,7 +125,7 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
   // (8 and 5), (t - 1) / t each (comm_volume.cpp).
   const double stage_layers = L / l.pp, share_tp = (l.tp - 1.0) / l.tp;
   const bool sp = l.sequence_parallel && l.tp > 1, full = l.recompute == "full";
-  double mb = N * done_flops / (l.tp * l.pp) / flops_per_s;
+  double mb = N * done_flops / (l.tp * l.pp) / flops_per_s;  // the load-balanced CP split gives each rank 1/cp of the work
   // The memory-bound ops (norms, RoPE, SwiGLU, residual adds), forward and backward ~3 passes over
   // their tensors, plus selective recomputation's norm and SwiGLU re-runs; at HBM speed.
   const double H = static_cast<double>(m.n_heads), KV = static_cast<double>(m.n_kv_heads), D = static_cast<double>(m.head_dim());
@@ -132,9 +138,22 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
   mb += tp_units * stage_layers * N * C * e * share_tp / (o.gpu.nvlink_gbs * 1e9);
   const int node = o.gpu.gpus_per_node;
   const auto link = [&](bool crosses_nodes) { return (crosses_nodes ? o.gpu.network_gbs : o.gpu.nvlink_gbs) * 1e9; };
-  // Each chunk hands its activations on and its gradients back (stages are tp x dp ranks apart).
+  // Context parallelism's ring, per layer: the forward passes the K/V block on cp - 1 times, the
+  // backward K/V cp - 1 times and their fp32 gradients cp times, each under the attention of the
+  // block it arrived with (CP ranks are tp apart); what the attention does not cover is exposed.
+  if (l.cp > 1) {
+    const double kv_local = (m.n_kv_heads % l.tp == 0 ? KV / l.tp : 1) * D, bw = link(l.tp * l.cp > node);
+    const double fwd_bytes = (l.cp - 1) * 2 * N * kv_local * e, bwd_bytes = fwd_bytes + l.cp * 2 * N * kv_local * 4;
+    const double attention_fwd = N * 4 * C * T / (2 * l.tp) / flops_per_s;  // causal: half of Q K^T and P V over T keys
+    const double per_layer_fwd = fwd_bytes / bw, per_layer_bwd = bwd_bytes / bw;
+    const double exposed = std::max(0.0, per_layer_fwd - attention_fwd) + std::max(0.0, per_layer_bwd - 2 * attention_fwd);
+    l.cp_comm_s = M * stage_layers * (per_layer_fwd + per_layer_bwd);
+    l.exposed_cp_comm_s = M * stage_layers * exposed;
+    mb += stage_layers * exposed;
+  }
+  // Each chunk hands its activations on and its gradients back (stages are tp x cp x dp ranks apart).
   const double v = static_cast<double>(l.virtual_pipeline);
-  if (l.pp > 1) mb += 2 * v * N * C * e / (sp ? l.tp : 1) / link(l.tp * l.dp >= node);
+  if (l.pp > 1) mb += 2 * v * N * C * e / (sp ? l.tp : 1) / link(l.tp * l.cp * l.dp >= node);
   // (Interleaved) 1F1B: M micro-batches of v chunks take v M + pp - 1 chunk-slots of mb / v each;
   // the first and last pp - 1 are the bubble.
   l.bubble = (l.pp - 1.0) / (v * M + l.pp - 1.0);
@@ -142,9 +161,9 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
   // ZeRO-1: the gradients reduce-scattered, the parameters all-gathered, over the DP group (tp ranks
   // apart), partly under the last micro-batch's backward and the first one's forward (~1/3 and
   // ~2/3 of its compute: the backward does twice the forward's FLOPs).
-  if (l.dp > 1) {
+  if (const int shards = l.dp * l.cp; shards > 1) {  // over DP x CP
     const double rank_params = P / (l.tp * l.pp), wire = c.parallel.grad_reduce_dtype == "bf16" ? 2 : 4;
-    const double bandwidth = link(l.tp * l.dp > node), share = (l.dp - 1.0) / l.dp * rank_params;
+    const double bandwidth = link(l.tp * shards > node), share = (shards - 1.0) / shards * rank_params;
     DpOverlap d;
     d.last_backward_s = 2.0 / 3 * mb, d.first_forward_s = mb / 3;
     d.grad_comm_s = share * wire / bandwidth, d.param_comm_s = share * e / bandwidth;
@@ -156,7 +175,7 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
     l.exposed_dp_comm_s = exposed_dp_comm(d);
     step += l.exposed_dp_comm_s;
   }
-  const double tokens = M * N * l.dp;
+  const double tokens = M * N * l.cp * l.dp;  // whole sequences: the CP ranks share them
   l.step_s = step;
   l.mfu = tokens * model_flops / step / (o.gpus * o.gpu.bf16_tflops * 1e12);
   l.tokens_per_day = tokens / step * 86400;
@@ -168,21 +187,23 @@ void estimate_time(const RunConfig& c, const PlanOptions& o, LayoutPlan& l) {
 }  // namespace
 
 std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o) {
+  constexpr int64_t kLongContext = 32768;  // tokens per sequence from which layouts with context parallelism are listed
   const ModelConfig& m = base.model;
   const int64_t global = base.train.global_batch_size > 0 ? base.train.global_batch_size
                                                           : base.train.micro_batch_size * base.train.grad_accum_steps * o.gpus;
   const BatchRamp ramp(base.train, global);  // each size of a ramp-up must also divide into the layout's micro-batches
   std::vector<LayoutPlan> out;
   // One candidate: planned (the fullest stage decides), timed, kept.
-  const auto consider = [&](int tp, int pp, int dp, int64_t mb, const char* rc, bool sp, int v) {
+  const auto consider = [&](int tp, int pp, int cp, int dp, int64_t mb, const char* rc, bool sp, int v) {
     RunConfig c = base;
     c.parallel.tensor_parallel = tp, c.parallel.pipeline_parallel = pp, c.parallel.data_parallel = dp;
+    c.parallel.context_parallel = cp;
     c.parallel.pipeline_layers.clear();
     c.parallel.sequence_parallel = sp, c.parallel.virtual_pipeline = v;
     c.train.micro_batch_size = mb, c.train.grad_accum_steps = global / (dp * mb), c.train.global_batch_size = 0;
     c.train.recompute = rc;
     LayoutPlan l;
-    l.tp = tp, l.pp = pp, l.dp = dp, l.micro_batch = mb, l.micro_batches = c.train.grad_accum_steps, l.recompute = rc;
+    l.tp = tp, l.pp = pp, l.cp = cp, l.dp = dp, l.micro_batch = mb, l.micro_batches = c.train.grad_accum_steps, l.recompute = rc;
     l.sequence_parallel = sp, l.virtual_pipeline = v;
     for (int r = 0; r < pp; ++r) {
       const MemoryPlan s = plan_memory(c, r);
@@ -199,7 +220,15 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
     for (int pp = 1; pp <= o.gpus / tp; ++pp) {
       if ((o.gpus / tp) % pp || m.n_layers % pp || (pp > 1 && m.tie_embeddings)) continue;
       if (o.pp > 0 && pp != o.pp) continue;
-      const int dp = o.gpus / (tp * pp);
+      // Context parallelism: powers of two that cut the sequence into 2 cp chunks (CP ranks sit
+      // between TP and DP in the grid), for long sequences only (kLongContext) unless the config
+      // asks for it: below that its ring steps and shorter attention blocks cost more than this
+      // model counts, and DP or TP do as well.
+      const int max_cp = base.train.seq_length >= kLongContext || base.parallel.context_parallel > 1 || o.cp > 1 ? o.gpus / (tp * pp) : 1;
+      for (int cp = 1; cp <= max_cp; cp *= 2) {
+      if ((o.gpus / (tp * pp)) % cp || base.train.seq_length % (2 * cp)) continue;
+      if (one && cp != (o.cp > 0 ? o.cp : static_cast<int>(base.parallel.context_parallel))) continue;
+      const int dp = o.gpus / (tp * pp * cp);
       if (one && dp != o.dp) continue;
       if (global % dp) continue;
       const std::vector<int64_t> sizes = one ? std::vector<int64_t>{base.train.micro_batch_size} : std::vector<int64_t>{1, 2, 4, 8, 16};
@@ -214,10 +243,11 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
               if (one && (rc != base.train.recompute || sp != (base.parallel.sequence_parallel && tp > 1) ||
                           v != (pp > 1 ? base.parallel.virtual_pipeline : 1)))
                 continue;
-              if (sp && (tp == 1 || base.train.seq_length % tp)) continue;
+              if (sp && (tp == 1 || (base.train.seq_length / cp) % tp)) continue;
               if (v > 1 && (pp == 1 || m.n_layers % (pp * v) || M % pp || ramp.first_unfit(dp * mb, pp) > 0)) continue;
-              consider(tp, pp, dp, mb, rc, sp, v);
+              consider(tp, pp, cp, dp, mb, rc, sp, v);
             }
+      }
       }
     }
   }

@@ -1,4 +1,4 @@
-// The layout planner (`llamatron plan`): per-rank memory of a (tp, pp, dp, micro-batch, recompute)
+// The layout planner (`llamatron plan`): per-rank memory of a (tp, pp, cp, dp, micro-batch, recompute)
 // layout, computed from the shapes the engine allocates (so tests hold it to the engine's own
 // memory accounting), and a first-order step-time model: compute at an assumed GEMM efficiency,
 // the 1F1B bubble, the blocking TP / PP collectives over NVLink and the network, and ZeRO-1's DP
@@ -42,8 +42,8 @@ struct PlanOptions {
   double reserve_gib = 2;        // CUDA context, cuBLASLt workspace, allocator rounding: not in the plan
   double tokens = 0;             // token budget for days and cost (0: Chinchilla's 20 tokens per parameter)
   // One layout only (tp, pp, dp > 0): the planner's estimate for that layout at the config's
-  // micro-batch size and recompute mode.
-  int tp = 0, pp = 0, dp = 0;
+  // micro-batch size and recompute mode; cp 0 there: parallel.context_parallel of the config.
+  int tp = 0, pp = 0, dp = 0, cp = 0;
 };
 
 // The data-parallel part of a step with overlap (docs/planner.md, "Overlap"): the gradient buckets'
@@ -60,7 +60,7 @@ struct DpOverlap {
 double exposed_dp_comm(const DpOverlap& o);  // seconds of the step spent waiting on DP communication
 
 struct LayoutPlan {
-  int tp = 1, pp = 1, dp = 1;
+  int tp = 1, pp = 1, dp = 1, cp = 1;  // cp: context parallelism (each sequence over cp ranks)
   int64_t micro_batch = 1, micro_batches = 1;
   std::string recompute = "none";
   bool sequence_parallel = false;
@@ -69,6 +69,7 @@ struct LayoutPlan {
   bool fits = false;
   double bubble = 0;             // share of the step the pipeline idles
   double dp_comm_s = 0, exposed_dp_comm_s = 0;  // ZeRO-1's collectives per step, and the part overlap does not hide
+  double cp_comm_s = 0, exposed_cp_comm_s = 0;  // the CP ring's K/V (and dK/dV) passes per step, and what attention does not hide
   double step_s = 0, mfu = 0, tokens_per_day = 0, days = 0, cost_usd = 0;
 };
 

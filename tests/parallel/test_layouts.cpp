@@ -286,6 +286,60 @@ INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallel,
                                          CpCase{2, 1, 2, 2, 1024, false, true}),
                          [](const testing::TestParamInfo<CpCase>& i) { return i.param.name(); });
 
+// The planner's memory of a CP rank (its T / cp positions, the state sharded over DP x CP, the
+// ring's buffers) against the rank's own allocation accounting, as for the layouts below.
+// Each rank of `ranks` trains two bf16 steps of `layout` (recompute none, then full); its planned
+// memory against its allocation accounting (memory_expect.h).
+void planner_memory_matches(int ranks, const RunConfig& layout, const std::string& what) {
+  on_first_ranks(ranks, [&](Communicator& job) {
+    for (const char* mode : {"none", "full"}) {
+      RunConfig c = layout;
+      c.train.recompute = mode, c.train.precision = "bf16", c.parallel.grad_reduce_dtype = "bf16";
+      const MemoryCounts base = memory_counts(Device::CPU);
+      Trainer t(c, job);
+      reset_memory_peaks(Device::CPU);
+      t.step(), t.step();
+      expect_memory_as_planned(plan_memory(c, t.grid().pp_rank(), t.grid().tp_rank()), base, memory_counts(Device::CPU),
+                               what + "recompute " + mode);
+    }
+  });
+}
+
+TEST(ContextParallel, PlannerMemoryMatchesEachRanksAccounting) {
+  RunConfig c = test_config({2, 1, 2}, 2);
+  c.parallel.context_parallel = 2, c.train.seq_length = 32;
+  planner_memory_matches(8, c, "cp 2, ");
+}
+
+// The bytes of a CP step, counted on the communicators (the ring's "cp.send", ZeRO-1 over DP x CP),
+// equal the analytic volume key by key, as for the layouts below; full recomputation repeats the
+// forward's ring.
+TEST(ContextParallel, SendsTheAnalyticVolume) {
+  struct Case {
+    int cp, tp, pp, dp;
+    bool sp;
+  };
+  for (const Case k : {Case{2, 2, 1, 2, true}, Case{2, 1, 2, 2, false}, Case{4, 1, 1, 2, false}, Case{8, 1, 1, 1, false}})
+    for (const char* mode : {"none", "full"})
+      on_first_ranks(8, [&](Communicator& job) {
+        RunConfig c = test_config({k.tp, k.pp, k.dp, k.sp}, 2);
+        c.parallel.context_parallel = k.cp, c.train.seq_length = 32, c.train.recompute = mode;
+        Trainer t(c, job);
+        t.step();
+        t.grid().comm_stats().reset();
+        t.step();
+        const auto want = step_comm_bytes(c, {k.tp, k.pp, k.dp, t.grid().pp_rank(), t.optimizer().shard().size(), k.cp});
+        const auto& got = t.grid().comm_stats().bytes;
+        const std::string what = "cp" + std::to_string(k.cp) + " tp" + std::to_string(k.tp) + " pp" + std::to_string(k.pp) + " dp" +
+                                 std::to_string(k.dp) + " recompute " + mode;
+        for (const auto& [key, bytes] : got) EXPECT_TRUE(bytes == 0 || want.count(key)) << key << " not in the analytic volume, " << what;
+        for (const auto& [key, bytes] : want) {
+          ASSERT_TRUE(got.count(key)) << key << " missing, " << what;
+          EXPECT_NEAR(got.at(key), bytes, 1e-9 * bytes) << key << ", " << what;
+        }
+      });
+}
+
 // The bytes each group sends in a step, counted on the communicators, equal the layout's analytic
 // volume (comm_volume.h) key by key: no collective more or less than the layout needs.
 TEST_P(Layouts, SendTheAnalyticVolume) {
@@ -314,18 +368,7 @@ TEST_P(Layouts, SendTheAnalyticVolume) {
 // category and in total, within the 10%, for full and no recomputation and a bf16 wire.
 TEST_P(Layouts, PlannerMemoryMatchesEachRanksAccounting) {
   const Layout l = GetParam();
-  on_first_ranks(l.tp * l.pp * l.dp, [&](Communicator& job) {
-    for (const char* mode : {"none", "full"}) {
-      RunConfig c = test_config(l, l.batch);
-      c.train.recompute = mode, c.train.precision = "bf16", c.parallel.grad_reduce_dtype = "bf16";
-      const MemoryCounts base = memory_counts(Device::CPU);
-      Trainer t(c, job);
-      reset_memory_peaks(Device::CPU);
-      t.step(), t.step();
-      expect_memory_as_planned(plan_memory(c, t.grid().pp_rank(), t.grid().tp_rank()), base, memory_counts(Device::CPU),
-                               std::string("recompute ") + mode);
-    }
-  });
+  planner_memory_matches(l.tp * l.pp * l.dp, test_config(l, l.batch), "");
 }
 
 // Recomputation under tp 2 x pp 2 x dp 2, without and with sequence parallelism, trains bit for

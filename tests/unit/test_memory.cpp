@@ -182,6 +182,42 @@ TEST(Planner, OffersOnlyLayoutsEveryRampSizeDividesInto) {
   }
 }
 
+// Context parallelism in the planner: llama3-8b at 128k tokens on 64 H100s. CP layouts appear for
+// long sequences only, are valid (tp x pp x cp x dp = 64, the sequence in 2 cp chunks, the batch
+// over dp alone), and a rank's activations are those of its T / cp positions: by hand, the
+// per-layer bytes of Llama3_8bByHand at T / cp tokens; the ZeRO-1 state is 1 / (dp x cp).
+TEST(Planner, ContextParallelLayoutsForLongSequences) {
+  RunConfig c;
+  c.model.vocab_size = 128256, c.model.dim = 4096, c.model.n_layers = 32, c.model.n_heads = 32, c.model.n_kv_heads = 8;
+  c.model.ffn_dim = 14336, c.model.max_seq_len = 131072;
+  c.train.seq_length = 131072, c.train.global_batch_size = 64, c.train.micro_batch_size = 1;
+  PlanOptions o;
+  o.gpus = 64, o.gpu = gpu_spec("h100-80gb");
+  const std::vector<LayoutPlan> plans = plan_layouts(c, o);
+  ASSERT_FALSE(plans.empty());
+  int with_cp = 0;
+  for (const LayoutPlan& l : plans) {
+    EXPECT_EQ(l.tp * l.pp * l.cp * l.dp, 64);
+    EXPECT_EQ(c.train.seq_length % (2 * l.cp), 0);
+    EXPECT_EQ(l.micro_batch * l.micro_batches * l.dp, 64);
+    with_cp += l.cp > 1;
+  }
+  EXPECT_GT(with_cp, 0);
+  EXPECT_TRUE(plans.front().fits);
+  EXPECT_GT(plans.front().cp, 1) << "at 128k the fastest fitting layout splits the sequence";
+  // By hand: cp 8 x dp 8, no recompute, tp = pp = 1.
+  RunConfig one = c;
+  one.parallel.data_parallel = 8, one.parallel.context_parallel = 8;
+  const MemoryPlan p = plan_memory(one, 0);
+  const double P = 8030261248.0, C = 4096, HD = 4096, KVD = 1024, F = 14336, V = 128256, T = 131072.0 / 8;
+  const double per_layer = (4 * C + 2 * HD + 2 * KVD + 3 * F) * 2 + (2 + 32) * 4;
+  EXPECT_NEAR(p.activations, T * (32 * per_layer + 8 + 2 * C + 4 + 2 * C + 2 * V), 1.0);
+  EXPECT_NEAR(p.optimizer, 12 * P / 64, 1e-4 * P);
+  // Below 32k tokens no CP layout is offered (the planner's threshold).
+  c.train.seq_length = 8192, c.model.max_seq_len = 8192;
+  for (const LayoutPlan& l : plan_layouts(c, o)) EXPECT_EQ(l.cp, 1);
+}
+
 }  // namespace
 // The planner's overlap model (planner.h, DpOverlap) on cases worked by hand: 4 buckets, a last
 // backward of 1 s and a first forward of 0.5 s.
