@@ -228,12 +228,12 @@ constexpr size_t kFwdSmem = (kFwdBlockM<MT> + 4 * kFwdBlockN<D, MT>) * D * sizeo
 template <int D, int MT>
 __global__ void __launch_bounds__(kThreads)
     attention_fwd_kernel(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, const int32_t* doc_start, int t,
-                         int h, int kv, float scale_log2) {
+                         int tk, int q_off, int k_off, int h, int kv, float scale_log2) {
   constexpr int BM = kFwdBlockM<MT>, BN = kFwdBlockN<D, MT>;
   constexpr bool kQRegs = kQInRegs<D, MT>;
   const int m_block = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
   const int head = blockIdx.y, b = blockIdx.z, m0 = m_block * BM, warp = threadIdx.x / 32;
-  const Rows qa(b, t, h, head, D), kva(b, t, kv, head / (h / kv), D);
+  const Rows qa(b, t, h, head, D), kva(b, tk, kv, head / (h / kv), D);
   // First row (in the CTA) of the warp's m-tile mt: the tiles interleave over the warps, so the
   // masked diagonal is shared out evenly.
   const auto tile_row = [warp](int mt) { return (mt * kWarps + warp) * 16; };
@@ -254,18 +254,22 @@ __global__ void __launch_bounds__(kThreads)
   float row_max[MT][2], row_sum[MT][2] = {};
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) row_max[mt][0] = row_max[mt][1] = -INFINITY;
-  const int last_key = m0 + BM < t ? m0 + BM : t;
+  const int last_row = m0 + BM < t ? m0 + BM : t;
+  // Keys up to the diagonal (in global positions: key k_off + j is visible to row q_off + i up to i = j + k_off - q_off).
+  const int last_key = min(tk, q_off + last_row - k_off);
   // Documents: the first key tile holds the CTA's first row's document start; each row's own start
   // (rows past t take the last row's; in shared memory, as registers are full at D = 128) masks the
-  // tiles before the CTA's last start.
+  // tiles before the CTA's last start. Starts are global positions.
   const int32_t* doc = doc_start ? doc_start + static_cast<int64_t>(b) * t : nullptr;
-  const int first_tile = doc ? doc[m0] / BN : 0, last_start = doc ? doc[last_key - 1] : 0;
+  const int first_tile = doc ? max(0, doc[m0] - k_off) / BN : 0, last_start = doc ? doc[last_row - 1] : 0;
   for (int r = threadIdx.x; r < BM; r += kThreads) sdoc[r] = doc ? doc[m0 + r < t ? m0 + r : t - 1] : 0;  // seen after pipelined's first barrier
+  const int tiles = last_key > 0 ? (last_key + BN - 1) / BN - first_tile : 0;
+  if (tiles > 0)
   pipelined(
-      (last_key + BN - 1) / BN - first_tile,  // key tiles from the first document start up to the diagonal
+      tiles,  // key tiles from the first document start up to the diagonal
       [&](int i, int buf) {
-        stage_tile<BN, D>(sk + buf * BN * D, k + kva.base, kva.ld, (first_tile + i) * BN, t);
-        stage_tile<BN, D>(sv + buf * BN * D, v + kva.base, kva.ld, (first_tile + i) * BN, t);
+        stage_tile<BN, D>(sk + buf * BN * D, k + kva.base, kva.ld, (first_tile + i) * BN, tk);
+        stage_tile<BN, D>(sv + buf * BN * D, v + kva.base, kva.ld, (first_tile + i) * BN, tk);
       },
       [&](int i, int buf) {
         const int j = first_tile + i;
@@ -280,8 +284,11 @@ __global__ void __launch_bounds__(kThreads)
         }
         float s[MT][BN / 8][4] = {};
         warp_mma_tiles<MT, BN / 8, D / 16>(s, q_frag, [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, kt, nt * 8, ks * 16); });
-        const bool diagonal = (j + 1) * BN - 1 > m0;  // a key of this tile is past a row of the CTA
-        const bool boundary = j * BN < last_start;   // a key of this tile is before a row's document
+        const bool diagonal = k_off + (j + 1) * BN - 1 > q_off + m0;  // a key of this tile is past a row of the CTA
+        const bool boundary = k_off + j * BN < last_start;            // a key of this tile is before a row's document
+        // The zero-filled keys past tk: past every row when the keys are the queries' own (tk = t,
+        // no offsets), but not for a block of keys that ends before the queries do.
+        const int key_end = (j + 1) * BN > tk ? k_off + tk : 0x7fffffff;
         // Online softmax in the log2 domain; each row's BN scores are spread over a quad of lanes.
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
@@ -294,8 +301,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
               for (int e = 2 * r; e < 2 * r + 2; ++e) {
                 float& x = s[mt][nt][e];
-                const int key = j * BN + nt * 8 + acc_col(e);
-                x = (diagonal && key > row) || (boundary && key < sdoc[row - m0]) ? -INFINITY : x * scale_log2;
+                const int key = k_off + j * BN + nt * 8 + acc_col(e);  // global positions
+                x = (diagonal && key > q_off + row) || (boundary && key < sdoc[row - m0]) || key >= key_end ? -INFINITY : x * scale_log2;
                 mx = fmaxf(mx, x);
               }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -328,10 +335,10 @@ __global__ void __launch_bounds__(kThreads)
       float l = row_sum[mt][r];
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
-      inv[r] = 1.0f / l;
+      inv[r] = l > 0.f ? 1.0f / l : 0.f;  // a row that saw no key of the block: O = 0, LSE = -inf
       const int row = m0 + tile_row(mt) + acc_row(2 * r);
       if (row < t && threadIdx.x % 4 == 0)
-        lse[(static_cast<int64_t>(b) * h + head) * t + row] = (row_max[mt][r] + log2f(l)) / kLog2e;
+        lse[(static_cast<int64_t>(b) * h + head) * t + row] = l > 0.f ? (row_max[mt][r] + log2f(l)) / kLog2e : -INFINITY;
     }
     store_rows<D>(o, qa, m0 + tile_row(mt), t, acc[mt], inv);
   }
@@ -370,11 +377,12 @@ constexpr size_t kDkDvSmem = (2 * kBlockN * D + 4 * kBwdBlockM<D> * D + kBlockN 
 template <int D, bool kAtomicDq>
 __global__ void __launch_bounds__(kThreads)
     attention_bwd_dkdv_kernel(const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* lse,
-                              const float* dvec, const int32_t* doc_start, float* dq_accum, bf16* dk, bf16* dv, int t, int h,
-                              int kv, float scale_log2, float scale) {
+                              const float* dvec, const int32_t* doc_start, float* dq_accum, bf16* dk, bf16* dv, int t, int tk,
+                              int q_off, int k_off, int h, int kv, float scale_log2, float scale) {
   constexpr int BM = kBwdBlockM<D>;
   const int kvh = blockIdx.y, b = blockIdx.z, n0 = blockIdx.x * kBlockN, warp = threadIdx.x / 32, group = h / kv;
-  const Rows kva(b, t, kv, kvh, D);
+  const int kg0 = k_off + n0;  // the CTA's first key, global
+  const Rows kva(b, tk, kv, kvh, D);
   bf16* sk = dynamic_smem<bf16>();
   bf16* sv = sk + kBlockN * D;
   bf16* sq = sv + kBlockN * D;
@@ -387,14 +395,15 @@ __global__ void __launch_bounds__(kThreads)
   // Steps: (query head of the group, query tile from the first that sees key n0 to the last that
   // sees a key of the CTA: with documents, the rows before the first whose document starts past them).
   const int32_t* doc = doc_start ? doc_start + static_cast<int64_t>(b) * t : nullptr;
-  const int row_end = doc ? first_row_starting_at(doc, t, n0 + kBlockN) : t;
-  const int m_first = n0 / BM, per_head = (row_end + BM - 1) / BM - m_first;
+  const int row_end = doc ? first_row_starting_at(doc, t, kg0 + kBlockN) : t;
+  const int m_first = max(0, kg0 - q_off) / BM, per_head = max(0, (row_end + BM - 1) / BM - m_first);
   const auto head_of = [&](int i) { return kvh * group + i / per_head; };
   const auto m0_of = [&](int i) { return (m_first + i % per_head) * BM; };
 
-  stage_tile<kBlockN, D>(sk, k + kva.base, kva.ld, n0, t);
-  stage_tile<kBlockN, D>(sv, v + kva.base, kva.ld, n0, t);
   float dk_acc[D / 8][4] = {}, dv_acc[D / 8][4] = {};
+  if (per_head > 0) {  // else no query of the block sees these keys: dK = dV = 0
+  stage_tile<kBlockN, D>(sk, k + kva.base, kva.ld, n0, tk);
+  stage_tile<kBlockN, D>(sv, v + kva.base, kva.ld, n0, tk);
   pipelined(
       group * per_head,
       [&](int i, int buf) {
@@ -420,14 +429,14 @@ __global__ void __launch_bounds__(kThreads)
                                  [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, qt, nt * 8, ks * 16); });
         warp_mma<BM / 8, D / 16>(dp, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sv, warp * 16, ks * 16); },
                                  [&](int ks, int nt, uint32_t (&bb)[4]) { load_b<D>(bb, dot, nt * 8, ks * 16); });
-        const bool diagonal = m0 < n0 + kBlockN;  // some key of this CTA lies after some query row
-        const bool boundary = ds[BM - 1] > n0;     // some key of this CTA is before some row's document
+        const bool diagonal = q_off + m0 < kg0 + kBlockN;  // some key of this CTA lies after some query row
+        const bool boundary = ds[BM - 1] > kg0;             // some key of this CTA is before some row's document
 #pragma unroll
         for (int nt = 0; nt < BM / 8; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int qi = nt * 8 + acc_col(e), key = n0 + warp * 16 + acc_row(e);
-            const bool hidden = (diagonal && key > m0 + qi) || (boundary && key < ds[qi]);
+            const int qi = nt * 8 + acc_col(e), key = kg0 + warp * 16 + acc_row(e);  // global positions
+            const bool hidden = (diagonal && key > q_off + m0 + qi) || (boundary && key < ds[qi]);
             const float p = hidden ? 0.f : ex2(s[nt][e] * scale_log2 - l2[qi]);
             dp[nt][e] = p * (dp[nt][e] - dd[qi]);  // dS^T
             s[nt][e] = p;                           // P^T
@@ -466,9 +475,10 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
       });
+  }
   const float one[2] = {1.f, 1.f}, scaled[2] = {scale, scale};
-  store_rows<D>(dk, kva, n0 + warp * 16, t, dk_acc, scaled);
-  store_rows<D>(dv, kva, n0 + warp * 16, t, dv_acc, one);
+  store_rows<D>(dk, kva, n0 + warp * 16, tk, dk_acc, scaled);
+  store_rows<D>(dv, kva, n0 + warp * 16, tk, dv_acc, one);
 }
 
 template <int D>
@@ -478,11 +488,11 @@ constexpr size_t kDqSmem = (2 * kBlockM + 4 * kBlockN) * D * sizeof(bf16);  // Q
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_bwd_dq_kernel(const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* lse,
-                            const float* dvec, const int32_t* doc_start, bf16* dq, int t, int h, int kv, float scale_log2,
-                            float scale) {
+                            const float* dvec, const int32_t* doc_start, bf16* dq, int t, int tk, int q_off, int k_off, int h,
+                            int kv, float scale_log2, float scale) {
   const int m_block = gridDim.x - 1 - blockIdx.x;
   const int head = blockIdx.y, b = blockIdx.z, m0 = m_block * kBlockM, warp = threadIdx.x / 32;
-  const Rows qa(b, t, h, head, D), kva(b, t, kv, head / (h / kv), D);
+  const Rows qa(b, t, h, head, D), kva(b, tk, kv, head / (h / kv), D);
   bf16* sq = dynamic_smem<bf16>();
   bf16* sdo = sq + kBlockM * D;
   bf16* sk = sdo + kBlockM * D;
@@ -490,7 +500,9 @@ __global__ void __launch_bounds__(kThreads)
 
   // Documents as in the forward: key tiles from the first row's document start, per-row starts.
   const int32_t* doc = doc_start ? doc_start + static_cast<int64_t>(b) * t : nullptr;
-  const int first_tile = doc ? doc[m0] / kBlockN : 0, last_start = doc ? doc[min(m0 + kBlockM, t) - 1] : 0;
+  const int last_row = min(m0 + kBlockM, t), last_key = min(tk, q_off + last_row - k_off);  // keys up to the diagonal
+  const int first_tile = doc ? max(0, doc[m0] - k_off) / kBlockN : 0, last_start = doc ? doc[last_row - 1] : 0;
+  const int tiles = last_key > 0 ? (last_key + kBlockN - 1) / kBlockN - first_tile : 0;
   float l2[2], dd[2];
   int row_doc[2];
   for (int r = 0; r < 2; ++r) {
@@ -500,18 +512,20 @@ __global__ void __launch_bounds__(kThreads)
     dd[r] = row < t ? dvec[at] : 0.f;
     row_doc[r] = doc ? doc[row < t ? row : t - 1] : 0;
   }
+  float dq_acc[D / 8][4] = {};
+  if (tiles > 0) {  // else no key of the block is visible to these rows: dQ = 0
   stage_tile<kBlockM, D>(sq, q + qa.base, qa.ld, m0, t);
   stage_tile<kBlockM, D>(sdo, dout + qa.base, qa.ld, m0, t);
-  float dq_acc[D / 8][4] = {};
   pipelined(
-      m_block + 1 - first_tile,
+      tiles,
       [&](int i, int buf) {
-        stage_tile<kBlockN, D>(sk + buf * kBlockN * D, k + kva.base, kva.ld, (first_tile + i) * kBlockN, t);
-        stage_tile<kBlockN, D>(sv + buf * kBlockN * D, v + kva.base, kva.ld, (first_tile + i) * kBlockN, t);
+        stage_tile<kBlockN, D>(sk + buf * kBlockN * D, k + kva.base, kva.ld, (first_tile + i) * kBlockN, tk);
+        stage_tile<kBlockN, D>(sv + buf * kBlockN * D, v + kva.base, kva.ld, (first_tile + i) * kBlockN, tk);
       },
       [&](int i, int buf) {
         const int j = first_tile + i;
-        const bool boundary = j * kBlockN < last_start;
+        const bool boundary = k_off + j * kBlockN < last_start;
+        const bool diagonal = k_off + (j + 1) * kBlockN - 1 > q_off + m0;
         const bf16 *kt = sk + buf * kBlockN * D, *vt = sv + buf * kBlockN * D;
         float s[kBlockN / 8][4] = {}, dp[kBlockN / 8][4] = {};
         warp_mma<kBlockN / 8, D / 16>(s, [&](int ks, uint32_t (&a)[4]) { load_a<D>(a, sq, warp * 16, ks * 16); },
@@ -522,8 +536,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int nt = 0; nt < kBlockN / 8; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int r = e >> 1, row = m0 + warp * 16 + acc_row(e), key = j * kBlockN + nt * 8 + acc_col(e);
-            const bool hidden = (j == m_block && key > row) || (boundary && key < row_doc[r]);
+            const int r = e >> 1, row = q_off + m0 + warp * 16 + acc_row(e), key = k_off + j * kBlockN + nt * 8 + acc_col(e);
+            const bool hidden = (diagonal && key > row) || (boundary && key < row_doc[r]);
             const float p = hidden ? 0.f : ex2(s[nt][e] * scale_log2 - l2[r]);
             dp[nt][e] = p * (dp[nt][e] - dd[r]);
           }
@@ -531,6 +545,7 @@ __global__ void __launch_bounds__(kThreads)
         acc_to_a(dsf, dp);
         warp_mma<D / 8, kBlockN / 16>(dq_acc, from_regs(dsf), [&](int ks, int nt, uint32_t (&bb)[4]) { load_b_trans<D>(bb, kt, nt * 8, ks * 16); });
       });
+  }
   const float scaled[2] = {scale, scale};
   store_rows<D>(dq, qa, m0 + warp * 16, t, dq_acc, scaled);
 }
@@ -577,6 +592,22 @@ __global__ void __launch_bounds__(kDecodeThreads) attention_decode_kernel(const 
   if (i < D) o[row * D + i] = __float2bfloat16(acc / l);
 }
 
+// One warp per (row i, head): every lane reads the old LSE, the weights follow, the warp's lanes
+// update the row's D values, then lane 0 the LSE (after the others have read it).
+__global__ void __launch_bounds__(kThreads)
+    attention_merge_kernel(float* acc, float* acc_lse, const bf16* part, const float* part_lse, int64_t n, int h, int d) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;  // i * h + head
+  if (row >= n * h) return;
+  const int64_t i = row / h, head = row % h, at = head * n + i;
+  const float l2 = part_lse[at];
+  if (l2 == -INFINITY) return;
+  const float l1 = acc_lse[at], m = fmaxf(l1, l2), merged = m + logf(expf(l1 - m) + expf(l2 - m));
+  const float w1 = expf(l1 - merged), w2 = expf(l2 - merged);
+  for (int x = threadIdx.x % 32; x < d; x += 32) acc[row * d + x] = w1 * acc[row * d + x] + w2 * __bfloat162float(part[row * d + x]);
+  __syncwarp();
+  if (threadIdx.x % 32 == 0) acc_lse[at] = merged;
+}
+
 void check(const AttentionDims& dims, std::initializer_list<const void*> ptrs) {
   const std::string why = attention_unsupported(dims);
   if (!why.empty()) throw std::invalid_argument(why);
@@ -615,12 +646,18 @@ void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, flo
     const auto fwd = LT_KERNEL(attention_fwd_kernel<D, MT>);
     set_max_dynamic_smem(fwd, kFwdSmem<D, MT>);
     launch(fwd, dim3(cdiv(dims.t, kFwdBlockM<MT>), dims.h, dims.b), dim3(kThreads), kFwdSmem<D, MT>,
-           stream, q, k, v, o, lse, doc_start, dims.t, dims.h, dims.kv, softmax_scale(D) * kLog2e);
+           stream, q, k, v, o, lse, doc_start, dims.t, dims.keys(), dims.q_offset, dims.k_offset, dims.h, dims.kv,
+           softmax_scale(D) * kLog2e);
   };
   with_head_dim(dims.d, [&](auto dc) {
     if (tiles == ForwardTiles::k32RowsPerWarp) run(dc, std::integral_constant<int, 2>{});
     else run(dc, std::integral_constant<int, 1>{});
   });
+}
+
+void attention_merge(float* acc, float* acc_lse, const bf16* part, const float* part_lse, int64_t n, int h, int d, cudaStream_t stream) {
+  launch(LT_KERNEL(attention_merge_kernel), dim3(static_cast<unsigned>((n * h + kWarps - 1) / kWarps)), dim3(kThreads), 0, stream, acc,
+         acc_lse, part, part_lse, n, h, d);
 }
 
 void attention_decode(const bf16* q, const bf16* k, const bf16* v, bf16* o, int b, int tk, int h, int kv, int d,
@@ -651,21 +688,22 @@ void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16*
   with_head_dim(dims.d, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     const float scale = softmax_scale(D), scale_log2 = scale * kLog2e;
-    const dim3 kv_grid(cdiv(dims.t, kBlockN), dims.kv, dims.b);
+    const dim3 kv_grid(cdiv(dims.keys(), kBlockN), dims.kv, dims.b);
     if (deterministic) {
       const auto dkdv = LT_KERNEL(attention_bwd_dkdv_kernel<D, false>);
       set_max_dynamic_smem(dkdv, kDkDvSmem<D>);
       launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec, doc_start,
-             static_cast<float*>(nullptr), dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
+             static_cast<float*>(nullptr), dk, dv, dims.t, dims.keys(), dims.q_offset, dims.k_offset, dims.h, dims.kv, scale_log2, scale);
       const auto dq_pass = LT_KERNEL(attention_bwd_dq_kernel<D>);
       set_max_dynamic_smem(dq_pass, kDqSmem<D>);
       launch(dq_pass, dim3(cdiv(dims.t, kBlockM), dims.h, dims.b), dim3(kThreads), kDqSmem<D>, stream,
-             q, k, v, dout, lse, dvec, doc_start, dq, dims.t, dims.h, dims.kv, scale_log2, scale);
+             q, k, v, dout, lse, dvec, doc_start, dq, dims.t, dims.keys(), dims.q_offset, dims.k_offset, dims.h, dims.kv, scale_log2,
+             scale);
     } else {
       const auto dkdv = LT_KERNEL(attention_bwd_dkdv_kernel<D, true>);
       set_max_dynamic_smem(dkdv, kDkDvSmem<D>);
       launch(dkdv, kv_grid, dim3(kThreads), kDkDvSmem<D>, stream, q, k, v, dout, lse, dvec, doc_start,
-             dq_accum, dk, dv, dims.t, dims.h, dims.kv, scale_log2, scale);
+             dq_accum, dk, dv, dims.t, dims.keys(), dims.q_offset, dims.k_offset, dims.h, dims.kv, scale_log2, scale);
       cast_to_bf16(dq_accum, dq, rows * dims.d, stream);
     }
   });

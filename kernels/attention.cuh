@@ -9,8 +9,14 @@
 
 namespace llamatron::kernels {
 
+// A block of a longer sequence (context parallelism's ring): q holds t positions from global
+// position q_offset, k and v tk (0: t) from k_offset; key j is visible to query i when
+// k_offset + j <= q_offset + i (and, with documents, from the query's global document start). A
+// query that sees no key of the block gets O = 0 and LSE = -inf.
 struct AttentionDims {
   int b, t, h, kv, d;
+  int tk = 0, q_offset = 0, k_offset = 0;
+  int keys() const { return tk > 0 ? tk : t; }
 };
 
 // Empty when the kernels support `dims` (head_dim 64 or 128, h a multiple of kv, t >= 1), else why not.
@@ -31,6 +37,10 @@ void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* o, flo
 // softmax over tiles of keys; memory-bound, so plain fp32 FMAs rather than tensor cores.
 void attention_decode(const bf16* q, const bf16* k, const bf16* v, bf16* o, int b, int tk, int h, int kv, int d,
                       cudaStream_t stream);
+
+// Context parallelism's merge (ops.h, attention_merge): acc [n, h, d], acc_lse [h, n] fp32 take
+// part [n, h, d], part_lse [h, n] by log-sum-exp weights; one warp per row.
+void attention_merge(float* acc, float* acc_lse, const bf16* part, const float* part_lse, int64_t n, int h, int d, cudaStream_t stream);
 
 // Device scratch the backward needs: D = rowsum(dO * O) [B, H, T] and, unless deterministic, the fp32
 // dQ accumulator [B, T, H, D]. O(B*H*T*D) at most, never T x T.

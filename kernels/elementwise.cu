@@ -5,6 +5,8 @@
 #include "kernels/common.cuh"
 #include "kernels/elementwise.cuh"
 
+#include <type_traits>
+
 namespace llamatron::kernels {
 namespace {
 
@@ -67,6 +69,14 @@ __global__ void rope_kernel(bf16* x, const float* cos, const float* sin, float t
     const float x1 = __bfloat162float(v[i]), x2 = __bfloat162float(v[i + half]);
     v[i] = __float2bfloat16(x1 * c - x2 * s);
     v[i + half] = __float2bfloat16(x2 * c + x1 * s);
+  }
+}
+
+template <typename T>
+__global__ void accumulate_kernel(float* dst, const T* src, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if constexpr (std::is_same_v<T, float>) dst[i] += src[i];
+    else dst[i] += __bfloat162float(src[i]);
   }
 }
 
@@ -150,6 +160,12 @@ void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int o
          static_cast<const int32_t*>(nullptr), 1.0f);
 }
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t s) { launch(LT_KERNEL(add_kernel), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, y, x, n, aligned(y, x)); }
+void accumulate(float* dst, const bf16* src, int64_t n, cudaStream_t s) {
+  launch(LT_KERNEL(accumulate_kernel<bf16>), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, dst, src, n);
+}
+void accumulate(float* dst, const float* src, int64_t n, cudaStream_t s) {
+  launch(LT_KERNEL(accumulate_kernel<float>), elementwise_grid(n), dim3(kElementwiseThreads), 0, s, dst, src, n);
+}
 void transpose_blocks(const bf16* src, bf16* dst, int64_t a, int64_t b, int64_t k, cudaStream_t s) {
   launch(LT_KERNEL(transpose_blocks_kernel), elementwise_grid(a * b * k), dim3(kElementwiseThreads), 0, s, src, dst, a, b, k,
          k % 8 == 0 && aligned(src, dst));

@@ -16,6 +16,9 @@ void rope_backward(bf16* dx, const float* cos, const float* sin, int b, int t, i
 // The same rotation with cos/sin computed in the kernel (sincosf of pos * theta^(-2i/d), fp32).
 void rope_forward_sincos(bf16* x, float theta, int b, int t, int h, int d, int offset, cudaStream_t stream);
 void add_inplace(bf16* y, const bf16* x, int64_t n, cudaStream_t stream);
+// dst (fp32) += src: partial gradients summed in fp32 (context parallelism's ring).
+void accumulate(float* dst, const bf16* src, int64_t n, cudaStream_t stream);
+void accumulate(float* dst, const float* src, int64_t n, cudaStream_t stream);
 // dst [b, a, k] = src [a, b, k] with the first two dimensions swapped (sequence parallelism's
 // chunk-major <-> batch-major order).
 void transpose_blocks(const bf16* src, bf16* dst, int64_t a, int64_t b, int64_t k, cudaStream_t stream);

@@ -83,8 +83,7 @@ int cmd_plan(const std::string& config_path, const std::vector<std::string>& ove
   }
   for (int i = 0; i < static_cast<int>(plans.size()) && i < top; ++i)
     if (plans[i].cp > 1) {
-      std::printf("\ncp > 1: context parallelism, each sequence over cp ranks (ring attention; it runs on the CPU backend only "
-                  "so far: the CUDA kernels take whole sequences).\n");
+      std::printf("\ncp > 1: context parallelism, each sequence over cp ranks (ring attention, docs/parallelism.md).\n");
       break;
     }
   std::printf("\n%zu layouts, %d fit; %s\n", plans.size(), fitting,

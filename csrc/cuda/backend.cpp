@@ -26,9 +26,11 @@ float* f32(const Tensor& t) {
   return static_cast<float*>(t.raw());
 }
 // q [B, T, H, D], k [B, T, KV, D]; shapes the kernels cannot take are a config error.
-kernels::AttentionDims attention_dims(const Tensor& q, const Tensor& k) {
+// q [B, T, H, D] against k [B, Tk, KV, D] at global offsets (a block of a longer sequence, or 0, 0).
+kernels::AttentionDims attention_dims(const Tensor& q, const Tensor& k, int64_t q_offset = 0, int64_t k_offset = 0) {
   const kernels::AttentionDims d{static_cast<int>(q.dim(0)), static_cast<int>(q.dim(1)), static_cast<int>(q.dim(2)),
-                                 static_cast<int>(k.dim(2)), static_cast<int>(q.dim(3))};
+                                 static_cast<int>(k.dim(2)), static_cast<int>(q.dim(3)), static_cast<int>(k.dim(1)),
+                                 static_cast<int>(q_offset), static_cast<int>(k_offset)};
   const std::string why = kernels::attention_unsupported(d);
   if (!why.empty()) throw Error(why + ": change the model config or train on the CPU backend (train.device=cpu)");
   return d;
@@ -142,8 +144,8 @@ void CudaBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, in
 // Tensor-core flash attention (kernels/attention.cu); its tiles are its own, so the CPU's
 // block_q / block_k do not apply.
 void CudaBackend::attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                                const int32_t* doc_start, int64_t, int64_t) {
-  const kernels::AttentionDims d = attention_dims(q, k);
+                                const int32_t* doc_start, int64_t q_offset, int64_t k_offset, int64_t, int64_t) {
+  const kernels::AttentionDims d = attention_dims(q, k, q_offset, k_offset);
   kernels::attention_forward(bf(q), bf(k), bf(v), bf_mut(o), f32(lse), d, cs(stream_), kernels::ForwardTiles::k32RowsPerWarp,
                              doc_start);
 }
@@ -156,8 +158,8 @@ void CudaBackend::attention_decode_fwd(const Tensor& q, const Tensor& k, const T
 }
 void CudaBackend::attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                                 const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const int32_t* doc_start,
-                                int64_t, int64_t) {
-  const kernels::AttentionDims d = attention_dims(q, k);
+                                int64_t q_offset, int64_t k_offset, int64_t, int64_t) {
+  const kernels::AttentionDims d = attention_dims(q, k, q_offset, k_offset);
   const auto bytes = static_cast<int64_t>(kernels::attention_backward_workspace_bytes(d, deterministic_));
   Tensor workspace = Tensor::empty({(bytes + 3) / 4}, DType::F32, Device::CUDA);
   kernels::attention_backward(bf(q), bf(k), bf(v), bf(o), f32(lse), bf(dout), bf_mut(dq), bf_mut(dk), bf_mut(dv),
@@ -206,6 +208,14 @@ void CudaBackend::cross_entropy_shard_grad(const Tensor& logits, const Tensor& t
 }
 
 void CudaBackend::add_inplace(const Tensor& y, const Tensor& x) { kernels::add_inplace(bf_mut(y), bf(x), y.numel(), cs(stream_)); }
+void CudaBackend::accumulate(const Tensor& dst, const Tensor& src) {
+  if (src.dtype() == DType::F32) kernels::accumulate(f32(dst), f32(src), dst.numel(), cs(stream_));
+  else kernels::accumulate(f32(dst), bf(src), dst.numel(), cs(stream_));
+}
+void CudaBackend::attention_merge(const Tensor& acc, const Tensor& acc_lse, const Tensor& part, const Tensor& part_lse) {
+  const int h = static_cast<int>(part.dim(-2)), d = static_cast<int>(part.dim(-1));
+  kernels::attention_merge(f32(acc), f32(acc_lse), bf(part), f32(part_lse), part.numel() / (int64_t(h) * d), h, d, cs(stream_));
+}
 void CudaBackend::transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b) {
   kernels::transpose_blocks(bf(src), bf_mut(dst), a, b, src.numel() / (a * b), cs(stream_));
 }

@@ -43,11 +43,11 @@ class CudaBackend final : public DeviceBackend {
                    bool accumulate_dx) override;
   void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const int32_t* positions, bool forward) override;
   void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, const int32_t* doc_start,
-                     int64_t block_q, int64_t block_k) override;
+                     int64_t q_offset, int64_t k_offset, int64_t block_q, int64_t block_k) override;
   void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) override;
   void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse, const Tensor& dout,
-                     const Tensor& dq, const Tensor& dk, const Tensor& dv, const int32_t* doc_start, int64_t block_q,
-                     int64_t block_k) override;
+                     const Tensor& dq, const Tensor& dk, const Tensor& dv, const int32_t* doc_start, int64_t q_offset,
+                     int64_t k_offset, int64_t block_q, int64_t block_k) override;
   void swiglu_fwd(const Tensor& gate_up, const Tensor& y) override;
   void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) override;
   void embedding_fwd(const Tensor& ids, const Tensor& table, const Tensor& y) override;
@@ -60,6 +60,8 @@ class CudaBackend final : public DeviceBackend {
   void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
                                 int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) override;
   void add_inplace(const Tensor& y, const Tensor& x) override;
+  void accumulate(const Tensor& dst, const Tensor& src) override;
+  void attention_merge(const Tensor& acc, const Tensor& acc_lse, const Tensor& part, const Tensor& part_lse) override;
   void transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b) override;
   void cast(const Tensor& src, const Tensor& dst) override;
   double sum_squares(const Tensor& x_f32) override;

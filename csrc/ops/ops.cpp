@@ -160,17 +160,11 @@ void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t of
 }
 
 namespace {
-// The CPU shape of an attention call; a block of a longer sequence (offsets, Tk != Tq) runs on the
-// CPU backend only.
-cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, const AttentionMask& mask, int64_t block_q, int64_t block_k,
-                                    bool on_device) {
+// The CPU shape of an attention call (q against keys at their global offsets).
+cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, const AttentionMask& mask, int64_t block_q, int64_t block_k) {
   LT_CHECK(q.ndim() == 4 && k.ndim() == 4, "attention expects [B,T,heads,D]");
   LT_CHECK(k.dim(0) == q.dim(0) && k.dim(3) == q.dim(3), "attention q/k shapes");
   LT_CHECK(q.dim(2) % k.dim(2) == 0, "n_heads must be a multiple of n_kv_heads");
-  const bool block = mask.q_offset != 0 || mask.k_offset != 0 || k.dim(1) != q.dim(1);
-  if (block && on_device)
-    throw Error("attention on a block of a longer sequence (context parallelism) runs on the CPU backend only: set train.device=cpu "
-                "or parallel.context_parallel=1");
   cpu::AttentionShape s{q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3), block_q, block_k};
   s.tk = k.dim(1), s.q_offset = mask.q_offset, s.k_offset = mask.k_offset;
   return s;
@@ -181,12 +175,12 @@ void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    const AttentionMask& mask, int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_fwd");
   DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse});
-  auto s = attention_shape(q, k, mask, block_q, block_k, be != nullptr);
+  auto s = attention_shape(q, k, mask, block_q, block_k);
   s.doc_start = per_position(mask.doc_start, q, "attention doc_start");
   same_shape(k, v, "attention k/v");
   same_shape(q, o, "attention q/o");
   LT_CHECK(lse.numel() == s.b * s.h * s.t && lse.dtype() == DType::F32, "attention lse");
-  if (be) return be->attention_fwd(q, k, v, o, lse, s.doc_start, block_q, block_k);
+  if (be) return be->attention_fwd(q, k, v, o, lse, s.doc_start, mask.q_offset, mask.k_offset, block_q, block_k);
   dispatch_float(q, [&](auto t) {
     using T = decltype(t);
     cpu::attention_fwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), s);
@@ -212,13 +206,13 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    int64_t block_q, int64_t block_k) {
   OpTimer timer_("attention_bwd");
   DeviceBackend* be = backend_of({&q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv});
-  auto s = attention_shape(q, k, mask, block_q, block_k, be != nullptr);
+  auto s = attention_shape(q, k, mask, block_q, block_k);
   s.doc_start = per_position(mask.doc_start, q, "attention doc_start");
   same_shape(q, dq, "attention q/dq");
   same_shape(q, dout, "attention q/dout");
   same_shape(k, dk, "attention k/dk");
   same_shape(v, dv, "attention v/dv");
-  if (be) return be->attention_bwd(q, k, v, o, lse, dout, dq, dk, dv, s.doc_start, block_q, block_k);
+  if (be) return be->attention_bwd(q, k, v, o, lse, dout, dq, dk, dv, s.doc_start, mask.q_offset, mask.k_offset, block_q, block_k);
   dispatch_float(q, [&](auto t) {
     using T = decltype(t);
     cpu::attention_bwd<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<float>(), dout.data<T>(),
@@ -330,6 +324,32 @@ void add_inplace(const Tensor& y, const Tensor& x) {
   dispatch_float(y, [&](auto t) {
     using T = decltype(t);
     cpu::add_inplace<T>(y.data<T>(), x.data<T>(), y.numel());
+  });
+}
+
+void accumulate(const Tensor& dst, const Tensor& src) {
+  OpTimer timer_("accumulate");
+  DeviceBackend* be = backend_of({&dst, &src});
+  LT_CHECK(dst.dtype() == DType::F32 && dst.numel() == src.numel(), "accumulate: an fp32 dst of src's size");
+  if (be) return be->accumulate(dst, src);
+  dispatch_float(src, [&](auto t) {
+    using T = decltype(t);
+    cpu::accumulate<T>(dst.data<float>(), src.data<T>(), dst.numel());
+  });
+}
+
+void attention_merge(const Tensor& acc, const Tensor& acc_lse, const Tensor& part, const Tensor& part_lse) {
+  OpTimer timer_("attention_merge");
+  DeviceBackend* be = backend_of({&acc, &acc_lse, &part, &part_lse});
+  LT_CHECK(acc.dtype() == DType::F32 && acc_lse.dtype() == DType::F32 && part_lse.dtype() == DType::F32 && acc.numel() == part.numel() &&
+               acc_lse.numel() == part_lse.numel() && part.ndim() >= 3,
+           "attention_merge: fp32 acc [N, H, D] and LSEs [H, N], part of acc's size");
+  const int64_t d = part.dim(-1), h = part.dim(-2), n = part.numel() / (h * d);
+  LT_CHECK(acc_lse.numel() == h * n, "attention_merge: LSE [H, N]");
+  if (be) return be->attention_merge(acc, acc_lse, part, part_lse);
+  dispatch_float(part, [&](auto t) {
+    using T = decltype(t);
+    cpu::attention_merge<T>(acc.data<float>(), acc_lse.data<float>(), part.data<T>(), part_lse.data<float>(), n, h, d);
   });
 }
 

@@ -27,10 +27,7 @@ struct KvBlock {
   Tensor v(const Shape& s) const { return both.view(half, s); }
 };
 
-KvBlock kv_block(const Tensor& k, DType dtype) {
-  KvBlock b{Tensor::empty({2 * k.numel()}, dtype), k.numel()};
-  return b;
-}
+KvBlock kv_block(const Tensor& k, DType dtype) { return KvBlock{Tensor::empty({2 * k.numel()}, dtype, k.device()), k.numel()}; }
 
 // Sends `from` to the next rank of the ring while `to` receives from the previous one.
 Handle pass_on(Communicator& cp, const KvBlock& from, const KvBlock& to) {
@@ -61,24 +58,24 @@ void for_each_pair(const ContextSplit& split, const Dims& d, int src, const Tens
       }
 }
 
-float* f32(const Tensor& t) { return t.data<float>(); }
-
 // An output tensor (a handle: its data is written) takes src's values.
 void write(Tensor dst, const Tensor& src) { dst.copy_from(src); }
-
-// dst (fp32) += src (any float dtype), n elements.
-void accumulate(float* dst, const Tensor& src) {
-  Tensor wide = Tensor::empty(src.shape(), DType::F32);
-  wide.copy_from(src);
-  const float* s = f32(wide);
-  for (int64_t i = 0; i < src.numel(); ++i) dst[i] += s[i];
-}
 
 void check(const Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k) {
   LT_CHECK(split.c == cp.size() && split.r == cp.rank(), "the split is the CP group's");
   LT_CHECK(split.seq % (2 * split.c) == 0 && q.dim(1) == split.local() && k.dim(1) == split.local(),
            "each rank holds T / c positions of every sequence");
-  LT_CHECK(q.device() == Device::CPU, "context parallelism runs on the CPU backend");
+}
+
+// lse [B, H, T/c] <-> chunk-major [B, 2, H, T/2c] (each (sequence, chunk) contiguous, as the
+// per-chunk attention calls take it).
+void lse_layout(const Dims& d, const Tensor& from, const Tensor& to, bool to_chunks) {
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int i = 0; i < 2; ++i)
+      for (int64_t h = 0; h < d.H; ++h) {
+        const int64_t whole = (b * d.H + h) * d.Tl + i * d.Tc, chunked = ((b * 2 + i) * d.H + h) * d.Tc;
+        write(to.view(to_chunks ? chunked : whole, {d.Tc}), from.view(to_chunks ? whole : chunked, {d.Tc}));
+      }
 }
 
 }  // namespace
@@ -103,14 +100,18 @@ void context_parallel_attention_fwd(Communicator& cp, const ContextSplit& split,
   const MemoryScope scope(MemCategory::Workspace);  // the ring's buffers live for the call (planner.cpp counts them)
   const Dims d(split, q, k);
   const int c = split.c;
-  Tensor acc = Tensor::zeros({d.B, d.Tl, d.H, d.D}, DType::F32), lacc = Tensor::empty({d.B, d.H, d.Tl}, DType::F32);
-  std::fill_n(f32(lacc), lacc.numel(), kNegInf);
+  const Device dev = q.device();
+  Tensor acc = Tensor::zeros({d.B, d.Tl, d.H, d.D}, DType::F32, dev), lacc = Tensor::empty({d.B, 2, d.H, d.Tc}, DType::F32, dev);
+  {
+    Tensor none = Tensor::empty(lacc.shape(), DType::F32);  // -inf: no key seen yet
+    std::fill_n(none.data<float>(), none.numel(), kNegInf);
+    lacc.copy_from(none);
+  }
   KvBlock ring[2] = {kv_block(k, k.dtype()), kv_block(k, k.dtype())};
   const Shape kv_shape = k.shape();
   ring[0].k(kv_shape).copy_from(k);
   ring[0].v(kv_shape).copy_from(v);
-  Tensor o_part = Tensor::empty({1, d.Tc, d.H, d.D}, q.dtype()), o_wide = Tensor::empty({1, d.Tc, d.H, d.D}, DType::F32);
-  Tensor lse_part = Tensor::empty({1, d.H, d.Tc}, DType::F32);
+  Tensor o_part = Tensor::empty({1, d.Tc, d.H, d.D}, q.dtype(), dev), lse_part = Tensor::empty({1, d.H, d.Tc}, DType::F32, dev);
   for (int s = 0; s < c; ++s) {
     const int src = (split.r - s + c) % c;  // whose block is here
     const KvBlock& here = ring[s & 1];
@@ -119,25 +120,12 @@ void context_parallel_attention_fwd(Communicator& cp, const ContextSplit& split,
     for_each_pair(split, d, src, doc_start, [&](int64_t b, int qi, int ki, const ops::AttentionMask& mask) {
       ops::attention_fwd(d.chunk(q, b, qi, d.H), d.chunk(kb, b, ki, d.KV), d.chunk(vb, b, ki, d.KV), o_part, lse_part, mask, block_q,
                          block_k);
-      o_wide.copy_from(o_part);
-      // Merge by log-sum-exp: acc = (e^l1 acc + e^l2 part) / (e^l1 + e^l2), rows the block did not reach unchanged.
-      for (int64_t h = 0; h < d.H; ++h)
-        for (int64_t i = 0; i < d.Tc; ++i) {
-          const float l2 = f32(lse_part)[h * d.Tc + i];
-          if (l2 == kNegInf) continue;
-          float& l1 = f32(lacc)[(b * d.H + h) * d.Tl + qi * d.Tc + i];
-          const float m = std::max(l1, l2), merged = m + std::log(std::exp(l1 - m) + std::exp(l2 - m));
-          const float w1 = std::exp(l1 - merged), w2 = std::exp(l2 - merged);
-          float* row = f32(acc) + ((b * d.Tl + qi * d.Tc + i) * d.H + h) * d.D;
-          const float* part = f32(o_wide) + (i * d.H + h) * d.D;
-          for (int64_t x = 0; x < d.D; ++x) row[x] = w1 * row[x] + w2 * part[x];
-          l1 = merged;
-        }
+      ops::attention_merge(d.chunk(acc, b, qi, d.H), lacc.view((b * 2 + qi) * d.H * d.Tc, {d.H, d.Tc}), o_part, lse_part);
     });
     next.wait();
   }
   write(o, acc);
-  write(lse, lacc);
+  lse_layout(d, lacc, lse, false);
 }
 
 void context_parallel_attention_bwd(Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -147,28 +135,29 @@ void context_parallel_attention_bwd(Communicator& cp, const ContextSplit& split,
   const MemoryScope scope(MemCategory::Workspace);
   const Dims d(split, q, k);
   const int c = split.c;
-  Tensor dq_acc = Tensor::zeros(q.shape(), DType::F32);
+  const Device dev = q.device();
+  Tensor dq_acc = Tensor::zeros(q.shape(), DType::F32, dev);
   KvBlock ring[2] = {kv_block(k, k.dtype()), kv_block(k, k.dtype())}, grads[2] = {kv_block(k, DType::F32), kv_block(k, DType::F32)};
   const Shape kv_shape = k.shape();
   ring[0].k(kv_shape).copy_from(k);
   ring[0].v(kv_shape).copy_from(v);
-  std::fill_n(f32(grads[0].both), grads[0].both.numel(), 0.f);
-  Tensor dq_part = Tensor::empty({1, d.Tc, d.H, d.D}, q.dtype());
-  Tensor dk_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype()), dv_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype());
-  Tensor lse_chunk = Tensor::empty({1, d.H, d.Tc}, DType::F32);
+  grads[0].both.copy_from(Tensor::zeros(grads[0].both.shape(), DType::F32, dev));
+  Tensor dq_part = Tensor::empty({1, d.Tc, d.H, d.D}, q.dtype(), dev);
+  Tensor dk_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype(), dev), dv_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype(), dev);
+  Tensor lse_chunks = Tensor::empty({d.B, 2, d.H, d.Tc}, DType::F32, dev);
+  lse_layout(d, lse, lse_chunks, true);  // the final LSE, per (sequence, chunk)
   for (int s = 0; s < c; ++s) {
     const int src = (split.r - s + c) % c;
     const KvBlock &here = ring[s & 1], &grad = grads[s & 1];
     Handle next = s + 1 < c ? pass_on(cp, here, ring[(s + 1) & 1]) : Handle();
     const Tensor kb = here.k(kv_shape), vb = here.v(kv_shape), dkb = grad.k(kv_shape), dvb = grad.v(kv_shape);
     for_each_pair(split, d, src, doc_start, [&](int64_t b, int qi, int ki, const ops::AttentionMask& mask) {
-      for (int64_t h = 0; h < d.H; ++h)  // the chunk's rows of the final LSE, contiguous
-        std::copy_n(f32(lse) + (b * d.H + h) * d.Tl + qi * d.Tc, d.Tc, f32(lse_chunk) + h * d.Tc);
-      ops::attention_bwd(d.chunk(q, b, qi, d.H), d.chunk(kb, b, ki, d.KV), d.chunk(vb, b, ki, d.KV), d.chunk(o, b, qi, d.H), lse_chunk,
-                         d.chunk(dout, b, qi, d.H), dq_part, dk_part, dv_part, mask, block_q, block_k);
-      accumulate(f32(d.chunk(dq_acc, b, qi, d.H)), dq_part);
-      accumulate(f32(d.chunk(dkb, b, ki, d.KV)), dk_part);
-      accumulate(f32(d.chunk(dvb, b, ki, d.KV)), dv_part);
+      ops::attention_bwd(d.chunk(q, b, qi, d.H), d.chunk(kb, b, ki, d.KV), d.chunk(vb, b, ki, d.KV), d.chunk(o, b, qi, d.H),
+                         lse_chunks.view((b * 2 + qi) * d.H * d.Tc, {1, d.H, d.Tc}), d.chunk(dout, b, qi, d.H), dq_part, dk_part, dv_part,
+                         mask, block_q, block_k);
+      ops::accumulate(d.chunk(dq_acc, b, qi, d.H), dq_part);
+      ops::accumulate(d.chunk(dkb, b, ki, d.KV), dk_part);
+      ops::accumulate(d.chunk(dvb, b, ki, d.KV), dv_part);
     });
     next.wait();
     // The block's gradients follow it; after the last step the ones arriving are this rank's own.

@@ -131,8 +131,6 @@ void RunConfig::validate() const {
   need(!parallel.sequence_parallel || (train.seq_length / cp) % tp == 0,
        "each context-parallel rank's " + std::to_string(train.seq_length / cp) + " positions must be divisible by "
        "parallel.tensor_parallel (" + std::to_string(tp) + ") with parallel.sequence_parallel: change train.seq_length");
-  need(cp == 1 || train.device == "cpu", "parallel.context_parallel > 1 runs on the CPU backend only so far (its ring attention "
-                                         "has no CUDA kernels yet): set train.device=cpu or parallel.context_parallel=1");
   need(cp == 1 || !logging.gns, "logging.gns with parallel.context_parallel > 1 is not supported (a rank's gradient covers part of "
                                 "each sequence): set one of them off");
   need(model.resolved_ffn_dim() % tp == 0, "the FFN width (" + std::to_string(model.resolved_ffn_dim()) +

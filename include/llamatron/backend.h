@@ -37,14 +37,15 @@ class DeviceBackend {
   virtual void rmsnorm_fwd(const Tensor& x, const Tensor& w, float eps, const Tensor& y, const Tensor& rstd) = 0;
   virtual void rmsnorm_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx,
                            const Tensor& dw, bool accumulate_dx) = 0;
-  // positions / doc_start: int32 [B, T] on the device, or null (ops.h).
+  // positions / doc_start: int32 [B, T] on the device, or null; q_offset / k_offset: a block of a
+  // longer sequence (ops.h, AttentionMask).
   virtual void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset, const int32_t* positions,
                     bool forward) = 0;
   virtual void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                             const int32_t* doc_start, int64_t block_q, int64_t block_k) = 0;
+                             const int32_t* doc_start, int64_t q_offset, int64_t k_offset, int64_t block_q, int64_t block_k) = 0;
   virtual void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                              const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const int32_t* doc_start,
-                             int64_t block_q, int64_t block_k) = 0;
+                             int64_t q_offset, int64_t k_offset, int64_t block_q, int64_t block_k) = 0;
   virtual void attention_decode_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o) = 0;
   virtual void swiglu_fwd(const Tensor& gate_up, const Tensor& y) = 0;
   virtual void swiglu_bwd(const Tensor& dy, const Tensor& gate_up, const Tensor& dgate_up) = 0;
@@ -58,6 +59,8 @@ class DeviceBackend {
   virtual void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const Tensor& logz, const Tensor& dlogits,
                                         int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index) = 0;
   virtual void add_inplace(const Tensor& y, const Tensor& x) = 0;
+  virtual void accumulate(const Tensor& dst, const Tensor& src) = 0;
+  virtual void attention_merge(const Tensor& acc, const Tensor& acc_lse, const Tensor& part, const Tensor& part_lse) = 0;
   virtual void transpose_blocks(const Tensor& src, const Tensor& dst, int64_t a, int64_t b) = 0;
 
   // The optimizer's pieces on flat buffers (csrc/train/optim.cpp): fp32 -> bf16 rounding, the

@@ -35,7 +35,7 @@ std::vector<int32_t> global_positions(const ContextSplit& split, int64_t batch);
 // a non-blocking transfer while it attends to it (ops::attention_fwd on blocks with their global
 // offsets; chunk pairs wholly after the queries are skipped), and merges the partial results by
 // their log-sum-exp. The backward passes K/V and their fp32 gradients the same way, each block's
-// dK/dV coming home after c steps. CPU backend; c = 1 is plain attention.
+// dK/dV coming home after c steps. Either backend (the tensors' device); c = 1 is plain attention.
 void context_parallel_attention_fwd(Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& o, const Tensor& lse, const Tensor& doc_start, int64_t block_q, int64_t block_k);
 void context_parallel_attention_bwd(Communicator& cp, const ContextSplit& split, const Tensor& q, const Tensor& k, const Tensor& v,

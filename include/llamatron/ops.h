@@ -32,7 +32,7 @@ void rope_bwd(const Tensor& dx, const Tensor& cos, const Tensor& sin, int64_t of
 struct AttentionMask {
   Tensor doc_start;  // optional int32 [B, Tq] (documents.h): query i sees no key before position doc_start[b, i]
   // Global positions of q[:, 0] and k[:, 0] (context parallelism's ring runs blocks of a longer
-  // sequence; CPU backend): key j is visible to query i when k_offset + j <= q_offset + i. A query
+  // sequence): key j is visible to query i when k_offset + j <= q_offset + i. A query
   // that sees no key of the block gets o = 0 and lse = -inf.
   int64_t q_offset = 0, k_offset = 0;
 };
@@ -44,6 +44,11 @@ void attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const Tensor& dq, const Tensor& dk, const Tensor& dv, const AttentionMask& mask = {},
                    int64_t block_q = 128, int64_t block_k = 128);
+
+// Context parallelism's merge of a block's partial attention into the running result, per row
+// (h, i): acc [N, H, D] and acc_lse [H, N] fp32 become the softmax-weighted combination with part
+// [N, H, D] and part_lse [H, N] (log-sum-exp weights); rows with part_lse = -inf are unchanged.
+void attention_merge(const Tensor& acc, const Tensor& acc_lse, const Tensor& part, const Tensor& part_lse);
 
 // Generation with a KV cache: one new query per sequence, q, o [B, 1, H, D], against the keys and
 // values [B, tk, KV, D] of all its positions so far (the query's own last): no mask is needed.
@@ -73,6 +78,8 @@ void cross_entropy_shard_grad(const Tensor& logits, const Tensor& targets, const
                               int64_t valid, int64_t vocab_start, float scale, int32_t ignore_index = -100);
 
 void add_inplace(const Tensor& y, const Tensor& x);
+// dst (fp32) += src (fp32 or bf16), same numel: sums of partial gradients kept in fp32.
+void accumulate(const Tensor& dst, const Tensor& src);
 
 // dst = src viewed as [a, b, K] with its first two dimensions swapped ([b, a, K]); same numel and
 // dtype, a multiple of a * b elements. Sequence parallelism's chunk order: a collective moves

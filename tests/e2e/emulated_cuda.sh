@@ -6,7 +6,7 @@
 # scripts/gpu_check.sh passes the real `llamatron` as the second binary on a GPU machine: the real
 # CUDA backend must match the CPU backend within the same bound. With MPIEXEC given: the emulated device under mpirun with tp 2 x pp 2 must match the single
 # emulated process on the same global batch, within the same bound, and so must tp 2 with sequence
-# parallelism x pp 2 with 2 chunks per stage (interleaved 1F1B).
+# parallelism x pp 2 with 2 chunks per stage (interleaved 1F1B), and context parallelism (cp 2, cp 4, cp 2 x tp 2).
 set -u
 cpu_bin=$1 emu_bin=$2 config=$3 mpiexec=${4-}
 common=(--set train.steps=6 --set logging.log_every=1)
@@ -43,6 +43,20 @@ if [ -n "$mpiexec" ]; then
   check "emulated CUDA tp 2 SP x pp 2 v 2 (interleaved) logged 3 steps and matches one emulated process within 26 * 2^-8" \
     '[ "$(echo "$seq" | wc -l)" -eq 3 ] && paste <(echo "$one2") <(echo "$seq") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
   echo "one process: $(echo $one2) | tp2 sp x pp2 v2: $(echo $seq)"
+  # Context parallelism on the device: the ring's blocks through the flash kernels at their global
+  # offsets, the merges and fp32 sums as kernels, K/V over the group; cp 2, cp 4 and cp 2 x tp 2
+  # with packed documents, against one emulated process with the same documents.
+  docs=(--set data.eod_id=7 --set data.reset_attention_mask=true --set data.reset_position_ids=true)
+  one3=$("$emu_bin" train "$config" "${small[@]}" "${docs[@]}" 2>&1 | losses)
+  for layout in 2,1 4,1 2,2; do  # cp,tp
+    cp=${layout%,*} tp=${layout#*,}
+    name="cp $cp$([ "$tp" -gt 1 ] && echo " x tp $tp")"
+    cpl=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 "$mpiexec" -np $((cp * tp)) --oversubscribe "$emu_bin" train \
+      "$config" "${small[@]}" "${docs[@]}" --set parallel.context_parallel=$cp --set parallel.tensor_parallel=$tp 2>&1 | losses)
+    check "emulated CUDA $name (documents) logged 3 steps and matches one emulated process within 26 * 2^-8" \
+      '[ "$(echo "$cpl" | wc -l)" -eq 3 ] && paste <(echo "$one3") <(echo "$cpl") | awk '"'"'{ d = $1 - $2; if (d < 0) d = -d; if (d > 26 / 256 * $1) bad = 1 } END { exit bad }'"'"''
+    echo "one process: $(echo $one3) | $name: $(echo $cpl)"
+  done
   # Overlap on and off on the emulated device (its NCCL stand-in poisons a collective's output
   # until the wait): pp 2 x dp 2 with 2 micro-batches, the losses in the metrics JSONL (every
   # digit) bit for bit, and none NaN.

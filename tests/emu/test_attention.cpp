@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/emu/emu.h"  // first: the emulator's keywords come before any CUDA header
@@ -214,6 +215,91 @@ TEST(AttentionKernelDocuments, TilesBeforeTheDocumentAreSkippedNotMasked) {
     }
   }
 }
+
+// Blocks of a longer sequence (context parallelism's ring): queries at global positions
+// q_off.., keys at k_off.., the chunk pairs the ring meets (the diagonal, keys wholly before,
+// keys wholly after: O = 0, LSE = -inf, no gradient), keys of another length, and documents whose
+// starts are global. The kernels against the CPU attention on the same block (itself checked
+// against the whole sequence in tests/parallel/test_context_parallel.cpp).
+struct BlockCase {
+  int t, tk, q_off, k_off, h, kv, d;
+  std::string docs;
+};
+class AttentionKernelBlock : public testing::TestWithParam<BlockCase> {};
+
+TEST_P(AttentionKernelBlock, MatchesCpuAttentionOnTheBlock) {
+  const BlockCase c = GetParam();
+  const auto q = random_bf16(size_t(c.t) * c.h * c.d, 21, 1.5f), dout = random_bf16(size_t(c.t) * c.h * c.d, 24, 1.0f);
+  const auto k = random_bf16(size_t(c.tk) * c.kv * c.d, 22, 1.5f), v = random_bf16(size_t(c.tk) * c.kv * c.d, 23, 1.0f);
+  std::vector<int32_t> doc;
+  if (!c.docs.empty()) {  // the queries' rows of a whole sequence's document starts
+    const std::vector<int32_t> all = doc_starts(c.docs, 1, c.q_off + c.t);
+    doc.assign(all.begin() + c.q_off, all.end());
+  }
+  cpu::AttentionShape shape{1, c.t, c.h, c.kv, c.d};
+  shape.block_q = shape.block_k = 64, shape.doc_start = doc.empty() ? nullptr : doc.data();
+  shape.tk = c.tk, shape.q_offset = c.q_off, shape.k_offset = c.k_off;
+  const kernels::AttentionDims dims{1, c.t, c.h, c.kv, c.d, c.tk, c.q_off, c.k_off};
+  // fp32 and bf16 CPU runs; the LSE each backward takes: its forward's, or 0 where a row saw nothing.
+  const auto cpu_run = [&](auto zero) {
+    using T = decltype(zero);
+    const std::vector<T> qt(q.begin(), q.end()), kt(k.begin(), k.end()), vt(v.begin(), v.end()), dt(dout.begin(), dout.end());
+    std::vector<T> o(q.size()), dq(q.size()), dk(k.size()), dv(v.size());
+    std::vector<float> lse(size_t(c.h) * c.t);
+    cpu::attention_fwd<T>(qt.data(), kt.data(), vt.data(), o.data(), lse.data(), shape);
+    std::vector<float> lse_b = lse;
+    for (float& x : lse_b) x = std::isinf(x) ? 0.f : x;
+    cpu::attention_bwd<T>(qt.data(), kt.data(), vt.data(), o.data(), lse_b.data(), dt.data(), dq.data(), dk.data(), dv.data(), shape);
+    return std::tuple{o, lse, dq, dk, dv};
+  };
+  const auto [ro, rlse, rdq, rdk, rdv] = cpu_run(0.f);
+  const auto [co, clse, cdq, cdk, cdv] = cpu_run(bf16(0.f));
+  for (const kernels::ForwardTiles tiles : kForwardTiles) {
+    SCOPED_TRACE(name(tiles));
+    auto o = test::poisoned<bf16>(q.size());
+    auto lse = test::poisoned<float>(rlse.size());
+    kernels::attention_forward(dev(q), dev(k), dev(v), dev(o), lse.data(), dims, nullptr, tiles, doc.empty() ? nullptr : doc.data());
+    test::expect_no_worse_than_cpu_bf16("O", o, co, ro);
+    for (size_t i = 0; i < lse.size(); ++i) {
+      if (std::isinf(rlse[i])) {
+        EXPECT_EQ(lse[i], rlse[i]) << "a row that sees no key: LSE -inf, row " << i;
+      } else {
+        EXPECT_NEAR(lse[i], rlse[i], 1e-5 * (1 + std::abs(rlse[i]))) << i;
+      }
+    }
+    if (tiles != kernels::ForwardTiles::k32RowsPerWarp) continue;
+    for (float& x : lse) x = std::isinf(x) ? 0.f : x;
+    for (const bool deterministic : {false, true}) {
+      SCOPED_TRACE(deterministic ? "deterministic dQ pass" : "atomic dQ");
+      auto dq = test::poisoned<bf16>(q.size()), dk = test::poisoned<bf16>(k.size()), dv = test::poisoned<bf16>(v.size());
+      auto workspace = test::poisoned<float>(kernels::attention_backward_workspace_bytes(dims, deterministic) / sizeof(float) + 1);
+      kernels::attention_backward(dev(q), dev(k), dev(v), dev(o), lse.data(), dev(dout), dev(dq), dev(dk), dev(dv), workspace.data(), dims,
+                                  deterministic, nullptr, doc.empty() ? nullptr : doc.data());
+      const double ds_term = test::max_abs(dout) * test::max_abs(v);
+      test::expect_no_worse_than_cpu_bf16("dQ", dq, cdq, rdq, ds_term * test::max_abs(k));
+      test::expect_no_worse_than_cpu_bf16("dK", dk, cdk, rdk, ds_term * test::max_abs(q));
+      test::expect_no_worse_than_cpu_bf16("dV", dv, cdv, rdv);
+    }
+  }
+}
+
+std::vector<BlockCase> block_cases() {
+  std::vector<BlockCase> out;
+  for (int d : {64, 128}) {
+    out.push_back({128, 128, 256, 256, 4, 2, d, ""});      // the diagonal pair of a ring step
+    out.push_back({128, 128, 384, 128, 4, 2, d, ""});      // keys wholly before the queries
+    out.push_back({128, 128, 128, 384, 4, 2, d, ""});      // keys wholly after: nothing visible
+    out.push_back({96, 130, 200, 130, 4, 1, d, ""});       // keys of another length, crossing the diagonal
+    out.push_back({128, 128, 384, 128, 4, 2, d, "edges"});  // documents across chunks (global starts)
+    out.push_back({128, 128, 256, 256, 8, 2, d, "tiny"});
+  }
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Blocks, AttentionKernelBlock, testing::ValuesIn(block_cases()), [](const testing::TestParamInfo<BlockCase>& i) {
+  const BlockCase& c = i.param;
+  return "q" + std::to_string(c.t) + "at" + std::to_string(c.q_off) + "_k" + std::to_string(c.tk) + "at" + std::to_string(c.k_off) +
+         "_h" + std::to_string(c.h) + "_kv" + std::to_string(c.kv) + "_d" + std::to_string(c.d) + (c.docs.empty() ? "" : "_docs_" + c.docs);
+});
 
 // Generation's decode kernel: the last position's query against all tk keys is the last row of
 // causal attention over the tk positions, so the CPU attention's last row (fp32 and bf16) is the

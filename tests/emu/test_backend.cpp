@@ -180,6 +180,34 @@ TEST_F(CudaBackendOps, AttentionMatchesCpu) {
   }
 }
 
+// Context parallelism's device ops against the CPU's on the same values: the log-sum-exp merge of
+// a bf16 partial into fp32 running results (rows with LSE -inf left as they were), and fp32 sums
+// of bf16 and fp32 tensors. The merge's arithmetic is fp32 on both sides (expf / logf against
+// std::exp / std::log): 1e-5 of the scale; the sums are exact.
+TEST_F(CudaBackendOps, AttentionMergeAndAccumulateMatchCpu) {
+  const int64_t N = 37, H = 4, D = 64;
+  const Tensor part = host_bf16({N, H, D}, 31), acc0 = to_host(to_device(host_bf16({N, H, D}, 32)));
+  Tensor acc = Tensor::empty({N, H, D}, DType::F32), acc_lse = Tensor::empty({H, N}, DType::F32), part_lse = Tensor::empty({H, N}, DType::F32);
+  acc.copy_from(acc0);
+  const auto lse_a = random_f32(H * N, 33, 2.0f), lse_b = random_f32(H * N, 34, 2.0f);
+  for (int64_t i = 0; i < H * N; ++i) {
+    acc_lse.data<float>()[i] = i % 11 == 0 ? -INFINITY : lse_a[i];  // rows nothing has reached yet
+    part_lse.data<float>()[i] = i % 7 == 0 ? -INFINITY : lse_b[i];  // rows this block does not reach
+  }
+  const Tensor dacc = to_device(acc), dacc_lse = to_device(acc_lse);
+  ops::attention_merge(acc, acc_lse, part, part_lse);
+  ops::attention_merge(dacc, dacc_lse, to_device(part), to_device(part_lse));
+  EXPECT_LE(err(dacc, acc), 1e-5);
+  EXPECT_LE(err(dacc_lse, acc_lse), 1e-5);
+  for (int64_t i = 0; i < H * N; i += 7) EXPECT_EQ(values<float>(dacc_lse)[i], acc_lse.data<float>()[i]) << "untouched row " << i;
+  Tensor sum = Tensor::empty({N, H, D}, DType::F32);
+  sum.copy_from(acc);
+  const Tensor dsum = to_device(sum), wide = to_host(to_device(acc0));
+  ops::accumulate(sum, part), ops::accumulate(sum, wide);
+  ops::accumulate(dsum, to_device(part)), ops::accumulate(dsum, to_device(wide));
+  EXPECT_EQ(values<float>(dsum), values<float>(sum));
+}
+
 TEST_F(CudaBackendOps, TensorsOnTwoDevicesInOneOpAreRejected) {
   const Tensor x = host_bf16({4, 8}, 1), w = host_bf16({8, 8}, 2);
   Tensor y = Tensor::empty({4, 8}, DType::BF16, Device::CUDA);

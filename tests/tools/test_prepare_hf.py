@@ -124,12 +124,18 @@ class PrepareHfTest(unittest.TestCase):
         self.assertEqual(result.stderr, "")
         return result
 
-    def check_outputs(self, out, docs, wide):
+    def check_outputs(self, out, docs, wide, eos):
         flat = [t for doc in docs for t in doc]
         nshards = -(-len(flat) // SHARD_TOKENS)
         self.assertGreater(nshards, 2, "the test data must span several shards")
         shards = [f"data_{i:06d}.bin" for i in range(nshards)]
-        self.assertEqual(sorted(os.listdir(out)), sorted(shards + ["data.bin", "data.idx"]))
+        self.assertEqual(sorted(os.listdir(out)), sorted(shards + ["data.bin", "data.idx", "data.dataset.json"]))
+        # The record data.eod_id defaults to (llamatron's include/llamatron/documents.h): the EOS
+        # appended to every document, and every file written.
+        with open(os.path.join(out, "data.dataset.json")) as f:
+            record = json.load(f)
+        self.assertEqual(record["eod_id"], eos)
+        self.assertEqual(sorted(record["files"]), sorted(shards + ["data.bin", "data.idx"]))
         tokens = []
         for i, name in enumerate(shards):
             magic, version, shard = read_llmc_shard(self, os.path.join(out, name))
@@ -145,8 +151,9 @@ class PrepareHfTest(unittest.TestCase):
     def test_outputs_match_the_tokenizer(self):
         out = os.path.join(self.dir, "out_both")
         result = self.prepare(out, "--workers", "2")
-        docs = self.expected(self.tokenizer.token_to_id("</s>"))
-        self.check_outputs(out, docs, wide=False)
+        eos = self.tokenizer.token_to_id("</s>")
+        docs = self.expected(eos)
+        self.check_outputs(out, docs, wide=False, eos=eos)
         summary = result.stdout.splitlines()[-1]
         self.assertIn(f"{len(docs)} documents", summary)
         self.assertIn(f"{sum(map(len, docs))} tokens", summary)
@@ -154,7 +161,7 @@ class PrepareHfTest(unittest.TestCase):
     def test_large_eos_id_gives_32_bit_tokens(self):
         out = os.path.join(self.dir, "out_wide")
         self.prepare(out, "--workers", "2", "--eos-id", "70000")
-        self.check_outputs(out, self.expected(70000), wide=True)
+        self.check_outputs(out, self.expected(70000), wide=True, eos=70000)
 
     def test_output_does_not_depend_on_workers(self):
         outs = [os.path.join(self.dir, f"out_workers{k}") for k in (1, 2)]

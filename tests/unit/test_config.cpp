@@ -52,7 +52,6 @@ TEST(Config, RejectsBadInput) {
   expect_rejected("data: {paths: [[a]]}", {}, "list of plain values");
   // Context parallelism: 2c equal chunks, the CPU backend, SP's chunks of each rank's positions.
   expect_rejected("parallel: {context_parallel: 3}\ntrain: {seq_length: 64}", {}, "divisible by 2 x parallel.context_parallel (6)");
-  expect_rejected("parallel: {context_parallel: 2}\ntrain: {device: cuda}", {}, "runs on the CPU backend only so far");
   expect_rejected("parallel: {context_parallel: 2, tensor_parallel: 4, sequence_parallel: true}\n"
                   "model: {dim: 64, n_heads: 4, n_kv_heads: 4, ffn_dim: 96}\ntrain: {seq_length: 20}", {},
                   "10 positions must be divisible by parallel.tensor_parallel (4)");

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "llamatron/documents.h"
 #include "llamatron/ops.h"
@@ -140,6 +141,51 @@ INSTANTIATE_TEST_SUITE_P(Ref, Attention, testing::ValuesIn(attention_cases()),
                          [](const testing::TestParamInfo<AttentionCase>& i) {
                            return i.param.name + "_" + i.param.prec + "_block" + std::to_string(i.param.block);
                          });
+
+// ---- Attention on blocks of a sequence (context parallelism's ring): each key block attended at
+// its global offset, the partials merged by log-sum-exp (ops::attention_merge), equals attention
+// over the whole sequence (the PyTorch-checked path above) in fp32, with and without documents;
+// a block of keys wholly after the queries gives O = 0 and LSE = -inf and leaves the merge as it was.
+TEST(AttentionBlocks, MergedPartialsEqualTheWholeSequence) {
+  RefCase c = load_case("attention_docs_edges_h4kv2d64", "fp32");
+  Tensor q = c.input("q"), k = c.input("k"), v = c.input("v");
+  const int64_t B = q.dim(0), T = q.dim(1), H = q.dim(2), KV = k.dim(2), D = q.dim(3), cut = 64;
+  for (const bool docs : {false, true}) {
+    SCOPED_TRACE(docs ? "documents" : "causal");
+    const Tensor doc_start = docs ? document_tensor(c, true) : Tensor();
+    Tensor o = Tensor::empty(q.shape(), DType::F32), lse = Tensor::empty({B, H, T}, DType::F32);
+    ops::attention_fwd(q, k, v, o, lse, {doc_start}, 64, 64);
+    for (int64_t b = 0; b < B; ++b) {  // the queries of one sequence against its keys in two blocks: [0, cut) and [cut, T)
+      const Tensor qb = q.view(b * T * H * D, {1, T, H, D});
+      const Tensor docb = docs ? doc_start.view(b * T, {1, T}) : Tensor();
+      Tensor acc = Tensor::zeros({1, T, H, D}, DType::F32), acc_lse = Tensor::empty({H, T}, DType::F32);
+      std::fill_n(acc_lse.data<float>(), acc_lse.numel(), -std::numeric_limits<float>::infinity());
+      for (const auto& [k0, n] : {std::pair<int64_t, int64_t>{cut, T - cut}, {0, cut}}) {
+        Tensor part = Tensor::empty({1, T, H, D}, DType::F32), part_lse = Tensor::empty({1, H, T}, DType::F32);
+        ops::attention_fwd(qb, k.view((b * T + k0) * KV * D, {1, n, KV, D}), v.view((b * T + k0) * KV * D, {1, n, KV, D}), part,
+                           part_lse, {docb, 0, k0}, 16, 16);
+        ops::attention_merge(acc, acc_lse, part, part_lse);
+      }
+      const std::vector<double> want = to_f64(o.view(b * T * H * D, {T * H * D})), got = to_f64(acc);
+      EXPECT_LE(scaled_error(got, want), 1e-6) << "O, sequence " << b;
+      std::vector<double> lse_want(H * T), lse_got = to_f64(acc_lse);
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t t = 0; t < T; ++t) lse_want[h * T + t] = lse.data<float>()[(b * H + h) * T + t];
+      EXPECT_LE(scaled_error(lse_got, lse_want), 1e-6) << "LSE, sequence " << b;
+    }
+  }
+  // Keys wholly after the queries: nothing visible.
+  const Tensor q1 = q.view(0, {1, 32, H, D}), k1 = k.view(0, {1, 32, KV, D}), v1 = v.view(0, {1, 32, KV, D});
+  Tensor part = Tensor::empty({1, 32, H, D}, DType::F32), part_lse = Tensor::empty({1, H, 32}, DType::F32);
+  ops::attention_fwd(q1, k1, v1, part, part_lse, {Tensor(), 0, 32});
+  for (int64_t i = 0; i < part.numel(); ++i) ASSERT_EQ(part.data<float>()[i], 0.f);
+  for (int64_t i = 0; i < part_lse.numel(); ++i) ASSERT_EQ(part_lse.data<float>()[i], -std::numeric_limits<float>::infinity());
+  Tensor acc = Tensor::zeros({1, 32, H, D}, DType::F32), acc_lse = Tensor::zeros({H, 32}, DType::F32);
+  acc.data<float>()[5] = 3.f;
+  ops::attention_merge(acc, acc_lse, part, part_lse);
+  EXPECT_EQ(acc.data<float>()[5], 3.f);
+  EXPECT_EQ(acc_lse.data<float>()[7], 0.f);
+}
 
 // ---- SwiGLU on the fused [gate | up] rows: one rounding each.
 Tensor concat_cols(const Tensor& a, const Tensor& b) {  // [n, f] and [n, f] -> [n, 2f]

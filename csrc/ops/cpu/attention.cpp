@@ -263,6 +263,25 @@ void attention_decode_fwd(const T* q, const T* k, const T* v, T* o, int64_t b, i
   }
 }
 
+template <typename T>
+void attention_merge(float* acc, float* acc_lse, const T* part, const float* part_lse, int64_t n, int64_t h, int64_t d) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t hi = 0; hi < h; ++hi)
+    for (int64_t i = 0; i < n; ++i) {
+      const float l2 = part_lse[hi * n + i];
+      if (l2 == kNegInf) continue;  // the block gave this row nothing
+      float& l1 = acc_lse[hi * n + i];
+      const float m = std::max(l1, l2), merged = m + std::log(std::exp(l1 - m) + std::exp(l2 - m));
+      const float w1 = std::exp(l1 - merged), w2 = std::exp(l2 - merged);
+      float* row = acc + (i * h + hi) * d;
+      const T* p = part + (i * h + hi) * d;
+      for (int64_t x = 0; x < d; ++x) row[x] = w1 * row[x] + w2 * to_f32(p[x]);
+      l1 = merged;
+    }
+}
+
+template void attention_merge<float>(float*, float*, const float*, const float*, int64_t, int64_t, int64_t);
+template void attention_merge<bf16>(float*, float*, const bf16*, const float*, int64_t, int64_t, int64_t);
 template void attention_decode_fwd<float>(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
 template void attention_decode_fwd<bf16>(const bf16*, const bf16*, const bf16*, bf16*, int64_t, int64_t, int64_t, int64_t, int64_t);
 template void attention_fwd<float>(const float*, const float*, const float*, float*, float*, const AttentionShape&);

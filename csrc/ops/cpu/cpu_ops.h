@@ -51,6 +51,10 @@ template <typename T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* o, const float* lse, const T* dout, T* dq,
                    T* dk, T* dv, const AttentionShape& s);
 
+// acc [n, h, d], acc_lse [h, n] fp32 merged with part [n, h, d], part_lse [h, n] (ops.h).
+template <typename T>
+void attention_merge(float* acc, float* acc_lse, const T* part, const float* part_lse, int64_t n, int64_t h, int64_t d);
+
 // One new query per sequence against its cached keys (generation with a KV cache): q, o
 // [B, 1, H, D], k, v [B, tk, KV, D]; the query is position tk - 1, so every key is visible. fp32
 // scores and softmax; in bf16 mode the probabilities are rounded to bf16 before P V, as the
@@ -95,6 +99,8 @@ void cross_entropy_shard_grad(const T* logits, const int32_t* targets, const flo
 // y += x (residual add).
 template <typename T>
 void add_inplace(T* y, const T* x, int64_t n);
+template <typename T>
+void accumulate(float* dst, const T* src, int64_t n);
 // dst [b, a, block] from src [a, b, block] (blocks of `block_bytes`): the first two dimensions swapped.
 void transpose_blocks(const void* src, void* dst, int64_t a, int64_t b, int64_t block_bytes);
 // sum of squares in fp64 partials (the global grad norm); deterministic for a fixed thread count.

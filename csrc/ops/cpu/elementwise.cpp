@@ -14,6 +14,12 @@ void add_inplace(T* y, const T* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = from_f32<T>(to_f32(y[i]) + to_f32(x[i]));
 }
 
+template <typename T>
+void accumulate(float* dst, const T* src, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) dst[i] += to_f32(src[i]);
+}
+
 void transpose_blocks(const void* src, void* dst, int64_t a, int64_t b, int64_t block_bytes) {
   const auto* from = static_cast<const char*>(src);
   auto* to = static_cast<char*>(dst);
@@ -55,6 +61,8 @@ void convert(const float* src, T* dst, int64_t n) {
 
 template void add_inplace<float>(float*, const float*, int64_t);
 template void add_inplace<bf16>(bf16*, const bf16*, int64_t);
+template void accumulate<float>(float*, const float*, int64_t);
+template void accumulate<bf16>(float*, const bf16*, int64_t);
 template void convert<float>(const float*, float*, int64_t);
 template void convert<bf16>(const float*, bf16*, int64_t);
 
