@@ -34,10 +34,13 @@ struct Layout {
   int64_t batch = 2;   // sequences per micro-batch and DP rank (1: the sequence-parallel chunks need no reordering)
   int v = 1;           // parallel.virtual_pipeline
   int64_t layers = 4;  // model.n_layers (pp x v chunks of equal layers)
+  int cp = 1;          // parallel.context_parallel
   Layout alone() const { return {1, 1, 1, false, 2, 1, layers}; }  // the same model in one process
+  int ranks() const { return tp * pp * dp * cp; }
   std::string name() const {
     return "tp" + std::to_string(tp) + (sp ? "sp" : "") + "_pp" + std::to_string(pp) + (v > 1 ? "v" + std::to_string(v) : "") + "_dp" +
-           std::to_string(dp) + (batch != 2 ? "_b" + std::to_string(batch) : "") + (layers != 4 ? "_L" + std::to_string(layers) : "");
+           std::to_string(dp) + (batch != 2 ? "_b" + std::to_string(batch) : "") + (layers != 4 ? "_L" + std::to_string(layers) : "") +
+           (cp > 1 ? "_cp" + std::to_string(cp) : "");
   }
   friend void PrintTo(const Layout& l, std::ostream* os) { *os << l.name(); }
 };
@@ -48,7 +51,7 @@ RunConfig test_config(const Layout& l, int64_t batch_per_rank) {
   c.model.vocab_size = 250, c.model.dim = 64, c.model.n_layers = l.layers, c.model.n_heads = 8, c.model.n_kv_heads = 2;
   c.model.ffn_dim = 96, c.model.max_seq_len = 32;
   c.parallel.tensor_parallel = l.tp, c.parallel.pipeline_parallel = l.pp, c.parallel.data_parallel = l.dp;
-  c.parallel.sequence_parallel = l.sp, c.parallel.virtual_pipeline = l.v;
+  c.parallel.sequence_parallel = l.sp, c.parallel.virtual_pipeline = l.v, c.parallel.context_parallel = l.cp;
   c.train.steps = 5, c.train.micro_batch_size = batch_per_rank, c.train.seq_length = 16, c.train.grad_accum_steps = 4;
   c.train.precision = "fp32", c.train.seed = 7, c.train.threads = 1;
   // lr 3e-3: Adam turns fp32 noise in near-zero gradients into whole steps, and at 1e-2 that chaos
@@ -281,8 +284,9 @@ TEST_P(ContextParallel, TrainsAsOneProcess) {
 }
 INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallel,
                          testing::Values(CpCase{2, 1, 1, 1, 1024, false, false}, CpCase{2, 1, 1, 1, 1024, false, true},
-                                         CpCase{4, 1, 1, 1, 1024, false, true}, CpCase{4, 1, 1, 1, 4096, false, true},
-                                         CpCase{2, 1, 1, 1, 4096, false, false}, CpCase{2, 2, 1, 2, 1024, true, true},
+                                         CpCase{4, 1, 1, 1, 1024, false, false}, CpCase{4, 1, 1, 1, 1024, false, true},
+                                         CpCase{4, 1, 1, 1, 4096, false, true}, CpCase{2, 1, 1, 1, 4096, false, false},
+                                         CpCase{2, 2, 1, 2, 1024, true, false}, CpCase{2, 2, 1, 2, 1024, true, true},
                                          CpCase{2, 1, 2, 2, 1024, false, true}),
                          [](const testing::TestParamInfo<CpCase>& i) { return i.param.name(); });
 
@@ -417,7 +421,7 @@ void expect_resumes(const Layout& saved, const std::vector<Layout>& loaded,
     return c;
   };
   std::vector<double> original(2);
-  on_first_ranks(saved.tp * saved.pp * saved.dp, [&](Communicator& job) {
+  on_first_ranks(saved.ranks(), [&](Communicator& job) {
     Trainer t(config(saved), job);
     for (int i = 0; i < 3; ++i) t.step();
     save_checkpoint(t);
@@ -427,7 +431,7 @@ void expect_resumes(const Layout& saved, const std::vector<Layout>& loaded,
   if (saved_dir && w.rank() == 0) saved_dir(find_checkpoint(config(saved).checkpoint));
   w.barrier();
   for (const Layout& l : loaded) {
-    on_first_ranks(l.tp * l.pp * l.dp, [&](Communicator& job) {
+    on_first_ranks(l.ranks(), [&](Communicator& job) {
       Trainer t(config(l), job);
       EXPECT_EQ(t.progress().step, 3);
       for (int i = 0; i < 2; ++i)
@@ -456,6 +460,17 @@ TEST(Checkpoint, ReshardsAcrossVirtualPipelines) {
   ASSERT_GE(world().size(), 8);
   expect_resumes(Layout{1, 2, 1, false, 2, 2}, {Layout{1, 4, 1}, Layout{1, 1, 1}, Layout{2, 2, 2, true, 2, 2}});
   expect_resumes(Layout{1, 4, 1}, {Layout{1, 2, 1, false, 2, 2}});
+}
+
+// A context-parallel run's checkpoint (its ZeRO-1 state in dp x cp shards) is layout-independent:
+// saved at cp 2 x tp 2 x dp 2, resumed in one process, at cp 4 x dp 2 and at tp 2 x pp 2 x dp 2;
+// saved in one process, resumed at cp 2 x tp 2 SP x dp 2.
+TEST(Checkpoint, ReshardsAcrossContextParallelism) {
+  ASSERT_GE(world().size(), 8);
+  Layout cp2{2, 1, 2}, cp4{1, 1, 2}, cp2_sp{2, 1, 2, true};
+  cp2.cp = 2, cp4.cp = 4, cp2_sp.cp = 2;
+  expect_resumes(cp2, {Layout{1, 1, 1}, cp4, Layout{2, 2, 2}});
+  expect_resumes(Layout{1, 1, 1}, {cp2_sp});
 }
 
 // ZeRO-1 with bf16 gradients on the wire (dp 4), step 1 against one process in fp32: the same
