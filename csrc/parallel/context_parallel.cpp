@@ -6,7 +6,6 @@
 #include "llamatron/context_parallel.h"
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 
 #include "llamatron/errors.h"
@@ -137,11 +136,12 @@ void context_parallel_attention_bwd(Communicator& cp, const ContextSplit& split,
   const int c = split.c;
   const Device dev = q.device();
   Tensor dq_acc = Tensor::zeros(q.shape(), DType::F32, dev);
-  KvBlock ring[2] = {kv_block(k, k.dtype()), kv_block(k, k.dtype())}, grads[2] = {kv_block(k, DType::F32), kv_block(k, DType::F32)};
+  // This rank's block starts with zero gradients; the other buffer receives the ones passed on.
+  KvBlock ring[2] = {kv_block(k, k.dtype()), kv_block(k, k.dtype())};
+  KvBlock grads[2] = {KvBlock{Tensor::zeros({2 * k.numel()}, DType::F32, dev), k.numel()}, kv_block(k, DType::F32)};
   const Shape kv_shape = k.shape();
   ring[0].k(kv_shape).copy_from(k);
   ring[0].v(kv_shape).copy_from(v);
-  grads[0].both.copy_from(Tensor::zeros(grads[0].both.shape(), DType::F32, dev));
   Tensor dq_part = Tensor::empty({1, d.Tc, d.H, d.D}, q.dtype(), dev);
   Tensor dk_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype(), dev), dv_part = Tensor::empty({1, d.Tc, d.KV, d.D}, k.dtype(), dev);
   Tensor lse_chunks = Tensor::empty({d.B, 2, d.H, d.Tc}, DType::F32, dev);

@@ -65,10 +65,10 @@ MemoryPlan plan_memory(const RunConfig& c, int pp_rank, int tp_rank) {
                      (rc == "full" ? rest : 0)) +
                 static_cast<double>(m.max_seq_len) * D * 4;
   // Context parallelism's ring at its peak, the backward (context_parallel.cpp): the fp32 dQ sum,
-  // two K/V blocks in flight and two fp32 dK/dV blocks, and one chunk pair's partial results.
-  if (cp > 1)
-    p.workspace += N * (H * D * 4 + 4 * KV * D * e + 4 * KV * D * 4) +
-                   N / 2 * (H * D * (e + 4) + 2 * KV * D * e + H * 4 + KV * D * 4);
+  // two K/V blocks in flight and two fp32 dK/dV blocks, the final LSE by chunk, and one chunk pair's
+  // partial dQ, dK, dV (a chunk: T / 2cp positions of one sequence).
+  const double chunk = static_cast<double>(c.train.seq_length / (2 * cp));
+  if (cp > 1) p.workspace += N * (H * D * 4 + 4 * KV * D * e + 4 * KV * D * 4 + H * 4) + chunk * (H * D + 2 * KV * D) * e;
   return p;
 }
 
