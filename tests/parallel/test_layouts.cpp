@@ -285,7 +285,8 @@ TEST_P(ContextParallel, TrainsAsOneProcess) {
 INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallel,
                          testing::Values(CpCase{2, 1, 1, 1, 1024, false, false}, CpCase{2, 1, 1, 1, 1024, false, true},
                                          CpCase{4, 1, 1, 1, 1024, false, false}, CpCase{4, 1, 1, 1, 1024, false, true},
-                                         CpCase{4, 1, 1, 1, 4096, false, true}, CpCase{2, 1, 1, 1, 4096, false, false},
+                                         CpCase{4, 1, 1, 1, 4096, false, false}, CpCase{4, 1, 1, 1, 4096, false, true},
+                                         CpCase{2, 1, 1, 1, 4096, false, false}, CpCase{2, 1, 1, 1, 4096, false, true},
                                          CpCase{2, 2, 1, 2, 1024, true, false}, CpCase{2, 2, 1, 2, 1024, true, true},
                                          CpCase{2, 1, 2, 2, 1024, false, true}),
                          [](const testing::TestParamInfo<CpCase>& i) { return i.param.name(); });
