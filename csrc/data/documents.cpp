@@ -11,6 +11,7 @@
 #include "llamatron/config.h"
 #include "llamatron/data.h"
 #include "llamatron/errors.h"
+#include "llamatron/file_io.h"
 
 namespace llamatron {
 
@@ -59,10 +60,7 @@ void write_dataset_record(const std::string& out_dir, const std::string& name, c
                           const std::vector<std::string>& files) {
   nlohmann::json j = {{"tokenizer", tokenizer}, {"eod_id", eod_id}, {"files", nlohmann::json::array()}};
   for (const std::string& f : files) j["files"].push_back(std::filesystem::path(f).filename().string());
-  const std::string path = record_path(out_dir, name);
-  std::ofstream out(path);
-  out << j.dump(2) << "\n";
-  if (!out.flush()) throw Error("cannot write " + path + ": check the space and permissions of the output directory");
+  write_file_durably(record_path(out_dir, name), j.dump(2) + "\n");
 }
 
 DocumentRules document_rules(const DataConfig& data) {

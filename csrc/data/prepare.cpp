@@ -10,9 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "llamatron/documents.h"
-
 #include "llamatron/data.h"
+#include "llamatron/documents.h"
 #include "llamatron/errors.h"
 #include "llamatron/file_io.h"
 

@@ -140,7 +140,7 @@ void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t offset,
   OpTimer timer_(forward ? "rope_fwd" : "rope_bwd");
   DeviceBackend* be = backend_of({&x, &cos, &sin});
   LT_CHECK(x.ndim() == 4 && x.dim(3) % 2 == 0, "rope expects [B,T,H,D] with even D");
-  // Position ids never exceed t (they restart in each document), so the same bound holds.
+  // With position ids the caller keeps them below the table's rows (the model's are < T <= max_seq_len).
   LT_CHECK(cos.dim(1) == x.dim(3) / 2 && cos.dim(0) >= offset + x.dim(1), "rope table too small");
   const int32_t* pos = per_position(positions, x, "rope positions");
   if (be) return be->rope(x, cos, sin, offset, pos, forward);

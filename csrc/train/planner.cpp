@@ -220,34 +220,36 @@ std::vector<LayoutPlan> plan_layouts(const RunConfig& base, const PlanOptions& o
     for (int pp = 1; pp <= o.gpus / tp; ++pp) {
       if ((o.gpus / tp) % pp || m.n_layers % pp || (pp > 1 && m.tie_embeddings)) continue;
       if (o.pp > 0 && pp != o.pp) continue;
-      // Context parallelism: powers of two that cut the sequence into 2 cp chunks (CP ranks sit
-      // between TP and DP in the grid), for long sequences only (kLongContext) unless the config
-      // asks for it: below that its ring steps and shorter attention blocks cost more than this
-      // model counts, and DP or TP do as well.
-      const int max_cp = base.train.seq_length >= kLongContext || base.parallel.context_parallel > 1 || o.cp > 1 ? o.gpus / (tp * pp) : 1;
-      for (int cp = 1; cp <= max_cp; cp *= 2) {
-      if ((o.gpus / (tp * pp)) % cp || base.train.seq_length % (2 * cp)) continue;
-      if (one && cp != (o.cp > 0 ? o.cp : static_cast<int>(base.parallel.context_parallel))) continue;
-      const int dp = o.gpus / (tp * pp * cp);
-      if (one && dp != o.dp) continue;
-      if (global % dp) continue;
-      const std::vector<int64_t> sizes = one ? std::vector<int64_t>{base.train.micro_batch_size} : std::vector<int64_t>{1, 2, 4, 8, 16};
-      for (int64_t mb : sizes) {
-        if ((global / dp) % mb || ramp.first_unfit(dp * mb, 1) > 0) continue;
-        const int64_t M = global / (dp * mb);
-        for (const char* rc : {"none", "selective", "full"})
-          for (const bool sp : {false, true})
-            for (const int v : {1, 2, 4}) {
-              // Sequence parallelism needs TP and whole chunks of the sequence; interleaving needs
-              // stages, equal chunks of layers and micro-batches in groups of pp.
-              if (one && (rc != base.train.recompute || sp != (base.parallel.sequence_parallel && tp > 1) ||
-                          v != (pp > 1 ? base.parallel.virtual_pipeline : 1)))
-                continue;
-              if (sp && (tp == 1 || (base.train.seq_length / cp) % tp)) continue;
-              if (v > 1 && (pp == 1 || m.n_layers % (pp * v) || M % pp || ramp.first_unfit(dp * mb, pp) > 0)) continue;
-              consider(tp, pp, cp, dp, mb, rc, sp, v);
-            }
-      }
+      // Context parallelism (CP ranks sit between TP and DP in the grid): powers of two, for long
+      // sequences only (kLongContext) unless the config asks for it: below that its ring steps
+      // and shorter attention blocks cost more than this model counts, and DP or TP do as well.
+      // One layout: the cp asked for. Either way the sequence must cut into 2 cp chunks.
+      const int max_cp = base.train.seq_length >= kLongContext || base.parallel.context_parallel > 1 ? o.gpus / (tp * pp) : 1;
+      std::vector<int> cps;
+      if (one) cps = {o.cp > 0 ? o.cp : static_cast<int>(base.parallel.context_parallel)};
+      for (int cp = 1; !one && cp <= max_cp; cp *= 2) cps.push_back(cp);
+      for (const int cp : cps) {
+        if ((o.gpus / (tp * pp)) % cp || base.train.seq_length % (2 * cp)) continue;
+        const int dp = o.gpus / (tp * pp * cp);
+        if (one && dp != o.dp) continue;
+        if (global % dp) continue;
+        const std::vector<int64_t> sizes = one ? std::vector<int64_t>{base.train.micro_batch_size} : std::vector<int64_t>{1, 2, 4, 8, 16};
+        for (int64_t mb : sizes) {
+          if ((global / dp) % mb || ramp.first_unfit(dp * mb, 1) > 0) continue;
+          const int64_t M = global / (dp * mb);
+          for (const char* rc : {"none", "selective", "full"})
+            for (const bool sp : {false, true})
+              for (const int v : {1, 2, 4}) {
+                // Sequence parallelism needs TP and whole chunks of the sequence; interleaving needs
+                // stages, equal chunks of layers and micro-batches in groups of pp.
+                if (one && (rc != base.train.recompute || sp != (base.parallel.sequence_parallel && tp > 1) ||
+                            v != (pp > 1 ? base.parallel.virtual_pipeline : 1)))
+                  continue;
+                if (sp && (tp == 1 || (base.train.seq_length / cp) % tp)) continue;
+                if (v > 1 && (pp == 1 || m.n_layers % (pp * v) || M % pp || ramp.first_unfit(dp * mb, pp) > 0)) continue;
+                consider(tp, pp, cp, dp, mb, rc, sp, v);
+              }
+        }
       }
     }
   }
